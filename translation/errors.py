@@ -177,3 +177,15 @@ def parse_upstream_error(status: int, body: bytes) -> ApiError:
     if not message:
         message = body.decode("utf-8", "replace").strip()[:500] or f"upstream answered HTTP {status}"
     return ApiError(kind=kind_for_status(status), message=message, status=status, code=code)
+
+
+def stream_error_event(dialect: Dialect, error: ApiError) -> bytes:
+    """The SSE frame that reports a failure after a stream has started (the status line is long gone)."""
+    body = error_body(dialect, error)
+    if dialect is Dialect.ANTHROPIC:
+        return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
+    if dialect is Dialect.OPENAI_RESPONSES:
+        inner = body["error"]
+        event = {"type": "error", "code": inner["code"] or inner["type"], "message": inner["message"], "param": None}
+        return b"event: error\ndata: " + json.dumps(event).encode() + b"\n\n"
+    return b"data: " + json.dumps(body).encode() + b"\n\n"

@@ -1,0 +1,18 @@
+"""ASGI entry point: HTTP through the data-plane router (Django behind it), WebSockets through Channels."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmproxy_site.settings")
+
+from channels.routing import ProtocolTypeRouter
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.asgi import get_asgi_application
+
+# Django must be set up before anything imports models.
+django_app = ASGIStaticFilesHandler(get_asgi_application())
+
+from routing.dataplane import DataPlaneRouter  # noqa: E402
+
+application = ProtocolTypeRouter({"http": DataPlaneRouter(django_app)})

@@ -1,0 +1,138 @@
+"""The operator's console: upstreams, model aliases and proxy keys, effective on the next request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from routing.models import ModelAlias, ProxyKey, Upstream
+
+
+class UpstreamForm(forms.ModelForm[Upstream]):
+    # Write-only: a stored key is never rendered back into the page.
+    api_key = forms.CharField(
+        label="API key (stored encrypted)",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the stored key. Or name an environment variable above instead.",
+    )
+    clear_api_key = forms.BooleanField(label="Remove the stored key", required=False)
+
+    class Meta:
+        model = Upstream
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        from routing.upstream import ENDPOINT_SUFFIXES
+
+        base_url = cleaned.get("base_url") or ""
+        if base_url.rstrip("/").endswith(ENDPOINT_SUFFIXES):
+            self.add_error("base_url", "Give the base URL, not a full endpoint URL (drop the last path segment).")
+        keeps_stored = self.instance.has_stored_key and not cleaned.get("clear_api_key")
+        if cleaned.get("api_key_env") and (cleaned.get("api_key") or keeps_stored):
+            self.add_error("api_key_env", "Use either an environment variable or a stored key, not both.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Upstream:
+        upstream = super().save(commit=False)
+        if self.cleaned_data.get("clear_api_key"):
+            upstream.set_api_key("")
+        if self.cleaned_data.get("api_key"):
+            upstream.set_api_key(self.cleaned_data["api_key"])
+        if commit:
+            upstream.save()
+        return upstream
+
+
+class ModelAliasInline(admin.TabularInline[ModelAlias, Upstream]):
+    model = ModelAlias
+    extra = 0
+    fields = ("name", "upstream_model", "priority", "enabled")
+
+
+@admin.register(Upstream)
+class UpstreamAdmin(admin.ModelAdmin[Upstream]):
+    form = UpstreamForm
+    list_display = ("name", "format", "base_url", "credential_source", "enabled", "updated_at")
+    list_filter = ("format", "enabled")
+    search_fields = ("name", "base_url")
+    inlines = [ModelAliasInline]
+    fieldsets = (
+        (None, {"fields": ("name", "format", "base_url", "enabled")}),
+        ("Credential", {"fields": ("api_key_env", "api_key", "clear_api_key", "auth_header", "forward_client_key")}),
+        ("Request options", {"fields": ("headers", "query_params", "timeout", "connect_timeout")}),
+        ("Routing", {"fields": ("allow_direct_models",)}),
+    )
+
+    @admin.display(description="credential")
+    def credential_source(self, obj: Upstream) -> str:
+        if obj.api_key_env:
+            return f"${obj.api_key_env}"
+        return "stored (encrypted)" if obj.has_stored_key else "none"
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
+    list_display = ("name", "upstream", "upstream_model", "priority", "enabled")
+    list_editable = ("priority", "enabled")
+    list_filter = ("upstream", "enabled")
+    search_fields = ("name", "upstream_model")
+
+
+class ProxyKeyAddForm(forms.ModelForm[ProxyKey]):
+    class Meta:
+        model = ProxyKey
+        fields = ("user", "label", "expires_at")
+
+
+@admin.register(ProxyKey)
+class ProxyKeyAdmin(admin.ModelAdmin[ProxyKey]):
+    list_display = ("prefix", "user", "label", "created_at", "last_used_at", "expires_at", "status")
+    list_filter = ("revoked_at", "user")
+    search_fields = ("prefix", "label", "user__username")
+    readonly_fields = ("prefix", "created_at", "last_used_at")
+    fields = ("user", "label", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
+    actions = ["revoke"]
+
+    def get_form(self, request: HttpRequest, obj: ProxyKey | None = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ProxyKeyAddForm
+            kwargs["fields"] = ProxyKeyAddForm.Meta.fields
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: ProxyKey | None = None) -> Any:
+        return ProxyKeyAddForm.Meta.fields if obj is None else self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ProxyKey | None = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: ProxyKey, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        plaintext = obj.assign_new_secret()
+        super().save_model(request, obj, form, change)
+        messages.warning(request, f"New key for {obj.user}: {plaintext} (copy it now: it is not shown again).")
+
+    @admin.display(description="status")
+    def status(self, obj: ProxyKey) -> str:
+        if obj.revoked_at:
+            return "revoked"
+        if obj.expires_at and obj.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ProxyKey]) -> None:
+        count = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            key.revoked_at = timezone.now()
+            key.save(update_fields=["revoked_at"])  # save(), not update(): the signal reloads every worker
+            count += 1
+        self.message_user(request, f"Revoked {count} key(s).")

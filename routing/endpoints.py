@@ -1,0 +1,95 @@
+"""Which client dialect and operation a data-plane request is, from its method, path and headers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from translation.dialect import Dialect
+
+
+class Action(Enum):
+    GENERATE = "generate"
+    COUNT_TOKENS = "count_tokens"
+    LIST_MODELS = "list_models"
+    GET_MODEL = "get_model"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    dialect: Dialect
+    action: Action
+    model: str | None = None  # from the path (Gemini, or GET …/models/{id})
+    stream: bool | None = None  # decided by the path (Gemini) rather than the body
+
+
+PREFIX_DIALECTS = {"/anthropic": Dialect.ANTHROPIC, "/openai": Dialect.OPENAI_CHAT, "/gemini": Dialect.GEMINI}
+DATA_PLANE_ROOTS = ("/v1/", "/v1beta/", "/v1alpha/", "/anthropic/", "/openai/", "/gemini/")
+DATA_PLANE_EXACT = ("/v1", "/v1beta", "/v1/models", "/v1beta/models")
+
+_GEMINI_METHOD = re.compile(r"^/v1(?:beta|alpha)?/models/(?P<model>[^:]+):(?P<method>[A-Za-z]+)$")
+_MODEL_ITEM = re.compile(r"^/v1(?P<beta>beta|alpha)?/models/(?P<model>[^:]+)$")
+
+_POST_ROUTES = {
+    "/v1/messages": (Dialect.ANTHROPIC, Action.GENERATE),
+    "/v1/messages/count_tokens": (Dialect.ANTHROPIC, Action.COUNT_TOKENS),
+    "/v1/chat/completions": (Dialect.OPENAI_CHAT, Action.GENERATE),
+    "/v1/responses": (Dialect.OPENAI_RESPONSES, Action.GENERATE),
+    "/v1/responses/input_tokens": (Dialect.OPENAI_RESPONSES, Action.COUNT_TOKENS),
+}
+_GEMINI_METHODS = {
+    "generateContent": (Action.GENERATE, False),
+    "streamGenerateContent": (Action.GENERATE, True),
+    "countTokens": (Action.COUNT_TOKENS, None),
+}
+
+
+def is_data_plane(path: str) -> bool:
+    return path.startswith(DATA_PLANE_ROOTS) or path in DATA_PLANE_EXACT
+
+
+def dialect_from_headers(headers: dict[str, str], query: dict[str, str]) -> Dialect:
+    """For paths that every dialect shares (`GET /v1/models`): who is asking, by the headers they send."""
+    if "anthropic-version" in headers or "x-api-key" in headers:
+        return Dialect.ANTHROPIC
+    if "x-goog-api-key" in headers or "key" in query:
+        return Dialect.GEMINI
+    return Dialect.OPENAI_CHAT
+
+
+def match(method: str, path: str, headers: dict[str, str], query: dict[str, str]) -> Endpoint:
+    hinted: Dialect | None = None
+    for prefix, dialect in PREFIX_DIALECTS.items():
+        if path.startswith(prefix + "/"):
+            hinted, path = dialect, path[len(prefix) :]
+            break
+    if hinted is Dialect.OPENAI_CHAT and not path.startswith("/v1"):
+        path = "/v1" + path  # /openai/chat/completions, for clients given a base URL without /v1
+    fallback = hinted or dialect_from_headers(headers, query)
+
+    if method == "POST":
+        if path in _POST_ROUTES:
+            dialect, action = _POST_ROUTES[path]
+            return Endpoint(dialect, action)
+        gemini = _GEMINI_METHOD.match(path)
+        if gemini and gemini["method"] in _GEMINI_METHODS:
+            action, stream = _GEMINI_METHODS[gemini["method"]]
+            return Endpoint(Dialect.GEMINI, action, model=gemini["model"], stream=stream)
+    elif method == "GET":
+        if path in ("/v1beta/models", "/v1alpha/models"):
+            return Endpoint(Dialect.GEMINI, Action.LIST_MODELS)
+        if path == "/v1/models":
+            return Endpoint(fallback, Action.LIST_MODELS)
+        item = _MODEL_ITEM.match(path)
+        if item:
+            dialect = Dialect.GEMINI if item["beta"] else fallback
+            return Endpoint(dialect, Action.GET_MODEL, model=item["model"])
+    if path.startswith("/v1beta/") or path.startswith("/v1alpha/") or _GEMINI_METHOD.match(path):
+        return Endpoint(Dialect.GEMINI, Action.NOT_FOUND)
+    if path.startswith("/v1/messages"):
+        return Endpoint(Dialect.ANTHROPIC, Action.NOT_FOUND)
+    if path.startswith("/v1/responses"):
+        return Endpoint(Dialect.OPENAI_RESPONSES, Action.NOT_FOUND)
+    return Endpoint(fallback, Action.NOT_FOUND)

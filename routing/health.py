@@ -1,0 +1,35 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from routing.asgi_io import Send, send_json
+from routing.live import live_config, run_db
+
+
+async def liveness(send: Send) -> None:
+    await send_json(send, 200, {"status": "ok"})
+
+
+def _database_answers() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def readiness(send: Send) -> None:
+    """Ready when the database answers and this worker has loaded its routing configuration."""
+    await live_config.ensure_started()
+    problems: list[str] = []
+    try:
+        await run_db(_database_answers)
+    except Exception as exc:
+        problems.append(f"database: {type(exc).__name__}: {exc}")
+    if not live_config.loaded:
+        problems.append(f"configuration not loaded: {live_config.last_error}")
+    payload = {
+        "status": "ready" if not problems else "unavailable",
+        "config_token": live_config.snapshot.token,
+        "problems": problems,
+    }
+    await send_json(send, 200 if not problems else 503, payload)

@@ -1,0 +1,113 @@
+"""Per-process live state: the current config snapshot, kept fresh by one background task.
+
+Daphne sends no ASGI lifespan events, so the background task starts with the first request a worker
+serves (`LiveConfig.ensure_started`). Every database call here runs on one dedicated thread: the event
+loop never waits on the database, and the process holds a single connection for this work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from routing.models import ConfigState, ProxyKey
+from routing.registry import Snapshot, load_snapshot
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How often the last-used times of keys are written back (one UPDATE per used key, not per request).
+LAST_USED_FLUSH_SECONDS = 30.0
+
+db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmproxy-db")
+
+
+async def run_db(fn: Callable[[], T]) -> T:
+    """Run a synchronous ORM function on the database thread."""
+    return await asyncio.get_running_loop().run_in_executor(db_executor, _with_fresh_connection(fn))
+
+
+def _with_fresh_connection(fn: Callable[[], T]) -> Callable[[], T]:
+    def call() -> T:
+        close_old_connections()
+        try:
+            return fn()
+        except Exception:
+            # A broken connection (database restarted) must not poison every later call.
+            connection.close()
+            raise
+
+    return call
+
+
+class LiveConfig:
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+        self.loaded = False
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._key_last_used: dict[int, float] = {}
+        self._last_flush = time.monotonic()
+
+    async def ensure_started(self) -> None:
+        """Load the config once and start the refresher on this event loop (first request of a worker)."""
+        loop = asyncio.get_running_loop()
+        if self._task is not None and self._loop is loop and not self._task.done():
+            return
+        self._loop = loop
+        if not self.loaded:
+            await self.reload()
+        self._task = loop.create_task(self._refresh_forever())
+
+    async def reload(self) -> None:
+        try:
+            self.snapshot = await run_db(load_snapshot)
+            self.loaded = True
+            self.last_error = None
+            logger.info("configuration loaded (token %s)", self.snapshot.token)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            logger.exception("configuration could not be loaded")
+
+    async def _refresh_forever(self) -> None:
+        interval = settings.CONFIG_REFRESH_INTERVAL
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                token = await run_db(ConfigState.current_token)
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("configuration check failed: %s", exc)
+                continue
+            if token != self.snapshot.token or not self.loaded:
+                await self.reload()
+            if time.monotonic() - self._last_flush >= LAST_USED_FLUSH_SECONDS:
+                await self.flush_key_usage()
+
+    def note_key_used(self, key_id: int) -> None:
+        self._key_last_used[key_id] = time.time()
+
+    async def flush_key_usage(self) -> None:
+        pending, self._key_last_used = self._key_last_used, {}
+        self._last_flush = time.monotonic()
+        if pending:
+            await run_db(lambda: _write_last_used(pending))
+
+
+def _write_last_used(pending: dict[int, float]) -> None:
+    # A queryset update sends no signals, so this does not count as a configuration change.
+    for key_id, stamp in pending.items():
+        ProxyKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(stamp, tz=UTC))
+
+
+live_config = LiveConfig()

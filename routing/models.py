@@ -1,0 +1,182 @@
+"""Live configuration that operators edit in the admin: upstreams, model aliases and proxy keys.
+
+The request path never queries these tables: `routing.registry` keeps an in-memory snapshot that each worker
+reloads when `ConfigState.token` changes (every save or delete here changes it, see `routing.signals`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from translation.dialect import Dialect
+
+FORMAT_CHOICES = [(d.value, d.label) for d in Dialect]
+
+
+class AuthHeader(models.TextChoices):
+    AUTO = "auto", "The format's usual header"
+    BEARER = "bearer", "Authorization: Bearer"
+    X_API_KEY = "x-api-key", "x-api-key"
+    API_KEY = "api-key", "api-key (Azure OpenAI)"
+    X_GOOG_API_KEY = "x-goog-api-key", "x-goog-api-key"
+    NONE = "none", "No credential"
+
+
+class Upstream(models.Model):
+    name = models.SlugField(
+        max_length=64, unique=True, help_text="Also the prefix that reaches its models directly: NAME/MODEL."
+    )
+    format = models.CharField(max_length=32, choices=FORMAT_CHOICES)
+    base_url = models.URLField(
+        max_length=500,
+        help_text="As each provider's SDK takes it: https://api.openai.com/v1, https://api.anthropic.com, "
+        "https://generativelanguage.googleapis.com, http://127.0.0.1:11434/v1 (Ollama). "
+        "For Azure OpenAI, the deployment URL; {model} in it is replaced by the upstream model.",
+    )
+    api_key_env = models.CharField(
+        "API key environment variable",
+        max_length=128,
+        blank=True,
+        help_text="Name of the environment variable that holds the key, e.g. OPENAI_API_KEY.",
+    )
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    auth_header = models.CharField(max_length=32, choices=AuthHeader.choices, default=AuthHeader.AUTO)
+    headers = models.JSONField("extra headers", default=dict, blank=True)
+    query_params = models.JSONField(
+        "extra query parameters", default=dict, blank=True, help_text='e.g. {"api-version": "2025-04-01-preview"}'
+    )
+    timeout = models.FloatField(
+        "read timeout (s)", default=600.0, help_text="Longest wait for the next bytes of an answer."
+    )
+    connect_timeout = models.FloatField("connect timeout (s)", default=10.0)
+    allow_direct_models = models.BooleanField(
+        default=True, help_text="Clients may ask for NAME/MODEL or NAME:MODEL to reach any model here."
+    )
+    forward_client_key = models.BooleanField(
+        default=False,
+        help_text="A request that carries no valid proxy key may use its own key for this upstream.",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_stored_key(self) -> bool:
+        return bool(self.api_key_encrypted)
+
+    def set_api_key(self, plaintext: str) -> None:
+        from routing.secrets import encrypt
+
+        self.api_key_encrypted = encrypt(plaintext) if plaintext else ""
+
+    def clean(self) -> None:
+        if self.api_key_env and self.api_key_encrypted:
+            raise ValidationError("Give the key either as an environment variable or stored, not both.")
+
+
+class ModelAlias(models.Model):
+    name = models.CharField(
+        max_length=200,
+        help_text="The model name clients send, or a glob pattern such as claude-*haiku* (* and ? wildcards).",
+    )
+    upstream = models.ForeignKey(Upstream, on_delete=models.CASCADE, related_name="aliases")
+    upstream_model = models.CharField(
+        max_length=200, blank=True, help_text="The model the upstream is asked for; empty: the name the client sent."
+    )
+    priority = models.IntegerField(
+        default=100, help_text="Patterns are tried in ascending priority; exact names always win over patterns."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+        verbose_name_plural = "model aliases"
+        constraints = [models.UniqueConstraint(fields=["name"], name="unique_alias_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.upstream.name}/{self.upstream_model or '*'}"
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(ch in self.name for ch in "*?[")
+
+
+KEY_PREFIX = "sk-llmp-"
+DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 6
+
+
+def hash_key(key: str) -> str:
+    """Keys are 256-bit random, so a plain SHA-256 is enough: there is nothing to brute-force."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ProxyKey(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="proxy_keys")
+    label = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=32, db_index=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "proxy key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.label or 'no label'})"
+
+    @classmethod
+    def issue(cls, user: models.Model, label: str = "", expires_at: datetime | None = None) -> tuple[ProxyKey, str]:
+        """Create a key; the plaintext is returned here once and never stored."""
+        key = cls(user=user, label=label, expires_at=expires_at)
+        plaintext = key.assign_new_secret()
+        key.save()
+        return key, plaintext
+
+    def assign_new_secret(self) -> str:
+        plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+        self.prefix = plaintext[:DISPLAY_PREFIX_LENGTH]
+        self.key_hash = hash_key(plaintext)
+        return plaintext
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class ConfigState(models.Model):
+    """One row whose token changes on every configuration edit; workers poll it to know when to reload."""
+
+    token = models.UUIDField(default=uuid.uuid4)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    @classmethod
+    def bump(cls) -> None:
+        updated = cls.objects.filter(pk=1).update(token=uuid.uuid4(), changed_at=timezone.now())
+        if not updated:
+            cls.objects.get_or_create(pk=1)
+
+    @classmethod
+    def current_token(cls) -> str | None:
+        token = cls.objects.filter(pk=1).values_list("token", flat=True).first()
+        return str(token) if token else None

@@ -1,0 +1,202 @@
+"""The in-memory route and key tables the request path reads instead of the database.
+
+A `Snapshot` is built from the database in one go (`load_snapshot`, synchronous ORM) and then only read.
+`LiveConfig` holds the current snapshot for a worker process and swaps in a new one whenever the config
+token in the database changes; the swap is a single attribute assignment, so a request always sees one
+consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+
+from routing.models import DISPLAY_PREFIX_LENGTH, AuthHeader, ConfigState, ModelAlias, ProxyKey, Upstream, hash_key
+from routing.secrets import credential_from_environment, decrypt
+from translation.dialect import Dialect
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_AUTH_HEADER = {
+    Dialect.ANTHROPIC: AuthHeader.X_API_KEY,
+    Dialect.OPENAI_CHAT: AuthHeader.BEARER,
+    Dialect.OPENAI_RESPONSES: AuthHeader.BEARER,
+    Dialect.GEMINI: AuthHeader.X_GOOG_API_KEY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRoute:
+    id: int
+    name: str
+    format: Dialect
+    base_url: str
+    credential: str | None
+    auth_header: AuthHeader
+    headers: tuple[tuple[str, str], ...]
+    query_params: tuple[tuple[str, str], ...]
+    timeout: float
+    connect_timeout: float
+    allow_direct_models: bool
+    forward_client_key: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one requested model name goes."""
+
+    requested_model: str
+    alias: str | None
+    upstream: UpstreamRoute
+    upstream_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: int
+    key_hash: str
+    user_id: int
+    username: str
+    label: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _AliasRule:
+    name: str
+    upstream_id: int
+    upstream_model: str
+
+
+# Claude Code appends "[1m]" for the 1M-context variant; model ids carry dates ("-20250514") or "-latest".
+_CONTEXT_SUFFIX = re.compile(r"\[[0-9a-z]+\]$", re.IGNORECASE)
+_DATE_SUFFIX = re.compile(r"[-@](?:\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
+
+
+def model_name_candidates(requested: str) -> list[str]:
+    """The names to try for a requested model, most specific first."""
+    name = requested.strip()
+    if name.startswith("models/"):  # Gemini's resource names
+        name = name[len("models/") :]
+    candidates = [name]
+    bare = _CONTEXT_SUFFIX.sub("", name)
+    undated = _DATE_SUFFIX.sub("", bare)
+    for candidate in (bare, undated):
+        if candidate and candidate not in candidates:
+            candidates.append(candidate)
+    return candidates
+
+
+@dataclass
+class Snapshot:
+    token: str | None = None
+    upstreams: dict[int, UpstreamRoute] = field(default_factory=dict)
+    upstreams_by_name: dict[str, UpstreamRoute] = field(default_factory=dict)
+    exact_aliases: dict[str, _AliasRule] = field(default_factory=dict)
+    pattern_aliases: list[tuple[re.Pattern[str], _AliasRule]] = field(default_factory=list)
+    keys_by_prefix: dict[str, list[KeyRecord]] = field(default_factory=dict)
+
+    def resolve(self, requested: str) -> Route | None:
+        candidates = model_name_candidates(requested)
+        for name in candidates:
+            rule = self.exact_aliases.get(name)
+            if rule is not None:
+                return self._route(requested, rule, name)
+        for name in candidates:
+            for pattern, rule in self.pattern_aliases:
+                if pattern.fullmatch(name):
+                    return self._route(requested, rule, name)
+        return self._direct_route(requested, candidates[0])
+
+    def _route(self, requested: str, rule: _AliasRule, matched_name: str) -> Route:
+        upstream = self.upstreams[rule.upstream_id]
+        return Route(requested, rule.name, upstream, rule.upstream_model or matched_name)
+
+    def _direct_route(self, requested: str, name: str) -> Route | None:
+        for separator in ("/", ":"):
+            upstream_name, sep, model = name.partition(separator)
+            if not sep or not model:
+                continue
+            upstream = self.upstreams_by_name.get(upstream_name)
+            if upstream is not None and upstream.allow_direct_models:
+                return Route(requested, None, upstream, model)
+        return None
+
+    def authenticate(self, presented: str, now: datetime) -> KeyRecord | None:
+        records = self.keys_by_prefix.get(presented[:DISPLAY_PREFIX_LENGTH])
+        if not records:
+            return None
+        presented_hash = hash_key(presented)
+        for record in records:
+            if hmac.compare_digest(record.key_hash, presented_hash):
+                if record.expires_at is not None and record.expires_at <= now:
+                    return None
+                return record
+        return None
+
+    def model_names(self) -> list[str]:
+        """The names a client can list: exact aliases (patterns are not names)."""
+        return sorted(self.exact_aliases)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
+
+
+def _upstream_route(upstream: Upstream) -> UpstreamRoute:
+    dialect = Dialect(upstream.format)
+    credential: str | None = None
+    if upstream.api_key_env:
+        credential = credential_from_environment(upstream.api_key_env)
+        if credential is None:
+            logger.warning("upstream %s: environment variable %s is not set", upstream.name, upstream.api_key_env)
+    elif upstream.api_key_encrypted:
+        try:
+            credential = decrypt(upstream.api_key_encrypted)
+        except ValueError:
+            logger.error("upstream %s: stored key cannot be decrypted with ENCRYPTION_KEYS", upstream.name)
+    auth_header = AuthHeader(upstream.auth_header)
+    if auth_header is AuthHeader.AUTO:
+        auth_header = _DEFAULT_AUTH_HEADER[dialect]
+    return UpstreamRoute(
+        id=upstream.pk,
+        name=upstream.name,
+        format=dialect,
+        base_url=upstream.base_url.rstrip("/"),
+        credential=credential,
+        auth_header=auth_header,
+        headers=tuple((str(k), str(v)) for k, v in (upstream.headers or {}).items()),
+        query_params=tuple((str(k), str(v)) for k, v in (upstream.query_params or {}).items()),
+        timeout=upstream.timeout,
+        connect_timeout=upstream.connect_timeout,
+        allow_direct_models=upstream.allow_direct_models,
+        forward_client_key=upstream.forward_client_key,
+    )
+
+
+def load_snapshot() -> Snapshot:
+    """Read the whole configuration (synchronous ORM: call it from a thread, never from the event loop)."""
+    snapshot = Snapshot(token=ConfigState.current_token())
+    for upstream in Upstream.objects.filter(enabled=True):
+        route = _upstream_route(upstream)
+        snapshot.upstreams[route.id] = route
+        snapshot.upstreams_by_name[route.name] = route
+    aliases = ModelAlias.objects.filter(enabled=True, upstream__enabled=True).order_by("priority", "id")
+    for alias in aliases:
+        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model)
+        if alias.is_pattern:
+            snapshot.pattern_aliases.append((_glob_regex(alias.name), rule))
+        else:
+            snapshot.exact_aliases.setdefault(alias.name, rule)
+    active_users = get_user_model().objects.filter(is_active=True)
+    keys = ProxyKey.objects.filter(revoked_at__isnull=True, user__in=active_users).select_related("user")
+    for key in keys:
+        record = KeyRecord(key.pk, key.key_hash, key.user_id, key.user.get_username(), key.label, key.expires_at)
+        snapshot.keys_by_prefix.setdefault(key.prefix, []).append(record)
+    return snapshot

@@ -1,0 +1,89 @@
+"""Everything about talking to an upstream: its endpoint URLs, its auth headers, and the HTTP client.
+
+The HTTP client sits behind this one module so that the transport can be chosen by measurement
+(see docs/benchmarks.md) without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import Enum
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from routing.models import AuthHeader
+from routing.registry import UpstreamRoute
+from translation.dialect import Dialect
+
+
+class Operation(Enum):
+    GENERATE = "generate"
+    COUNT_TOKENS = "count_tokens"
+
+
+# Paths that mean an operator pasted a full endpoint URL instead of a base URL.
+ENDPOINT_SUFFIXES = ("/chat/completions", "/responses", "/messages", ":generateContent", ":streamGenerateContent")
+
+
+def _openai_root(base_url: str) -> str:
+    """OpenAI-style bases carry their version (…/v1, Azure deployment URLs); a bare host gets /v1."""
+    return base_url if urlsplit(base_url).path.strip("/") else base_url + "/v1"
+
+
+def endpoint_url(upstream: UpstreamRoute, operation: Operation, model: str, stream: bool) -> str:
+    base = upstream.base_url.replace("{model}", quote(model, safe=""))
+    match upstream.format:
+        case Dialect.OPENAI_CHAT:
+            return _openai_root(base) + "/chat/completions"
+        case Dialect.OPENAI_RESPONSES:
+            suffix = "/responses/input_tokens" if operation is Operation.COUNT_TOKENS else "/responses"
+            return _openai_root(base) + suffix
+        case Dialect.ANTHROPIC:
+            root = base.removesuffix("/v1")
+            suffix = "/v1/messages/count_tokens" if operation is Operation.COUNT_TOKENS else "/v1/messages"
+            return root + suffix
+        case Dialect.GEMINI:
+            root = base if base.endswith(("/v1beta", "/v1", "/v1alpha")) else base + "/v1beta"
+            if operation is Operation.COUNT_TOKENS:
+                method = "countTokens"
+            else:
+                method = "streamGenerateContent" if stream else "generateContent"
+            url = f"{root}/models/{quote(model, safe='.-_')}:{method}"
+            return url + "?alt=sse" if stream and operation is Operation.GENERATE else url
+
+
+def auth_headers(upstream: UpstreamRoute, credential: str | None) -> list[tuple[str, str]]:
+    if not credential:
+        return []
+    match upstream.auth_header:
+        case AuthHeader.BEARER:
+            return [("authorization", f"Bearer {credential}")]
+        case AuthHeader.X_API_KEY:
+            return [("x-api-key", credential)]
+        case AuthHeader.API_KEY:
+            return [("api-key", credential)]
+        case AuthHeader.X_GOOG_API_KEY:
+            return [("x-goog-api-key", credential)]
+        case _:
+            return []
+
+
+_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+
+def http_client() -> httpx.AsyncClient:
+    """One pooled client per event loop (in practice, per worker process), reused by every request."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=60),
+            follow_redirects=False,
+        )
+        _clients[loop] = client
+    return client
+
+
+def timeout_for(upstream: UpstreamRoute) -> httpx.Timeout:
+    return httpx.Timeout(upstream.timeout, connect=upstream.connect_timeout, pool=upstream.connect_timeout)

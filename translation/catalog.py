@@ -1,0 +1,46 @@
+"""Model listings and token-count answers in each dialect's shape (the small non-generation endpoints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from translation.dialect import Dialect
+
+# Listings carry a creation time; aliases have none that means anything, so a fixed epoch is reported.
+_EPOCH_SECONDS = 1_735_689_600  # 2025-01-01T00:00:00Z
+_EPOCH_RFC3339 = "2025-01-01T00:00:00Z"
+
+
+def model_entry(dialect: Dialect, name: str, owner: str) -> dict[str, Any]:
+    if dialect is Dialect.ANTHROPIC:
+        return {"type": "model", "id": name, "display_name": name, "created_at": _EPOCH_RFC3339}
+    if dialect is Dialect.GEMINI:
+        return {
+            "name": f"models/{name}",
+            "version": "proxy",
+            "displayName": name,
+            "description": f"Served by {owner} through the proxy",
+            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+        }
+    return {"id": name, "object": "model", "created": _EPOCH_SECONDS, "owned_by": owner}
+
+
+def model_list(dialect: Dialect, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    if dialect is Dialect.ANTHROPIC:
+        return {
+            "data": entries,
+            "has_more": False,
+            "first_id": entries[0]["id"] if entries else None,
+            "last_id": entries[-1]["id"] if entries else None,
+        }
+    if dialect is Dialect.GEMINI:
+        return {"models": entries}
+    return {"object": "list", "data": entries}
+
+
+def token_count(dialect: Dialect, input_tokens: int) -> dict[str, Any]:
+    if dialect is Dialect.GEMINI:
+        return {"totalTokens": input_tokens}
+    if dialect is Dialect.OPENAI_RESPONSES:
+        return {"object": "response.input_tokens", "input_tokens": input_tokens}
+    return {"input_tokens": input_tokens}
