@@ -122,3 +122,23 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# First start (`manage.py bootstrap`, run by `make run`).
+ADMIN_USERNAME: str = env.str("ADMIN_USERNAME", default="admin")
+ADMIN_PASSWORD: str = env.str("ADMIN_PASSWORD", default="")
+# Quick start from the environment, on a database that has no upstream yet (claude-code-proxy's variables).
+QUICKSTART: dict[str, str] = {
+    name: env.str(name, default="")
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "OLLAMA_BASE_URL",
+        "CHAT_BASE_URL",
+        "CHAT_API_KEY",
+        "PREFERRED_PROVIDER",
+        "BIG_MODEL",
+        "SMALL_MODEL",
+    )
+}

@@ -27,6 +27,16 @@ class UpstreamForm(forms.ModelForm[Upstream]):
         model = Upstream
         fields = "__all__"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["base_url"] = forms.URLField(
+            # Local upstreams (Ollama, vLLM) are plain http: never guess https for a scheme-less URL.
+            assume_scheme="http",
+            max_length=500,
+            help_text=Upstream._meta.get_field("base_url").help_text,
+            widget=forms.URLInput(attrs={"size": 60}),
+        )
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         from routing.upstream import ENDPOINT_SUFFIXES
