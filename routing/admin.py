@@ -14,6 +14,13 @@ from routing.models import ModelAlias, ProxyKey, Upstream
 
 
 class UpstreamForm(forms.ModelForm[Upstream]):
+    # Local upstreams (Ollama, vLLM) are plain http: never guess https for a scheme-less URL.
+    base_url = forms.URLField(
+        assume_scheme="http",
+        max_length=500,
+        help_text=Upstream._meta.get_field("base_url").help_text,
+        widget=forms.URLInput(attrs={"size": 60}),
+    )
     # Write-only: a stored key is never rendered back into the page.
     api_key = forms.CharField(
         label="API key (stored encrypted)",
@@ -26,16 +33,6 @@ class UpstreamForm(forms.ModelForm[Upstream]):
     class Meta:
         model = Upstream
         fields = "__all__"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["base_url"] = forms.URLField(
-            # Local upstreams (Ollama, vLLM) are plain http: never guess https for a scheme-less URL.
-            assume_scheme="http",
-            max_length=500,
-            help_text=Upstream._meta.get_field("base_url").help_text,
-            widget=forms.URLInput(attrs={"size": 60}),
-        )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
