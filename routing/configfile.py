@@ -88,12 +88,13 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def _apply(obj: Upstream | ModelAlias, values: dict[str, Any], report: ImportReport, label: str) -> None:
-    changed = obj.pk is None
+    is_new = obj._state.adding
+    changed = False
     for attr, value in values.items():
         if getattr(obj, attr) != value:
             setattr(obj, attr, value)
             changed = True
-    if obj.pk is None:
+    if is_new:
         obj.save()
         report.created.append(label)
     elif changed:

@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -144,7 +145,7 @@ class ProxyKey(models.Model):
         return f"{self.prefix}… ({self.label or 'no label'})"
 
     @classmethod
-    def issue(cls, user: models.Model, label: str = "", expires_at: datetime | None = None) -> tuple[ProxyKey, str]:
+    def issue(cls, user: User, label: str = "", expires_at: datetime | None = None) -> tuple[ProxyKey, str]:
         """Create a key; the plaintext is returned here once and never stored."""
         key = cls(user=user, label=label, expires_at=expires_at)
         plaintext = key.assign_new_secret()

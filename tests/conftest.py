@@ -36,9 +36,7 @@ def alice_key(alice: User) -> str:
     return plaintext
 
 
-def add_route(
-    name: str, fmt: str, base_url: str, alias: str, model: str = "", **upstream_fields: object
-) -> Upstream:
+def add_route(name: str, fmt: str, base_url: str, alias: str, model: str = "", **upstream_fields: object) -> Upstream:
     upstream = Upstream.objects.create(name=name, format=fmt, base_url=base_url, **upstream_fields)
     ModelAlias.objects.create(name=alias, upstream=upstream, upstream_model=model)
     return upstream

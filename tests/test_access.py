@@ -70,7 +70,7 @@ def test_revoked_and_expired_keys_stop_working_without_a_restart(proxy, alice):
     proxy.sync()
     assert httpx.get(proxy.url + "/v1/models", headers=headers).status_code == 401
 
-    expiring, expiring_plaintext = ProxyKey.issue(alice, expires_at=timezone.now() - timezone.timedelta(seconds=1))
+    _, expiring_plaintext = ProxyKey.issue(alice, expires_at=timezone.now() - timezone.timedelta(seconds=1))
     proxy.sync()
     response = httpx.get(proxy.url + "/v1/models", headers={"authorization": f"Bearer {expiring_plaintext}"})
     assert response.status_code == 401

@@ -11,7 +11,10 @@ from routing.quickstart import create_from_environment
 
 
 class Command(BaseCommand):
-    help = "First-start set-up: make sure an admin account exists and, on an empty database, add upstreams from the environment."
+    help = (
+        "First-start set-up: make sure an admin account exists and, on an empty database, "
+        "add upstreams from the environment."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._ensure_admin()

@@ -1,0 +1,169 @@
+"""Config as a file, keys from the command line, and first-start set-up."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import yaml
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import override_settings
+
+from routing.models import ModelAlias, ProxyKey, Upstream, hash_key
+from routing.secrets import decrypt
+
+CONFIG = """
+upstreams:
+  - {name: openai, format: openai-chat, base_url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY,
+     headers: {}, query: {}, timeout: 120}
+  - {name: local, format: anthropic, base_url: "http://127.0.0.1:11434", api_key: "literal-secret-123"}
+  - {name: azure, format: openai-chat, base_url: "https://x.openai.azure.com/openai/deployments/{model}",
+     api_key_env: AZURE_KEY, auth_header: api-key, query: {api-version: "2025-04-01-preview"}}
+aliases:
+  - {name: "claude-*haiku*", upstream: openai, model: gpt-4.1-mini}
+  - {name: big, upstream: local, model: qwen3, priority: 5}
+"""
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def import_text(tmp_path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return run("importconfig", str(path))
+
+
+@pytest.mark.django_db
+def test_import_creates_then_changes_nothing_the_second_time(tmp_path):
+    first = import_text(tmp_path, CONFIG)
+    assert "5 created, 0 updated, 0 unchanged" in first
+    second = import_text(tmp_path, CONFIG)
+    assert "0 created, 0 updated, 5 unchanged" in second
+
+    openai = Upstream.objects.get(name="openai")
+    assert (openai.format, openai.api_key_env, openai.timeout) == ("openai-chat", "OPENAI_API_KEY", 120.0)
+    local = Upstream.objects.get(name="local")
+    assert "literal-secret-123" not in local.api_key_encrypted
+    assert decrypt(local.api_key_encrypted) == "literal-secret-123"
+    azure = Upstream.objects.get(name="azure")
+    assert azure.query_params == {"api-version": "2025-04-01-preview"}
+    assert azure.auth_header == "api-key"
+    alias = ModelAlias.objects.get(name="big")
+    assert (alias.upstream.name, alias.upstream_model, alias.priority) == ("local", "qwen3", 5)
+
+
+@pytest.mark.django_db
+def test_import_updates_what_changed(tmp_path):
+    import_text(tmp_path, CONFIG)
+    report = import_text(tmp_path, CONFIG.replace("model: qwen3", "model: qwen3-coder"))
+    assert "updated alias big" in report
+    assert ModelAlias.objects.get(name="big").upstream_model == "qwen3-coder"
+
+
+@pytest.mark.django_db
+def test_export_round_trips_without_secrets(tmp_path):
+    import_text(tmp_path, CONFIG)
+    exported = run("exportconfig")
+    assert "literal-secret-123" not in exported
+    assert Upstream.objects.get(name="local").api_key_encrypted not in exported
+    document = yaml.safe_load(exported)
+    assert {u["name"] for u in document["upstreams"]} == {"openai", "local", "azure"}
+    assert "api_key" not in next(u for u in document["upstreams"] if u["name"] == "local")
+
+    # Reading the export back changes nothing, and keeps the stored key.
+    report = import_text(tmp_path, exported)
+    assert "0 created, 0 updated, 5 unchanged" in report
+    assert decrypt(Upstream.objects.get(name="local").api_key_encrypted) == "literal-secret-123"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("upstreams: [{name: a, format: klingon, base_url: 'http://x'}]", "format must be one of"),
+        ("upstreams: [{name: a, format: gemini}]", "'base_url' is required"),
+        ("aliases: [{name: a, upstream: nowhere}]", "no upstream named 'nowhere'"),
+        ("upstreams: [{name: a, format: gemini, base_url: 'http://x', colour: red}]", "unknown field(s) colour"),
+        ("upstreams: [", "not valid YAML"),
+    ],
+)
+def test_import_rejects_bad_files_with_a_precise_message(tmp_path, text, message):
+    with pytest.raises(CommandError) as caught:
+        import_text(tmp_path, text)
+    assert message in str(caught.value)
+    assert not Upstream.objects.exists()
+
+
+@pytest.mark.django_db
+def test_check_validates_without_applying(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    assert "valid" in run("importconfig", "--check", str(path))
+    assert not Upstream.objects.exists()
+
+
+@pytest.mark.django_db
+def test_createkey_prints_a_key_that_is_stored_only_as_a_hash():
+    printed = run("createkey", "--user", "bob", "--label", "ci", "--create-user").strip()
+    key = ProxyKey.objects.get(user__username="bob")
+    assert printed.startswith(key.prefix)
+    assert key.key_hash == hash_key(printed)
+    assert key.label == "ci"
+    assert printed not in (key.prefix, key.key_hash)
+
+
+@pytest.mark.django_db
+def test_createkey_refuses_an_unknown_user_without_create_user():
+    with pytest.raises(CommandError, match="--create-user"):
+        run("createkey", "--user", "nobody")
+
+
+@pytest.mark.django_db
+@override_settings(ADMIN_USERNAME="root", ADMIN_PASSWORD="")
+def test_bootstrap_creates_an_admin_once_and_prints_its_password():
+    output = run("bootstrap")
+    password = output.split("password: ")[1].split()[0]
+    assert User.objects.get(username="root").check_password(password)
+    assert User.objects.get(username="root").is_superuser
+    assert run("bootstrap") == ""
+
+
+def quickstart_env(**values: str) -> dict[str, str]:
+    names = ["OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OLLAMA_BASE_URL"]
+    names += ["CHAT_BASE_URL", "CHAT_API_KEY", "PREFERRED_PROVIDER", "BIG_MODEL", "SMALL_MODEL"]
+    return {name: values.get(name, "") for name in names}
+
+
+@pytest.mark.django_db
+@override_settings(ADMIN_PASSWORD="x", QUICKSTART=quickstart_env(OPENAI_API_KEY="sk-real", SMALL_MODEL="gpt-4o-mini"))
+def test_quickstart_creates_upstream_and_claude_aliases_from_the_environment():
+    run("bootstrap")
+    openai = Upstream.objects.get(name="openai")
+    assert openai.api_key_env == "OPENAI_API_KEY"
+    assert not openai.api_key_encrypted
+    aliases = {a.name: a.upstream_model for a in ModelAlias.objects.all()}
+    assert aliases == {"*haiku*": "gpt-4o-mini", "*sonnet*": "gpt-4.1", "*opus*": "gpt-4.1"}
+    # Only on an empty database: a second start leaves the operator's edits alone.
+    ModelAlias.objects.all().delete()
+    run("bootstrap")
+    assert not ModelAlias.objects.exists()
+
+
+@pytest.mark.django_db
+@override_settings(
+    ADMIN_PASSWORD="x",
+    QUICKSTART=quickstart_env(
+        GEMINI_API_KEY="g", OLLAMA_BASE_URL="http://127.0.0.1:11434", PREFERRED_PROVIDER="google"
+    ),
+)
+def test_quickstart_honours_the_preferred_provider():
+    run("bootstrap")
+    assert Upstream.objects.get(name="ollama").base_url == "http://127.0.0.1:11434/v1"
+    haiku = ModelAlias.objects.get(name="*haiku*")
+    assert (haiku.upstream.name, haiku.upstream_model) == ("gemini", "gemini-2.5-flash")
