@@ -16,11 +16,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_CONTENT_TYPE = b"application/json"
-SSE_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
+SSE_CONTENT_TYPE = b"text/event-stream; charset=utf-8"
+SSE_EXTRA_HEADERS: list[tuple[bytes, bytes]] = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),  # tells nginx-style reverse proxies not to buffer the stream
 ]
+SSE_HEADERS = [(b"content-type", SSE_CONTENT_TYPE), *SSE_EXTRA_HEADERS]
 
 
 class BodyTooLarge(Exception):

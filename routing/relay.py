@@ -1,0 +1,149 @@
+"""Talking to the upstream on behalf of one exchange: the call, its failures, and the pass-through relay."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from routing.asgi_io import JSON_CONTENT_TYPE, SSE_HEADERS, encode_headers, send_bytes
+from routing.context import Exchange, ExchangeError
+from routing.upstream import Operation, auth_headers, endpoint_url, http_client, timeout_for
+from translation.dialect import Dialect
+from translation.errors import ApiError, ErrorKind, parse_upstream_error, stream_error_event
+
+# Client headers that carry meaning for an upstream of the same format; everything else stays here.
+FORWARDED_REQUEST_HEADERS = {
+    Dialect.ANTHROPIC: ("anthropic-version", "anthropic-beta"),
+    Dialect.OPENAI_CHAT: ("openai-beta",),
+    Dialect.OPENAI_RESPONSES: ("openai-beta",),
+    Dialect.GEMINI: (),
+}
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+# Upstream response headers a client may use: ids for support requests, rate-limit state, retry hints.
+RELAYED_RESPONSE_HEADER_PREFIXES = ("retry-after", "request-id", "x-request-id", "anthropic-ratelimit-", "x-ratelimit-")
+
+
+def build_upstream_request(
+    exchange: Exchange, operation: Operation, payload: dict[str, Any], stream: bool
+) -> httpx.Request:
+    route = exchange.upstream_route
+    return http_client().build_request(
+        "POST",
+        endpoint_url(route.upstream, operation, route.upstream_model, stream),
+        content=json.dumps(payload).encode(),
+        headers=_upstream_headers(exchange, stream),
+        params=dict(route.upstream.query_params) or None,
+        timeout=timeout_for(route.upstream),
+    )
+
+
+def _upstream_headers(exchange: Exchange, stream: bool) -> list[tuple[str, str]]:
+    upstream = exchange.upstream_route.upstream
+    client_headers = exchange.request.headers
+    headers = [("content-type", "application/json"), ("user-agent", "llmproxy/0.1")]
+    if upstream.format is exchange.endpoint.dialect:
+        # Betas and versions mean something only to an upstream of the client's own API.
+        headers.extend(
+            (name, client_headers[name])
+            for name in FORWARDED_REQUEST_HEADERS[upstream.format]
+            if name in client_headers
+        )
+    if upstream.format is Dialect.ANTHROPIC and not any(name == "anthropic-version" for name, _ in headers):
+        headers.append(("anthropic-version", DEFAULT_ANTHROPIC_VERSION))
+    if stream:
+        headers.append(("accept-encoding", "identity"))  # a compressed stream could not be relayed chunk by chunk
+    headers.extend(upstream.headers)
+    headers.extend(auth_headers(upstream, exchange.credential))
+    return headers
+
+
+def timeout_error(exchange: Exchange) -> ApiError:
+    upstream = exchange.upstream_route.upstream
+    return ApiError(ErrorKind.TIMEOUT, f"Upstream {upstream.name} did not answer within {upstream.timeout:g} s")
+
+
+def broken_stream_error(exchange: Exchange, exc: httpx.HTTPError) -> ApiError:
+    if isinstance(exc, httpx.TimeoutException):
+        return timeout_error(exchange)
+    name = exchange.upstream_route.upstream.name
+    return ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {name} broke off the answer: {exc}", status=502)
+
+
+def upstream_error(exchange: Exchange, status: int, content: bytes, retry_after: str | None) -> ExchangeError:
+    """An upstream's error answer, kept as the same kind and status, in whatever dialect the client speaks."""
+    error = parse_upstream_error(status, content)
+    name = exchange.upstream_route.upstream.name
+    return ExchangeError(ApiError(error.kind, f"{name}: {error.message}", status=status, retry_after=retry_after))
+
+
+async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Response:
+    """Send the request and return the response with its body still unread."""
+    try:
+        return await http_client().send(request, stream=True)
+    except httpx.TimeoutException as exc:
+        raise ExchangeError(timeout_error(exchange)) from exc
+    except httpx.HTTPError as exc:
+        name = exchange.upstream_route.upstream.name
+        raise ExchangeError(
+            ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {name} is unreachable: {exc}", status=502)
+        ) from exc
+
+
+async def read_body(exchange: Exchange, response: httpx.Response) -> bytes:
+    try:
+        return await response.aread()
+    except httpx.HTTPError as exc:
+        raise ExchangeError(broken_stream_error(exchange, exc)) from exc
+
+
+def relayed_headers(exchange: Exchange, response: httpx.Response) -> list[tuple[bytes, bytes]]:
+    kept = [(k, v) for k, v in response.headers.items() if k.lower().startswith(RELAYED_RESPONSE_HEADER_PREFIXES)]
+    route = exchange.upstream_route
+    kept.append(("x-llmproxy-upstream", f"{route.upstream.name}/{route.upstream_model}"))
+    if exchange.warnings:
+        kept.append(("x-llmproxy-warnings", ", ".join(dict.fromkeys(exchange.warnings))))
+    return encode_headers(kept)
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    return "text/event-stream" in response.headers.get("content-type", "")
+
+
+async def relay_passthrough(exchange: Exchange, request: httpx.Request, stream: bool) -> None:
+    """Same dialect on both sides: status, body and stream go back as the upstream sent them."""
+    response = await open_upstream(exchange, request)
+    try:
+        headers = relayed_headers(exchange, response)
+        if response.status_code >= 400 or not stream or not is_event_stream(response):
+            await _relay_whole(exchange, response, headers)
+        else:
+            await _relay_stream(exchange, response, headers)
+    finally:
+        await response.aclose()
+
+
+async def _relay_whole(exchange: Exchange, response: httpx.Response, headers: list[tuple[bytes, bytes]]) -> None:
+    content = await read_body(exchange, response)
+    content_type = response.headers.get("content-type", "")
+    if response.status_code >= 400 and "json" not in content_type:
+        # A JSON error body is already in the client's dialect; anything else (an HTML page from a load
+        # balancer) is wrapped into the client's error envelope.
+        raise upstream_error(exchange, response.status_code, content, response.headers.get("retry-after"))
+    exchange.response_started = True
+    await send_bytes(exchange.send, response.status_code, content, content_type.encode() or JSON_CONTENT_TYPE, headers)
+
+
+async def _relay_stream(exchange: Exchange, response: httpx.Response, headers: list[tuple[bytes, bytes]]) -> None:
+    send = exchange.send
+    await send({"type": "http.response.start", "status": response.status_code, "headers": SSE_HEADERS + headers})
+    exchange.response_started = True
+    try:
+        async for chunk in response.aiter_bytes():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except httpx.HTTPError as exc:
+        error_event = stream_error_event(exchange.endpoint.dialect, broken_stream_error(exchange, exc))
+        await send({"type": "http.response.body", "body": error_event})
+        return
+    await send({"type": "http.response.body", "body": b""})
