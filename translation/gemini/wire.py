@@ -8,7 +8,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from translation.dialect import Dialect
-from translation.ir import OpaqueSignature, SignatureKind, StopReason, Usage, Warnings
+from translation.ir import (
+    FunctionTool,
+    OpaqueSignature,
+    Request,
+    SignatureKind,
+    StopReason,
+    ToolKind,
+    Usage,
+    Warnings,
+)
 
 GEMINI = Dialect.GEMINI
 
@@ -145,3 +154,15 @@ def derived_id(body: Any) -> str:
 def leftovers(obj: Mapping[str, Any], known: frozenset[str] | set[str]) -> dict[str, Any]:
     """The fields of a wire object the decoder does not model, for `extras`."""
     return {k: v for k, v in obj.items() if k not in known}
+
+
+def custom_tool_names(request: Request | None) -> frozenset[str]:
+    """CUSTOM tools the Gemini encoder exposed as `{input: string}` functions: their calls map back."""
+    if request is None:
+        return frozenset()
+    return frozenset(t.name for t in request.tools if isinstance(t, FunctionTool) and t.kind is ToolKind.CUSTOM)
+
+
+def include_thoughts(request: Request) -> bool:
+    """Gemini returns thoughts only to clients that set thinkingConfig.includeThoughts."""
+    return bool(request.reasoning is not None and request.reasoning.include_thoughts)
