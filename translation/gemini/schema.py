@@ -58,6 +58,8 @@ class _Reducer:
                 self._set_type(out, value, depth)
             elif key == "const":
                 out["enum"] = [value]
+                if isinstance(value, str):
+                    out.setdefault("type", "STRING")  # Gemini enums are string-typed
             elif key == "format":
                 self._set_format(out, value, schema.get("type"))
             elif key == "properties" and isinstance(value, Mapping):
@@ -66,7 +68,7 @@ class _Reducer:
                 out["items"] = self.reduce(value, depth)
             elif key in ("anyOf", "oneOf") and isinstance(value, list):
                 self._set_any_of(out, value, depth)
-            elif key != "required":
+            elif key not in ("required", "$defs", "definitions"):  # definitions are inlined where referenced
                 self.drop(key)
         required = schema.get("required")
         if isinstance(required, list):

@@ -93,20 +93,21 @@ class StreamDecoder:
             return self._fail(_upstream_error(frame["error"]))
         out: list[StreamEvent] = []
         usage = usage_from_metadata(frame.get("usageMetadata"))
-        if self._parts is None:
+        starting = self._parts is None
+        if starting:
             response_id = str(frame.get("responseId") or derived_id(frame))
             self._parts = PartDecoder(f"call_{response_id}", custom_tool_names(self._request))
             model = str(frame.get("modelVersion") or self._request.model)
             out.append(ResponseStart(response_id, model, usage))
-        elif usage is not None and usage != self._usage:
-            out.append(UsageUpdate(usage))
-        self._usage = usage or self._usage
         for candidate in (frame.get("candidates") or [])[:1]:
             for i, part in enumerate((candidate.get("content") or {}).get("parts") or ()):
                 out.extend(self._part(part, f"candidates[0].content.parts[{i}]"))
             if candidate.get("finishReason"):
                 self._finish_reason = str(candidate["finishReason"])
                 out.extend(self._close())
+        if usage is not None and not starting and usage != self._usage:
+            out.append(UsageUpdate(usage))  # cumulative snapshots: only a changed one is news
+        self._usage = usage or self._usage
         if block := (frame.get("promptFeedback") or {}).get("blockReason"):
             self._block_reason = str(block)
         return out
