@@ -49,7 +49,7 @@ def encode_reasoning(
     if mode is not ThinkingMode.DISABLED and config.include_thoughts is not None:
         thinking["display"] = "summarized" if config.include_thoughts else "omitted"
     effort = None
-    if config.mode is not None and config.effort not in (None, Effort.NONE) and mode is not ThinkingMode.DISABLED:
+    if config.mode is not None and config.effort not in (None, Effort.NONE):
         effort = config.effort.value if config.effort.value in _WIRE_EFFORTS else "low"
     return thinking, effort
 
