@@ -1,0 +1,230 @@
+"""Chat Completions request body <-> IR request. Upstream flags: see the package docstring."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from translation.codec import TargetOptions
+from translation.ir import (
+    Effort,
+    OutputFormat,
+    OutputKind,
+    ReasoningConfig,
+    Request,
+    Sampling,
+    ThinkingMode,
+    Translated,
+    TranslationError,
+    Warnings,
+    budget_to_effort,
+    extras_for,
+    own_extras,
+)
+from translation.openai_chat.content import PartEncoder
+from translation.openai_chat.messages import MessageEncoder, decode_messages
+from translation.openai_chat.tools import decode_tool_choice, decode_tools, encode_tool_choice, encode_tools
+from translation.openai_chat.wire import DIALECT
+
+_MODELLED = frozenset(
+    {
+        "model", "messages", "tools", "functions", "tool_choice", "function_call", "parallel_tool_calls",
+        "max_completion_tokens", "max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty",
+        "frequency_penalty", "n", "reasoning_effort", "response_format", "stream", "safety_identifier", "user",
+        "metadata", "prompt_cache_key", "web_search_options",
+    }
+)  # fmt: skip
+# Kept in extras for a Chat round trip, but no other dialect can express them: say so when decoding.
+_CHAT_ONLY = ("logprobs", "top_logprobs", "logit_bias", "audio", "modalities", "prediction")
+# OpenAI reasoning models: max_completion_tokens only, no sampling knobs (pitfall 25). A "vendor/" prefix is ignored.
+_REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.IGNORECASE)
+# OpenAI models that reject `reasoning_effort`.
+_NO_EFFORT_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:gpt-3\.5|gpt-4|chatgpt-)", re.IGNORECASE)
+_REASONING_MODEL_DROPS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+_MAX_STOP_SEQUENCES = 4
+_MAX_SAFETY_IDENTIFIER = 128
+
+
+# -- decode --------------------------------------------------------------------------------------------------
+
+
+def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Translated[Request]:
+    w = Warnings()
+    n = body.get("n")
+    if n is not None and n > 1:
+        raise TranslationError("n", "n > 1 (several choices) cannot be translated; send one request per choice", "n")
+    for key in _CHAT_ONLY:
+        if body.get(key) not in (None, False):
+            w.drop(key, f"{key} has no equivalent outside OpenAI Chat Completions", key)
+    user = body.get("safety_identifier") or body.get("user")
+    extras = {k: v for k, v in body.items() if k not in _MODELLED}
+    if body.get("safety_identifier") and body.get("user"):
+        extras["user"] = body["user"]
+    stop = body.get("stop")
+    effort = body.get("reasoning_effort")
+    request = Request(
+        model=model or body.get("model", ""),
+        messages=decode_messages(body.get("messages") or ()),
+        tools=decode_tools(body),
+        tool_choice=decode_tool_choice(body),
+        parallel_tool_calls=body.get("parallel_tool_calls"),
+        max_output_tokens=body.get("max_completion_tokens", body.get("max_tokens")),
+        sampling=Sampling(
+            temperature=body.get("temperature"),
+            top_p=body.get("top_p"),
+            stop_sequences=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+            seed=body.get("seed"),
+            presence_penalty=body.get("presence_penalty"),
+            frequency_penalty=body.get("frequency_penalty"),
+            candidate_count=n,
+        ),
+        reasoning=_decode_reasoning(effort) if effort is not None else None,
+        output_format=_decode_output_format(body.get("response_format")),
+        stream=bool(body.get("stream")),
+        user=user,
+        metadata=dict(body.get("metadata") or {}),
+        cache_key=body.get("prompt_cache_key"),
+        extras=own_extras(DIALECT, extras),
+    )
+    return w.result(request)
+
+
+def _decode_reasoning(effort: str) -> ReasoningConfig:
+    level = Effort(effort)
+    return ReasoningConfig(mode=ThinkingMode.DISABLED if level is Effort.NONE else None, effort=level)
+
+
+def _decode_output_format(raw: Mapping[str, Any] | None) -> OutputFormat | None:
+    if raw is None:
+        return None
+    kind = OutputKind(raw["type"])
+    if kind is not OutputKind.JSON_SCHEMA:
+        return OutputFormat(kind)
+    spec = raw["json_schema"]
+    return OutputFormat(kind, spec.get("schema"), spec.get("name"), spec.get("description"), spec.get("strict"))
+
+
+# -- encode --------------------------------------------------------------------------------------------------
+
+
+def encode_request(request: Request, target: TargetOptions) -> Translated[dict[str, Any]]:
+    if request.previous_response_id is not None:
+        raise TranslationError(
+            "previous_response_id", "previous_response_id needs stored state Chat does not have", "previous_response_id"
+        )
+    w = Warnings()
+    flags = target.flags
+    reasoning_model = bool(flags.get("reasoning_model", _REASONING_MODEL.match(target.model)))
+    echo = bool(flags.get("echo_reasoning_content", flags.get("reasoning_content", False)))
+    parts = PartEncoder(w, breakpoints=bool(flags.get("prompt_cache_breakpoints", True)))
+    body: dict[str, Any] = {
+        "model": target.model,
+        "messages": MessageEncoder(parts, echo_reasoning=echo).encode(request.system, request.messages),
+    }
+    tools, tool_fields = encode_tools(request.tools, w)
+    body.update(tool_fields)
+    if tools:
+        # OpenAI rejects tool_choice and parallel_tool_calls when no tools are declared.
+        body["tools"] = tools
+        if request.tool_choice is not None:
+            body["tool_choice"] = encode_tool_choice(request.tool_choice, request.tools)
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+    _encode_max_tokens(body, request, target, reasoning_model, w)
+    body.update(_encode_sampling(request.sampling, reasoning_model, w))
+    if request.reasoning is not None:
+        _encode_reasoning(body, request.reasoning, target, w)
+    if request.output_format is not None:
+        body["response_format"] = _encode_output_format(request.output_format)
+    _encode_identity(body, request, w)
+    extras = extras_for(request.extras, DIALECT)
+    if request.stream:
+        # Without include_usage an OpenAI-compatible stream reports no usage at all (pitfall 29).
+        body["stream"] = True
+        body["stream_options"] = {**(extras.get("stream_options") or {}), "include_usage": True}
+    for key, value in extras.items():
+        body.setdefault(key, value)
+    return w.result(body)
+
+
+def _encode_max_tokens(
+    body: dict[str, Any], request: Request, target: TargetOptions, reasoning_model: bool, w: Warnings
+) -> None:
+    limit = request.max_output_tokens
+    if limit is None:
+        return
+    cap = target.max_output_tokens_cap
+    if cap is not None and limit > cap:
+        w.drop("max_output_tokens", f"max output tokens {limit} clamped to the upstream cap {cap}", "max_tokens")
+        limit = cap
+    default_field = "max_completion_tokens" if reasoning_model else "max_tokens"
+    body[str(target.flags.get("max_tokens_field", default_field))] = limit
+
+
+def _encode_sampling(sampling: Sampling, reasoning_model: bool, w: Warnings) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("temperature", sampling.temperature),
+            ("top_p", sampling.top_p),
+            ("presence_penalty", sampling.presence_penalty),
+            ("frequency_penalty", sampling.frequency_penalty),
+            ("seed", sampling.seed),
+        )
+        if value is not None
+    }
+    if reasoning_model:
+        for key in _REASONING_MODEL_DROPS:
+            if out.pop(key, None) is not None:
+                w.drop(key, f"OpenAI reasoning models reject {key}", key)
+    if sampling.top_k is not None:
+        w.drop("top_k", "Chat Completions has no top_k", "top_k")
+    if sampling.candidate_count is not None and sampling.candidate_count > 1:
+        raise TranslationError("n", "several candidates cannot be translated; send one request per candidate", "n")
+    stops = sampling.stop_sequences
+    if len(stops) > _MAX_STOP_SEQUENCES:
+        w.drop("stop_sequences", f"Chat takes at most {_MAX_STOP_SEQUENCES} stop sequences", "stop_sequences")
+        stops = stops[:_MAX_STOP_SEQUENCES]
+    if stops:
+        out["stop"] = list(stops)
+    return out
+
+
+def _encode_reasoning(body: dict[str, Any], config: ReasoningConfig, target: TargetOptions, w: Warnings) -> None:
+    """Chat has effort only: a budget is bridged with budget_to_effort, "disabled" is effort "none".
+    ADAPTIVE without an effort leaves the provider default."""
+    effort = config.effort
+    if effort is None and config.mode is ThinkingMode.DISABLED:
+        effort = Effort.NONE
+    if effort is None and config.budget_tokens is not None:
+        effort = budget_to_effort(config.budget_tokens)
+    if effort is None:
+        return
+    if not target.flags.get("reasoning_effort", not _NO_EFFORT_MODEL.match(target.model)):
+        w.drop("reasoning_effort", f"{target.model} does not take reasoning_effort", "reasoning")
+        return
+    body["reasoning_effort"] = effort.value
+
+
+def _encode_output_format(fmt: OutputFormat) -> dict[str, Any]:
+    if fmt.kind is not OutputKind.JSON_SCHEMA:
+        return {"type": fmt.kind.value}
+    spec: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.schema or {}}
+    if fmt.description is not None:
+        spec["description"] = fmt.description
+    if fmt.strict is not None:
+        spec["strict"] = fmt.strict
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def _encode_identity(body: dict[str, Any], request: Request, w: Warnings) -> None:
+    if request.user is not None:
+        if len(request.user) <= _MAX_SAFETY_IDENTIFIER:
+            body["safety_identifier"] = request.user
+        else:
+            w.drop("user", f"end-user id longer than {_MAX_SAFETY_IDENTIFIER} characters", "user")
+    if request.metadata:
+        body["metadata"] = dict(request.metadata)
+    if request.cache_key is not None:
+        body["prompt_cache_key"] = request.cache_key

@@ -1,0 +1,134 @@
+"""Non-streaming `chat.completion` body <-> IR response."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from translation.codec import ClientContext
+from translation.ir import (
+    Part,
+    ReasoningPart,
+    RefusalPart,
+    Request,
+    Response,
+    TextPart,
+    ToolCallPart,
+    Translated,
+    Usage,
+    Warnings,
+    extras_for,
+    own_extras,
+)
+from translation.openai_chat.messages import decode_tool_calls, encode_tool_call
+from translation.openai_chat.wire import (
+    DIALECT,
+    finish_reason,
+    stop_detail,
+    stop_from_finish,
+    synthetic_call_id,
+    usage_from_wire,
+    usage_to_wire,
+)
+
+_TOP_LEVEL = ("id", "object", "created", "model", "choices", "usage")
+_MESSAGE_FIELDS = ("role", "content", "refusal", "tool_calls", "function_call", "reasoning_content", "reasoning")
+
+
+def decode_response(body: Mapping[str, Any], *, request: Request | None = None) -> Translated[Response]:
+    w = Warnings()
+    response_id = str(body.get("id", ""))
+    choices = body.get("choices") or []
+    if len(choices) > 1:
+        w.drop("choices", f"only the first of {len(choices)} choices is kept", "choices")
+    choice: Mapping[str, Any] = choices[0] if choices else {}
+    message: Mapping[str, Any] = choice.get("message") or {}
+    parts = _decode_message(message, response_id)
+    finish = choice.get("finish_reason")
+    stop = stop_from_finish(
+        finish,
+        has_tool_calls=any(isinstance(p, ToolCallPart) for p in parts),
+        has_refusal=any(isinstance(p, RefusalPart) for p in parts),
+    )
+    extras = {k: v for k, v in body.items() if k not in _TOP_LEVEL}
+    choice_extras = {k: v for k, v in choice.items() if k not in ("index", "message", "finish_reason")}
+    message_extras = {k: v for k, v in message.items() if k not in _MESSAGE_FIELDS}
+    if choice_extras or message_extras:
+        extras.update({"choice": choice_extras, "message": message_extras})
+    response = Response(
+        id=response_id,
+        model=str(body.get("model", "")),
+        parts=parts,
+        stop=stop,
+        usage=usage_from_wire(body.get("usage")) or Usage(),
+        stop_detail=stop_detail(finish, stop),
+        created=body.get("created"),
+        extras=own_extras(DIALECT, extras),
+    )
+    return w.result(response)
+
+
+def _decode_message(message: Mapping[str, Any], response_id: str) -> tuple[Part, ...]:
+    parts: list[Part] = []
+    reasoning = message.get("reasoning_content") or message.get("reasoning")  # non-standard (DeepSeek, vLLM)
+    if isinstance(reasoning, str) and reasoning:
+        parts.append(ReasoningPart(reasoning))
+    if message.get("content"):
+        parts.append(TextPart(message["content"]))
+    if message.get("refusal"):
+        parts.append(RefusalPart(message["refusal"]))
+    parts.extend(decode_tool_calls(message.get("tool_calls") or (), response_id))
+    legacy = message.get("function_call")
+    if legacy:
+        call_id = synthetic_call_id(response_id, 0)
+        parts.append(ToolCallPart.from_raw(call_id, legacy["name"], legacy.get("arguments", "")))
+    return tuple(parts)
+
+
+def encode_response(response: Response, client: ClientContext) -> Translated[dict[str, Any]]:
+    w = Warnings()
+    texts: list[str] = []
+    refusals: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for i, part in enumerate(response.parts):
+        path = f"parts[{i}]"
+        match part:
+            case TextPart(text=text):
+                texts.append(text)
+            case RefusalPart(text=text):
+                refusals.append(text)
+            case ReasoningPart(text=text, signature=signature):
+                reasoning.extend([text] if text else [])
+                if signature is not None:
+                    w.drop("reasoning_signature", "Chat clients cannot return signed reasoning", path)
+            case ToolCallPart():
+                calls.append(encode_tool_call(part))
+            case _:
+                w.drop(f"content:{part.TAG}", "Chat responses carry text, refusals and tool calls only", path)
+    extras = dict(extras_for(response.extras, DIALECT))
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts else None,
+        "refusal": "\n".join(refusals) if refusals else None,
+        **extras.pop("message", {}),
+    }
+    if reasoning:
+        # Non-standard but additive: DeepSeek-aware clients show it, SDKs ignore unknown fields.
+        message["reasoning_content"] = "\n\n".join(reasoning)
+    if calls:
+        message["tool_calls"] = calls
+    finish = finish_reason(response.stop, response.stop_detail, w)
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish, **extras.pop("choice", {})}
+    body: dict[str, Any] = {
+        "id": response.id,
+        "object": "chat.completion",
+        "created": response.created if response.created is not None else client.created,
+        "model": client.request.model,
+        "choices": [choice],
+        **extras,
+    }
+    usage = usage_to_wire(response.usage)
+    if usage is not None:
+        body["usage"] = usage
+    return w.result(body)
