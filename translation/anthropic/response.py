@@ -40,16 +40,16 @@ _MODELLED_USAGE = (
 def decode_response(body: Mapping[str, Any], *, request: Request | None = None) -> Translated[Response]:
     w = Warnings()
     wrapped = wrapped_tools(request) if request is not None else {}
-    parts = tuple(
-        _unwrapped(decode_block(block), wrapped) for block in body.get("content") or [] if isinstance(block, Mapping)
-    )
+    response_id = str(body.get("id", ""))
+    blocks = [block for block in body.get("content") or [] if isinstance(block, Mapping)]
+    parts = tuple(_with_call_id(_unwrapped(decode_block(b), wrapped), response_id, i) for i, b in enumerate(blocks))
     stop, detail = decode_stop(body.get("stop_reason"), body.get("stop_details"))
     usage = mapping(body.get("usage"))
     extras = rest(body, _MODELLED)
     if rest(usage, _MODELLED_USAGE):
         extras["usage"] = rest(usage, _MODELLED_USAGE)  # server_tool_use, service_tier, cache_creation split
     response = Response(
-        id=str(body.get("id", "")),
+        id=response_id,
         model=str(body.get("model", "")),
         parts=parts,
         stop=stop,
@@ -102,3 +102,14 @@ def _unwrapped(part: Part, wrapped: Mapping[str, ToolKind]) -> Part:
     kind = wrapped[part.name]
     raw = unwrap_arguments(part.raw_arguments, kind)
     return dataclasses.replace(ToolCallPart.from_raw(part.id, part.name, raw, kind=kind), extras=part.extras)
+
+
+def synthetic_call_id(response_id: str, index: int) -> str:
+    """Anthropic-style servers that omit tool_use ids (pitfall 8) get deterministic ones (README convention)."""
+    return f"call_{response_id}_{index}"
+
+
+def _with_call_id(part: Part, response_id: str, index: int) -> Part:
+    if isinstance(part, ToolCallPart) and not part.id:
+        return dataclasses.replace(part, id=synthetic_call_id(response_id, index))
+    return part

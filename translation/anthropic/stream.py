@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from translation.anthropic.errors import stream_error
-from translation.anthropic.response import decode_stop
+from translation.anthropic.response import decode_stop, synthetic_call_id
 from translation.anthropic.stream_encoder import StreamEncoder
 from translation.anthropic.tools import unwrap_arguments, wrapped_tools
 from translation.anthropic.wire import redacted_signature, thinking_signature, usage_from_wire
@@ -65,6 +65,7 @@ class StreamDecoder:
         self._blocks: dict[int, _Block] = {}
         self._next_index = 0
         self._usage = Usage()
+        self._response_id = ""
         self._stop: tuple[StopReason, str | None, str | None] | None = None
         self._done = False
         self._warned: set[str] = set()
@@ -108,7 +109,8 @@ class StreamDecoder:
 
     def _message_start(self, message: Mapping[str, Any]) -> list[StreamEvent]:
         self._usage = usage_from_wire(message.get("usage"))
-        return [ResponseStart(str(message.get("id", "")), str(message.get("model", "")), self._usage)]
+        self._response_id = str(message.get("id", ""))
+        return [ResponseStart(self._response_id, str(message.get("model", "")), self._usage)]
 
     def _block_start(self, wire_index: Any, block: Mapping[str, Any]) -> list[StreamEvent]:
         block_type = str(block.get("type"))
@@ -135,7 +137,8 @@ class StreamDecoder:
         state.start_input = block.get("input")
         state.wrapped_kind = self._wrapped.get(name)
         kind = ToolKind.CUSTOM if state.wrapped_kind is ToolKind.CUSTOM else ToolKind.FUNCTION
-        return [ToolCallStart(index, str(block.get("id", "")), name, kind)]
+        call_id = str(block.get("id") or synthetic_call_id(self._response_id, index))
+        return [ToolCallStart(index, call_id, name, kind)]
 
     def _block_delta(self, wire_index: Any, delta: Mapping[str, Any]) -> list[StreamEvent]:
         state = self._blocks.get(wire_index)
