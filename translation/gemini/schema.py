@@ -47,7 +47,9 @@ class _Reducer:
     def reduce(self, schema: Any, depth: int = 0) -> dict[str, Any]:
         if not isinstance(schema, Mapping):
             return {}
-        schema = self._resolve(schema, depth)
+        if "$ref" in schema:
+            depth += 1  # each reference followed counts, so a self-referencing definition ends
+            schema = self._resolve(schema, depth)
         if "allOf" in schema:
             schema = self._flatten_all_of(schema)
         out: dict[str, Any] = {}
@@ -82,7 +84,7 @@ class _Reducer:
         if not isinstance(ref, str):
             return schema
         target = self.definitions.get(ref.rsplit("/", 1)[-1])
-        if target is None or depth >= _MAX_REF_DEPTH:
+        if target is None or depth > _MAX_REF_DEPTH:
             self.drop("$ref")
             return {"type": "object"}
         merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
