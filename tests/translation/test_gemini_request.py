@@ -17,10 +17,12 @@ from translation.ir import (
     ImagePart,
     Message,
     NativePart,
+    OpaqueSignature,
     ReasoningConfig,
     Request,
     Role,
     Sampling,
+    SignatureKind,
     TextPart,
     ThinkingMode,
     ToolCallPart,
@@ -227,3 +229,12 @@ def test_too_many_stop_sequences_are_cut_with_a_warning() -> None:
     result = encode_request(_request(sampling=Sampling(stop_sequences=tuple("abcdef"))), TARGET)
     assert result.value["generationConfig"]["stopSequences"] == list("abcde")
     assert [w.feature for w in result.warnings] == ["stop_sequences"]
+
+
+def test_an_empty_text_part_is_not_sent_once_its_foreign_signature_is_dropped() -> None:
+    """Pitfall 18: an empty part only exists to carry a signature Gemini can use."""
+    signature = OpaqueSignature(Dialect.ANTHROPIC, SignatureKind.ANTHROPIC_SIGNATURE, "sig")
+    message = Message(Role.ASSISTANT, (TextPart("", signature=signature), TextPart("ok")))
+    result = encode_request(_request(message), TARGET)
+    assert result.value["contents"][0]["parts"] == [{"text": "ok"}]
+    assert [w.feature for w in result.warnings] == ["reasoning_signature"]

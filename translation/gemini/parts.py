@@ -183,10 +183,9 @@ class PartEncoder:
     def encode(self, part: Part, path: str) -> list[dict[str, Any]]:
         match part:
             case TextPart(text=text, signature=signature):
-                if not text and signature is None:
-                    return []  # Gemini rejects empty parts (pitfall 18)
-                out = {"text": text, **extras_for(part.extras, GEMINI)}
-                return [self._signed(out, signature, path)]
+                out = self._signed({"text": text, **extras_for(part.extras, GEMINI)}, signature, path)
+                # An empty part is sent only to carry its signature: Gemini rejects empty parts (pitfall 18).
+                return [out] if text or "thoughtSignature" in out else []
             case ReasoningPart():
                 return self._reasoning(part, path)
             case RefusalPart(text=text):

@@ -57,7 +57,7 @@ class _Reducer:
             if key in _KEPT:
                 out[key] = value
             elif key == "type":
-                self._set_type(out, value, depth)
+                self._set_type(out, value)
             elif key == "const":
                 out["enum"] = [value]
                 if isinstance(value, str):
@@ -103,7 +103,7 @@ class _Reducer:
                     merged.setdefault(key, value)
         return merged
 
-    def _set_type(self, out: dict[str, Any], value: Any, depth: int) -> None:
+    def _set_type(self, out: dict[str, Any], value: Any) -> None:
         types = value if isinstance(value, list) else [value]
         concrete = [t for t in types if t != "null"]
         if len(concrete) < len(types):
