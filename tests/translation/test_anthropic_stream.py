@@ -10,7 +10,7 @@ import pytest
 from translation.anthropic.response import decode_response, decode_stop, encode_response, encode_stop
 from translation.anthropic.stream import StreamDecoder, StreamEncoder
 from translation.anthropic.wire import STOP_FROM_WIRE, thinking_signature
-from translation.codec import ClientContext
+from translation.codec import ClientContext, WireEvent
 from translation.ir import (
     BlockStop,
     ReasoningDelta,
@@ -21,6 +21,7 @@ from translation.ir import (
     ResponseStop,
     SignatureDelta,
     StopReason,
+    StreamEvent,
     TextDelta,
     TextStart,
     ToolArgsDelta,
@@ -37,6 +38,11 @@ CLIENT = ClientContext(REQUEST, 1700000000)
 
 def _sse(data: dict[str, Any]) -> SSEEvent:
     return SSEEvent(json.dumps(data), data["type"])
+
+
+def _data(wire: WireEvent) -> dict[str, Any]:
+    assert isinstance(wire.data, dict)
+    return wire.data
 
 
 def _start(message_id: str = "msg_1") -> SSEEvent:
@@ -96,27 +102,27 @@ def test_decoder_emits_each_event_as_it_arrives() -> None:
 def test_encoder_emits_each_event_as_it_arrives() -> None:
     encoder = StreamEncoder(CLIENT)
     assert [w.event for w in encoder.feed(ResponseStart("msg_1", "m", Usage(input_tokens=9)))] == ["message_start"]
-    assert encoder.feed(ToolCallStart(0, "call.1", "f"))[0].data["content_block"]["id"] == "call_1"
+    assert _data(encoder.feed(ToolCallStart(0, "call.1", "f"))[0])["content_block"]["id"] == "call_1"
     assert [w.event for w in encoder.feed(ToolArgsDelta(0, "{"))] == ["content_block_delta"]
     assert [w.event for w in encoder.feed(BlockStop(0))] == ["content_block_stop"]
     stop = encoder.feed(ResponseStop(StopReason.TOOL_USE, Usage(output_tokens=4)))
     assert [w.event for w in stop] == ["message_delta", "message_stop"]
-    assert stop[0].data["usage"] == {"input_tokens": 9, "output_tokens": 4}
+    assert _data(stop[0])["usage"] == {"input_tokens": 9, "output_tokens": 4}
     assert encoder.finish() == []
 
 
 def test_message_start_carries_real_input_tokens() -> None:
     encoder = StreamEncoder(CLIENT)
     (start,) = encoder.feed(ResponseStart("r", "m", Usage(input_tokens=100, cache_read_tokens=50)))
-    assert start.data["message"]["usage"] == {"input_tokens": 100, "cache_read_input_tokens": 50, "output_tokens": 0}
-    assert start.data["message"]["model"] == "claude-sonnet-4-5"  # the name the client asked for
+    assert _data(start)["message"]["usage"] == {"input_tokens": 100, "cache_read_input_tokens": 50, "output_tokens": 0}
+    assert _data(start)["message"]["model"] == "claude-sonnet-4-5"  # the name the client asked for
 
 
 def test_signed_reasoning_streams_as_a_thinking_block() -> None:
     """Held until its signature says whose it is, then sent whole."""
     encoder = StreamEncoder(CLIENT)
     encoder.feed(ResponseStart("r", "m"))
-    held = [
+    held: list[StreamEvent] = [
         ReasoningStart(0),
         ReasoningDelta(0, "a"),
         ReasoningDelta(0, "b"),

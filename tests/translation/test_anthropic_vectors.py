@@ -58,10 +58,15 @@ def test_encode_response(vector: Vector) -> None:
 def test_decode_stream_at_any_byte_boundary(vector: Vector) -> None:
     request = _request(vector)
     for chunks in chunkings(vector.sse_bytes()):
-        decoder = StreamDecoder(request)
-        events = replay(lambda decoder=decoder: decoder, chunks)
+        events, warnings = _replay(request, chunks)
         assert [to_json(e) for e in events] == vector.ir
-        assert [w.feature for w in decoder.warnings] == vector.warnings_for("decode")
+        assert warnings == vector.warnings_for("decode")
+
+
+def _replay(request: Request, chunks: list[bytes]) -> tuple[list[StreamEvent], list[str]]:
+    decoder = StreamDecoder(request)
+    events = replay(lambda: decoder, chunks)
+    return events, [w.feature for w in decoder.warnings]
 
 
 @pytest.mark.parametrize("vector", vector_params(DIALECT, "stream", "encode"))

@@ -190,12 +190,7 @@ def content_value(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 
 def _tool_result(part: ToolResultPart, w: Warnings, path: str) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": wire_tool_id(part.call_id)}
-    inner = [
-        b
-        for i, p in enumerate(part.parts)
-        if (b := encode_part(p, w, f"{path}.parts[{i}]")) is not None
-        and b["type"] in ("text", "image", "document", "search_result", "tool_reference")
-    ]
+    inner = [b for i, p in enumerate(part.parts) if (b := encode_part(p, w, f"{path}.parts[{i}]")) is not None]
     if inner:
         block["content"] = content_value(inner)
     if part.is_error:
