@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -154,9 +155,7 @@ class PartEncoder:
                 # Plain-text documents keep their meaning as text.
                 return self.with_cache({"type": "text", "text": text}, part.cache)
             case InlineSource():
-                file: dict[str, Any] = {"file_data": data_url(source)}
-                # OpenAI requires a filename alongside file_data.
-                file["filename"] = part.filename or part.title or "document.pdf"
+                file: dict[str, Any] = {"file_data": data_url(source), "filename": _filename(part, source)}
             case FileSource(file_id=file_id):
                 file = {"file_id": file_id}
                 if part.filename is not None:
@@ -171,6 +170,14 @@ class PartEncoder:
         if cache is None or not self.breakpoints:
             return item
         return {**item, "prompt_cache_breakpoint": cache_to_wire(cache)}
+
+
+def _filename(part: DocumentPart, source: InlineSource) -> str:
+    """OpenAI requires a filename beside file_data and reads the file type from its extension."""
+    name = part.filename or part.title or "document"
+    if "." in name:
+        return name
+    return name + (mimetypes.guess_extension(source.media_type) or "")
 
 
 def compact_content(items: list[dict[str, Any]]) -> str | list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from translation.openai_chat.wire import (
 )
 
 _TOP_LEVEL = ("id", "object", "created", "model", "choices", "usage")
+_CHOICE_FIELDS = ("index", "message", "finish_reason")
 _MESSAGE_FIELDS = ("role", "content", "refusal", "tool_calls", "function_call", "reasoning_content", "reasoning")
 
 
@@ -51,10 +52,11 @@ def decode_response(body: Mapping[str, Any], *, request: Request | None = None) 
         has_refusal=any(isinstance(p, RefusalPart) for p in parts),
     )
     extras = {k: v for k, v in body.items() if k not in _TOP_LEVEL}
-    choice_extras = {k: v for k, v in choice.items() if k not in ("index", "message", "finish_reason")}
-    message_extras = {k: v for k, v in message.items() if k not in _MESSAGE_FIELDS}
-    if choice_extras or message_extras:
-        extras.update({"choice": choice_extras, "message": message_extras})
+    # Nested unknowns are kept under "choice" / "message"; nulls are just absent values (logprobs: null).
+    for key, fields, known in (("choice", choice, _CHOICE_FIELDS), ("message", message, _MESSAGE_FIELDS)):
+        unknown = {k: v for k, v in fields.items() if k not in known and v is not None}
+        if unknown:
+            extras[key] = unknown
     response = Response(
         id=response_id,
         model=str(body.get("model", "")),
