@@ -8,6 +8,7 @@ bodies, streaming, disconnects, hangs and concurrency.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -124,6 +125,31 @@ def test_chunked_request_body() -> None:
         assert up.requests[0].json == {"a": [1, 2]}
 
 
+def test_expect_continue_and_http_1_0_over_a_raw_socket() -> None:
+    with FakeUpstream(lambda request: Response(stream=[request.body, b"!"])) as up:
+        with socket.create_connection(("127.0.0.1", up.port)) as sock:
+            sock.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+            assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(b"hi")
+            reply = b""
+            while not reply.endswith(b"0\r\n\r\n"):
+                reply += sock.recv(1000)
+            assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"2\r\nhi\r\n1\r\n!\r\n0\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", up.port)) as sock:
+            # HTTP/1.0 knows no chunked coding: the stream is sent raw and ends when the server closes.
+            sock.sendall(b"GET /b HTTP/1.0\r\n\r\n")
+            received = b""
+            while chunk := sock.recv(1000):
+                received += chunk
+            assert received.endswith(b"connection: close\r\n\r\n!")
+
+
+def test_record_false_keeps_counts_only() -> None:
+    with FakeUpstream(lambda request: Response(), record=False) as up:
+        httpx.get(up.url)
+        assert up.wait_for_requests(1) and up.request_count == 1 and up.requests == []
+
+
 def test_stream_frames_arrive_one_by_one() -> None:
     frames = [b"one\n", b"two\n", b"three\n"]
     with FakeUpstream(lambda request: Response(stream=frames, chunk_delay=0.15)) as up:
@@ -134,7 +160,8 @@ def test_stream_frames_arrive_one_by_one() -> None:
             for chunk in answer.iter_raw():
                 arrivals.append((time.monotonic() - start, chunk))
         assert [chunk for _, chunk in arrivals] == frames
-        assert arrivals[0][0] < 0.1 < 0.25 < arrivals[-1][0]
+        # Each frame left on its own: the gaps between them are still there at the client.
+        assert arrivals[-1][0] - arrivals[0][0] >= 0.25
 
 
 def test_client_disconnect_mid_stream_is_noticed() -> None:
@@ -171,7 +198,7 @@ def test_concurrent_requests_are_served_in_parallel() -> None:
         with ThreadPoolExecutor(20) as pool:
             bodies = list(pool.map(lambda _: httpx.get(up.url + "/").content, range(20)))
         assert bodies == [b"ok"] * 20
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 3  # one after the other would take 6 s
 
 
 def test_handler_failure_is_a_500_and_recorded() -> None:

@@ -226,10 +226,13 @@ class _Connection:
 class FakeUpstream(Generic[H]):
     """An HTTP server for `handler` on 127.0.0.1 (a free port by default) that records what it receives."""
 
-    def __init__(self, handler: H, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, handler: H, *, host: str = "127.0.0.1", port: int = 0, record: bool = True) -> None:
+        """`record=False` keeps only counts, so a long benchmark run does not hold every request body in memory."""
         self.handler = handler
         self.host = host
         self.port = port
+        self.record = record
+        self._request_count = 0
         self.errors: list[BaseException] = []  # exceptions raised by the handler (answered with 500)
         self._requests: list[Request] = []
         self._disconnects = 0
@@ -253,6 +256,11 @@ class FakeUpstream(Generic[H]):
             return list(self._requests)
 
     @property
+    def request_count(self) -> int:
+        with self._changed:
+            return self._request_count
+
+    @property
     def disconnects(self) -> int:
         """How many responses the client abandoned before the last byte (mid-stream, during latency, or a hang)."""
         with self._changed:
@@ -273,12 +281,13 @@ class FakeUpstream(Generic[H]):
     def clear(self) -> None:
         with self._changed:
             self._requests.clear()
+            self._request_count = 0
             self._disconnects = 0
             self.errors.clear()
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
         with self._changed:
-            return self._changed.wait_for(lambda: len(self._requests) >= count, timeout)
+            return self._changed.wait_for(lambda: self._request_count >= count, timeout)
 
     def wait_for_disconnects(self, count: int = 1, timeout: float = 5.0) -> bool:
         with self._changed:
@@ -333,7 +342,9 @@ class FakeUpstream(Generic[H]):
     def _note(self, *, request: Request | None = None, disconnect: bool = False, connection: bool = False) -> None:
         with self._changed:
             if request is not None:
-                self._requests.append(request)
+                self._request_count += 1
+                if self.record:
+                    self._requests.append(request)
             self._disconnects += disconnect
             self._connections += connection
             self._changed.notify_all()
@@ -445,7 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     default = Reply(text=args.text, chunks=args.chunks, latency=args.latency, chunk_delay=args.chunk_delay)
-    upstream = FakeUpstream(make(args.provider, api_key=args.api_key, default=default), host=args.host, port=args.port)
+    fake = make(args.provider, api_key=args.api_key, default=default)
+    upstream = FakeUpstream(fake, host=args.host, port=args.port, record=False)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
