@@ -9,5 +9,7 @@
 - `max_tokens_field` ("max_tokens" | "max_completion_tokens"): force the output-limit field name.
 - `reasoning_effort` (bool): force sending (or never sending) `reasoning_effort`; default: sent unless the
   model is a known non-reasoning OpenAI model (gpt-3.5/gpt-4*/chatgpt-*), which reject it.
+- `developer_role` (bool): send DEVELOPER messages as `developer`; default: only for OpenAI model names
+  (gpt-*, o1/o3/o4, chatgpt-*), `system` otherwise, since many OpenAI-compatible servers lack the role.
 - `prompt_cache_breakpoints` (bool, default True): emit `prompt_cache_breakpoint` for IR cache hints.
 """

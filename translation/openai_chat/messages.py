@@ -116,6 +116,7 @@ def decode_tool_calls(raw: Sequence[Mapping[str, Any]], id_scope: str) -> list[T
 class MessageEncoder:
     parts: PartEncoder
     echo_reasoning: bool = False
+    developer_role: bool = True
 
     @property
     def warnings(self) -> Warnings:
@@ -145,8 +146,8 @@ class MessageEncoder:
                 items.append(self.parts.text(part, f"{path}.parts[{j}]"))
             else:
                 self.warnings.drop(f"content:{part.TAG}", "Chat instructions are text only", f"{path}.parts[{j}]")
-        content = compact_content(items)
-        return {"role": message.role.value, "content": content, **extras_for(message.extras, DIALECT)}
+        role = "developer" if message.role is Role.DEVELOPER and self.developer_role else "system"
+        return {"role": role, "content": compact_content(items), **extras_for(message.extras, DIALECT)}
 
     def _user(self, message: Message, path: str) -> list[dict[str, Any]]:
         """Tool messages first, then one user message with moved tool media and the remaining parts."""

@@ -41,6 +41,8 @@ _CHAT_ONLY = ("logprobs", "top_logprobs", "logit_bias", "audio", "modalities", "
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.IGNORECASE)
 # OpenAI models that reject `reasoning_effort`.
 _NO_EFFORT_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:gpt-3\.5|gpt-4|chatgpt-)", re.IGNORECASE)
+# OpenAI's own models know the `developer` role; many OpenAI-compatible servers only know `system`.
+_OPENAI_MODEL = re.compile(r"^(?:openai/)?(?:gpt-|o\d|chatgpt-)", re.IGNORECASE)
 _REASONING_MODEL_DROPS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 _MAX_STOP_SEQUENCES = 4
 _MAX_SAFETY_IDENTIFIER = 128
@@ -118,10 +120,9 @@ def encode_request(request: Request, target: TargetOptions) -> Translated[dict[s
     reasoning_model = bool(flags.get("reasoning_model", _REASONING_MODEL.match(target.model)))
     echo = bool(flags.get("echo_reasoning_content", flags.get("reasoning_content", False)))
     parts = PartEncoder(w, breakpoints=bool(flags.get("prompt_cache_breakpoints", True)))
-    body: dict[str, Any] = {
-        "model": target.model,
-        "messages": MessageEncoder(parts, echo_reasoning=echo).encode(request.system, request.messages),
-    }
+    developer = bool(flags.get("developer_role", _OPENAI_MODEL.match(target.model)))
+    messages = MessageEncoder(parts, echo_reasoning=echo, developer_role=developer)
+    body: dict[str, Any] = {"model": target.model, "messages": messages.encode(request.system, request.messages)}
     tools, tool_fields = encode_tools(request.tools, w)
     body.update(tool_fields)
     if tools:
@@ -138,11 +139,13 @@ def encode_request(request: Request, target: TargetOptions) -> Translated[dict[s
     if request.output_format is not None:
         body["response_format"] = _encode_output_format(request.output_format)
     _encode_identity(body, request, w)
-    extras = extras_for(request.extras, DIALECT)
+    extras = dict(extras_for(request.extras, DIALECT))
+    # OpenAI rejects stream_options on a non-streaming request (routing may have turned streaming off).
+    stream_options = extras.pop("stream_options", None) or {}
     if request.stream:
         # Without include_usage an OpenAI-compatible stream reports no usage at all (pitfall 29).
         body["stream"] = True
-        body["stream_options"] = {**(extras.get("stream_options") or {}), "include_usage": True}
+        body["stream_options"] = {**stream_options, "include_usage": True}
     for key, value in extras.items():
         body.setdefault(key, value)
     return w.result(body)

@@ -56,6 +56,8 @@ _CONTENT_STARTS = {"text": TextStart, "reasoning": ReasoningStart, "refusal": Re
 
 
 class StreamDecoder:
+    """`request` is part of the contract; Chat needs nothing from it (custom tools are native, not wrapped)."""
+
     def __init__(self, request: Request) -> None:
         self.warnings: list[TranslationWarning] = []
         self._started = False
