@@ -55,28 +55,28 @@ def sse_events(text: str) -> list[tuple[str | None, str]]:
 def anthropic_up() -> Iterator[FakeUpstream[AnthropicFake]]:
     with FakeUpstream(AnthropicFake(api_key=KEY)) as up:
         yield up
-    assert not up.errors
+    assert not up.errors and up.handler.replies.pending == 0
 
 
 @pytest.fixture
 def chat_up() -> Iterator[FakeUpstream[OpenAIChatFake]]:
     with FakeUpstream(OpenAIChatFake(api_key=KEY)) as up:
         yield up
-    assert not up.errors
+    assert not up.errors and up.handler.replies.pending == 0
 
 
 @pytest.fixture
 def responses_up() -> Iterator[FakeUpstream[OpenAIResponsesFake]]:
     with FakeUpstream(OpenAIResponsesFake(api_key=KEY)) as up:
         yield up
-    assert not up.errors
+    assert not up.errors and up.handler.replies.pending == 0
 
 
 @pytest.fixture
 def gemini_up() -> Iterator[FakeUpstream[GeminiFake]]:
     with FakeUpstream(GeminiFake(api_key=KEY)) as up:
         yield up
-    assert not up.errors
+    assert not up.errors and up.handler.replies.pending == 0
 
 
 def post_anthropic(up: FakeUpstream[Any], body: dict[str, Any]) -> httpx.Response:
@@ -209,6 +209,22 @@ def test_handler_failure_is_a_500_and_recorded() -> None:
         answer = httpx.get(up.url + "/")
         assert answer.status_code == 500 and b"boom" in answer.content
         assert len(up.errors) == 1
+
+
+def test_failing_stream_closes_the_connection() -> None:
+    def frames() -> Iterator[bytes]:
+        yield b"first"
+        raise RuntimeError("generator broke")
+
+    with FakeUpstream(lambda request: Response(stream=frames())) as up:
+        with pytest.raises(httpx.RemoteProtocolError), httpx.stream("GET", up.url) as answer:
+            answer.read()
+        assert [str(error) for error in up.errors] == ["generator broke"]
+
+
+def test_port_in_use_is_reported() -> None:
+    with FakeUpstream(lambda request: Response()) as up, pytest.raises(OSError):
+        FakeUpstream(lambda request: Response(), port=up.port).start()
 
 
 def test_standalone_process_serves_the_echo_reply() -> None:

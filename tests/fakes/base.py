@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -38,11 +38,6 @@ def estimate_tokens(request: Request) -> int:
     return max(1, len(request.body) // 4)
 
 
-def unknown_fields(body: Mapping[str, Any], known: Iterable[str]) -> list[str]:
-    allowed = set(known)
-    return [name for name in body if name not in allowed]
-
-
 class ProviderFake:
     """A request handler for `FakeUpstream` that answers like one provider and plays back a script."""
 
@@ -60,7 +55,7 @@ class ProviderFake:
     ) -> None:
         """`api_key`: the key requests must carry (None accepts any). `default`: answers unscripted requests (its
         text, when empty, becomes the echo text). `models`: what the list endpoint shows; generation accepts any
-        model. `strict`: reject unknown top-level request fields, as the real APIs do."""
+        model. `strict`: reject unknown request fields, as the real APIs do."""
         self.api_key = api_key
         self.replies = ReplyQueue(default)
         self.models = list(models or self.default_models)

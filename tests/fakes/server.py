@@ -303,7 +303,9 @@ class FakeUpstream(Generic[H]):
 
     def stop(self) -> None:
         if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+            # The loop is already closed if the server never started listening.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stopping.set)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -374,12 +376,15 @@ class FakeUpstream(Generic[H]):
             self._tasks.discard(task)
             writer.close()
 
+    def _handler_failed(self, exc: Exception) -> None:
+        self.errors.append(exc)
+        traceback.print_exception(exc, file=sys.stderr)
+
     def _respond(self, request: Request) -> Response:
         try:
             return self.handler(request)
         except Exception as exc:
-            self.errors.append(exc)
-            traceback.print_exc(file=sys.stderr)
+            self._handler_failed(exc)
             text = f"fake upstream handler failed: {exc!r}".encode()
             return Response(500, {"content-type": "text/plain"}, text)
 
@@ -390,6 +395,10 @@ class FakeUpstream(Generic[H]):
         conn.watch()
         try:
             completed = await self._send(conn, request, response, keep_alive)
+        except Exception as exc:
+            # A stream generator failed after the status line went out: all that is left is to close.
+            self._handler_failed(exc)
+            return False
         finally:
             await conn.unwatch()
         if not completed:
