@@ -24,15 +24,18 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
-from translation.openai_chat.wire import DIALECT, cache_from_wire, cache_to_wire, data_url, source_from_url
+from translation.openai_chat.wire import (
+    DIALECT,
+    cache_from_wire,
+    cache_to_wire,
+    data_url,
+    source_from_url,
+    unknown_fields,
+)
 
 _AUDIO_FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 _AUDIO_MEDIA_TYPES = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/mp3": "mp3"}
 _DEFAULT_FILE_TYPE = "application/pdf"  # the file type Chat documents; file_data without a data: header
-
-
-def _rest(item: Mapping[str, Any], *known: str) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in known}
 
 
 # -- decode --------------------------------------------------------------------------------------------------
@@ -53,7 +56,7 @@ def _decode_part(item: Mapping[str, Any]) -> Part | None:
             if not item.get("text"):
                 return None
             cache = cache_from_wire(item.get("prompt_cache_breakpoint"))
-            extras = own_extras(DIALECT, _rest(item, "type", "text", "prompt_cache_breakpoint"))
+            extras = own_extras(DIALECT, unknown_fields(item, ("type", "text", "prompt_cache_breakpoint")))
             return TextPart(item["text"], cache=cache, extras=extras)
         case "image_url":
             image = item["image_url"]
@@ -61,7 +64,7 @@ def _decode_part(item: Mapping[str, Any]) -> Part | None:
                 source_from_url(image["url"]),
                 detail=image.get("detail"),
                 cache=cache_from_wire(item.get("prompt_cache_breakpoint")),
-                extras=own_extras(DIALECT, _rest(item, "type", "image_url", "prompt_cache_breakpoint")),
+                extras=own_extras(DIALECT, unknown_fields(item, ("type", "image_url", "prompt_cache_breakpoint"))),
             )
         case "input_audio":
             audio = item["input_audio"]
@@ -87,7 +90,7 @@ def _decode_file(item: Mapping[str, Any]) -> DocumentPart:
         source,
         filename=file.get("filename"),
         cache=cache_from_wire(item.get("prompt_cache_breakpoint")),
-        extras=own_extras(DIALECT, _rest(item, "type", "file", "prompt_cache_breakpoint")),
+        extras=own_extras(DIALECT, unknown_fields(item, ("type", "file", "prompt_cache_breakpoint"))),
     )
 
 

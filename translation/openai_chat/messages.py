@@ -31,15 +31,11 @@ from translation.ir import (
     own_extras,
 )
 from translation.openai_chat.content import PartEncoder, compact_content, decode_content
-from translation.openai_chat.wire import DIALECT, synthetic_call_id
+from translation.openai_chat.wire import DIALECT, reasoning_text, synthetic_call_id, unknown_fields
 
 _ASSISTANT_FIELDS = ("role", "content", "refusal", "tool_calls", "function_call", "reasoning_content", "reasoning")
 # Claude Code's per-request billing line changes every call and would break prompt-cache prefixes (pitfall 21).
 _BILLING_HEADER = "x-anthropic-billing-header:"
-
-
-def _rest(item: Mapping[str, Any], *known: str) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in known}
 
 
 # -- decode --------------------------------------------------------------------------------------------------
@@ -62,37 +58,52 @@ def _decode_message(i: int, message: Mapping[str, Any], names: _CallNames) -> Me
     role = message.get("role")
     match role:
         case "system" | "developer" | "user":
-            extras = own_extras(DIALECT, _rest(message, "role", "content"))
+            extras = own_extras(DIALECT, unknown_fields(message, ("role", "content")))
             return Message(Role(role), decode_content(message.get("content")), extras)
         case "assistant":
             return _decode_assistant(i, message, names)
         case "tool":
             call_id = message["tool_call_id"]
             result = ToolResultPart(call_id, decode_content(message.get("content")), name=names.by_id.get(call_id))
-            return Message(Role.USER, (result,), own_extras(DIALECT, _rest(message, "role", "content", "tool_call_id")))
+            return Message(
+                Role.USER, (result,), own_extras(DIALECT, unknown_fields(message, ("role", "content", "tool_call_id")))
+            )
         case "function":
             name = message["name"]
             call_id = names.legacy_by_name.get(name, synthetic_call_id(f"msg{i}", 0))
             result = ToolResultPart(call_id, decode_content(message.get("content")), name=name)
-            return Message(Role.USER, (result,), own_extras(DIALECT, _rest(message, "role", "content", "name")))
+            return Message(
+                Role.USER, (result,), own_extras(DIALECT, unknown_fields(message, ("role", "content", "name")))
+            )
     raise TranslationError("role", f"unknown message role {role!r}", f"messages[{i}].role")
 
 
 def _decode_assistant(i: int, message: Mapping[str, Any], names: _CallNames) -> Message:
+    parts = decode_assistant_parts(message, f"msg{i}")
+    calls = [p for p in parts if isinstance(p, ToolCallPart)]
+    names.by_id.update((call.id, call.name) for call in calls)
+    if message.get("function_call"):
+        names.legacy_by_name[calls[-1].name] = calls[-1].id
+    return Message(Role.ASSISTANT, parts, own_extras(DIALECT, unknown_fields(message, _ASSISTANT_FIELDS)))
+
+
+def decode_assistant_parts(message: Mapping[str, Any], id_scope: str) -> tuple[Part, ...]:
+    """An assistant message (history) or a response's `message`, in output order; missing call ids are made
+    up from `id_scope`."""
     parts: list[Part] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning")  # DeepSeek/vLLM / Ollama, OpenRouter
-    if isinstance(reasoning, str) and reasoning:
+    reasoning = reasoning_text(message)
+    if reasoning is not None:
         parts.append(ReasoningPart(reasoning))
     parts.extend(decode_content(message.get("content")))
     if message.get("refusal"):
         parts.append(RefusalPart(message["refusal"]))
-    parts.extend(decode_tool_calls(message.get("tool_calls") or (), f"msg{i}"))
-    if message.get("function_call"):
-        call = message["function_call"]
-        call_id = names.legacy_by_name[call["name"]] = synthetic_call_id(f"msg{i}", 0)
-        parts.append(ToolCallPart.from_raw(call_id, call["name"], call.get("arguments", "")))
-    names.by_id.update((p.id, p.name) for p in parts if isinstance(p, ToolCallPart))
-    return Message(Role.ASSISTANT, tuple(parts), own_extras(DIALECT, _rest(message, *_ASSISTANT_FIELDS)))
+    calls = message.get("tool_calls") or ()
+    parts.extend(decode_tool_calls(calls, id_scope))
+    legacy = message.get("function_call")
+    if legacy:
+        call_id = synthetic_call_id(id_scope, len(calls))
+        parts.append(ToolCallPart.from_raw(call_id, legacy["name"], legacy.get("arguments") or ""))
+    return tuple(parts)
 
 
 def decode_tool_calls(raw: Sequence[Mapping[str, Any]], id_scope: str) -> list[ToolCallPart]:

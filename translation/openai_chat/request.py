@@ -25,7 +25,7 @@ from translation.ir import (
 from translation.openai_chat.content import PartEncoder
 from translation.openai_chat.messages import MessageEncoder, decode_messages
 from translation.openai_chat.tools import decode_tool_choice, decode_tools, encode_tool_choice, encode_tools
-from translation.openai_chat.wire import DIALECT
+from translation.openai_chat.wire import DIALECT, unknown_fields
 
 _MODELLED = frozenset(
     {
@@ -60,7 +60,7 @@ def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Tran
         if body.get(key) not in (None, False):
             w.drop(key, f"{key} has no equivalent outside OpenAI Chat Completions", key)
     user = body.get("safety_identifier") or body.get("user")
-    extras = {k: v for k, v in body.items() if k not in _MODELLED}
+    extras = unknown_fields(body, _MODELLED)
     if body.get("safety_identifier") and body.get("user"):
         extras["user"] = body["user"]
     stop = body.get("stop")

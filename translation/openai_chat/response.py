@@ -7,7 +7,6 @@ from typing import Any
 
 from translation.codec import ClientContext
 from translation.ir import (
-    Part,
     ReasoningPart,
     RefusalPart,
     Request,
@@ -20,13 +19,13 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
-from translation.openai_chat.messages import decode_tool_calls, encode_tool_call
+from translation.openai_chat.messages import decode_assistant_parts, encode_tool_call
 from translation.openai_chat.wire import (
     DIALECT,
     finish_reason,
     stop_detail,
     stop_from_finish,
-    synthetic_call_id,
+    unknown_fields,
     usage_from_wire,
     usage_to_wire,
 )
@@ -44,17 +43,17 @@ def decode_response(body: Mapping[str, Any], *, request: Request | None = None) 
         w.drop("choices", f"only the first of {len(choices)} choices is kept", "choices")
     choice: Mapping[str, Any] = choices[0] if choices else {}
     message: Mapping[str, Any] = choice.get("message") or {}
-    parts = _decode_message(message, response_id)
+    parts = decode_assistant_parts(message, response_id)
     finish = choice.get("finish_reason")
     stop = stop_from_finish(
         finish,
         has_tool_calls=any(isinstance(p, ToolCallPart) for p in parts),
         has_refusal=any(isinstance(p, RefusalPart) for p in parts),
     )
-    extras = {k: v for k, v in body.items() if k not in _TOP_LEVEL}
+    extras = unknown_fields(body, _TOP_LEVEL)
     # Nested unknowns are kept under "choice" / "message"; nulls are just absent values (logprobs: null).
     for key, fields, known in (("choice", choice, _CHOICE_FIELDS), ("message", message, _MESSAGE_FIELDS)):
-        unknown = {k: v for k, v in fields.items() if k not in known and v is not None}
+        unknown = {k: v for k, v in unknown_fields(fields, known).items() if v is not None}
         if unknown:
             extras[key] = unknown
     response = Response(
@@ -68,23 +67,6 @@ def decode_response(body: Mapping[str, Any], *, request: Request | None = None) 
         extras=own_extras(DIALECT, extras),
     )
     return w.result(response)
-
-
-def _decode_message(message: Mapping[str, Any], response_id: str) -> tuple[Part, ...]:
-    parts: list[Part] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning")  # non-standard (DeepSeek, vLLM)
-    if isinstance(reasoning, str) and reasoning:
-        parts.append(ReasoningPart(reasoning))
-    if message.get("content"):
-        parts.append(TextPart(message["content"]))
-    if message.get("refusal"):
-        parts.append(RefusalPart(message["refusal"]))
-    parts.extend(decode_tool_calls(message.get("tool_calls") or (), response_id))
-    legacy = message.get("function_call")
-    if legacy:
-        call_id = synthetic_call_id(response_id, 0)
-        parts.append(ToolCallPart.from_raw(call_id, legacy["name"], legacy.get("arguments", "")))
-    return tuple(parts)
 
 
 def encode_response(response: Response, client: ClientContext) -> Translated[dict[str, Any]]:

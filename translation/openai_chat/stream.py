@@ -42,6 +42,7 @@ from translation.ir import (
 from translation.openai_chat.wire import (
     DIALECT,
     finish_reason,
+    reasoning_text,
     stop_detail,
     stop_from_finish,
     stream_error,
@@ -117,8 +118,8 @@ class StreamDecoder:
 
     def _delta(self, delta: Mapping[str, Any]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")  # non-standard: DeepSeek, vLLM, Ollama
-        if isinstance(reasoning, str) and reasoning:
+        reasoning = reasoning_text(delta)
+        if reasoning is not None:
             out.extend(self._text("reasoning", reasoning))
         if delta.get("content"):
             out.extend(self._text("text", delta["content"]))

@@ -18,7 +18,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
-from translation.openai_chat.wire import DIALECT
+from translation.openai_chat.wire import DIALECT, unknown_fields
 
 # Chat's only hosted capability is web search on the search models, asked for with a top-level field.
 WEB_SEARCH = "web_search"
@@ -49,16 +49,16 @@ def _decode_tool(tool: Mapping[str, Any]) -> Tool:
             custom.get("description"),
             kind=ToolKind.CUSTOM,
             grammar=grammar,
-            extras=own_extras(DIALECT, {k: v for k, v in tool.items() if k not in ("type", "custom")}),
+            extras=own_extras(DIALECT, unknown_fields(tool, ("type", "custom"))),
         )
     if tool.get("type") != "function":
         return HostedTool(str(tool.get("type")), DIALECT, dict(tool))
-    return _decode_function(tool["function"], {k: v for k, v in tool.items() if k not in ("type", "function")})
+    return _decode_function(tool["function"], unknown_fields(tool, ("type", "function")))
 
 
 def _decode_function(function: Mapping[str, Any], rest: Mapping[str, Any] | None = None) -> FunctionTool:
     """Unknown keys inside `function` are kept as extras; unknown keys beside it under `_TOOL_LEVEL`."""
-    unknown = {k: v for k, v in function.items() if k not in ("name", "description", "parameters", "strict")}
+    unknown = unknown_fields(function, ("name", "description", "parameters", "strict"))
     if rest:
         unknown[_TOOL_LEVEL] = dict(rest)
     return FunctionTool(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from translation.dialect import Dialect
@@ -63,6 +63,19 @@ def finish_reason(stop: StopReason, detail: str | None, w: Warnings) -> str:
     if stop in _LOSSY_STOPS:
         w.drop(f"stop_reason:{stop.value}", "Chat has no such finish_reason; sent as stop", "finish_reason")
     return STOP_TO_FINISH[stop]
+
+
+def unknown_fields(item: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
+    """The fields of a wire object a decoder does not model: they go to `extras`."""
+    modelled = set(known)
+    return {k: v for k, v in item.items() if k not in modelled}
+
+
+def reasoning_text(message: Mapping[str, Any]) -> str | None:
+    """Non-standard reasoning on a message or delta: `reasoning_content` (DeepSeek, vLLM) or `reasoning`
+    (Ollama, OpenRouter, newer vLLM); servers sending both send the same text."""
+    text = message.get("reasoning_content") or message.get("reasoning")
+    return text if isinstance(text, str) and text else None
 
 
 def synthetic_call_id(response_id: str, n: int) -> str:
