@@ -14,6 +14,7 @@ import httpx
 
 from routing.models import AuthHeader
 from routing.registry import UpstreamRoute
+from routing.transport import AiohttpTransport
 from translation.dialect import Dialect
 
 
@@ -77,10 +78,8 @@ def http_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=60),
-            follow_redirects=False,
-        )
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=60)
+        client = httpx.AsyncClient(transport=AiohttpTransport(limits), follow_redirects=False)
         _clients[loop] = client
     return client
 
