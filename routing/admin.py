@@ -73,7 +73,7 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
     fieldsets = (
         (None, {"fields": ("name", "format", "base_url", "enabled")}),
         ("Credential", {"fields": ("api_key_env", "api_key", "clear_api_key", "auth_header", "forward_client_key")}),
-        ("Request options", {"fields": ("headers", "query_params", "timeout", "connect_timeout")}),
+        ("Request options", {"fields": ("headers", "query_params", "timeout", "connect_timeout", "translation_flags")}),
         ("Routing", {"fields": ("allow_direct_models",)}),
     )
 
@@ -87,6 +87,23 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
 @admin.register(ModelAlias)
 class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
     list_display = ("name", "upstream", "upstream_model", "priority", "enabled")
+    fieldsets = (
+        (None, {"fields": ("name", "upstream", "upstream_model", "priority", "enabled")}),
+        ("Limits", {"fields": ("max_output_tokens", "context_window")}),
+        (
+            "Request shaping",
+            {
+                "fields": (
+                    "system_replacements",
+                    "system_append",
+                    "summarize_tool_history",
+                    "default_params",
+                    "override_params",
+                    "extra_body",
+                )
+            },
+        ),
+    )
     list_editable = ("priority", "enabled")
     list_filter = ("upstream", "enabled")
     search_fields = ("name", "upstream_model")

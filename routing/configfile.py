@@ -29,9 +29,31 @@ UPSTREAM_FIELDS = {
     "connect_timeout",
     "allow_direct_models",
     "forward_client_key",
+    "translation_flags",
     "enabled",
 }
-ALIAS_FIELDS = {"name", "upstream", "model", "priority", "enabled"}
+# File key -> model field, for the alias settings that are stored as they are written.
+ALIAS_SETTINGS = {
+    "max_output_tokens": "max_output_tokens",
+    "context_window": "context_window",
+    "system_replacements": "system_replacements",
+    "system_append": "system_append",
+    "summarize_tool_history": "summarize_tool_history",
+    "default_params": "default_params",
+    "override_params": "override_params",
+    "extra_body": "extra_body",
+}
+ALIAS_DEFAULTS: dict[str, Any] = {
+    "max_output_tokens": None,
+    "context_window": None,
+    "system_replacements": [],
+    "system_append": "",
+    "summarize_tool_history": False,
+    "default_params": {},
+    "override_params": {},
+    "extra_body": {},
+}
+ALIAS_FIELDS = {"name", "upstream", "model", "priority", "enabled", *ALIAS_SETTINGS}
 
 
 class ConfigFileError(ValueError):
@@ -133,6 +155,7 @@ def import_config(text: str) -> ImportReport:
                 "connect_timeout": float(entry.get("connect_timeout", 10)),
                 "allow_direct_models": bool(entry.get("allow_direct_models", True)),
                 "forward_client_key": bool(entry.get("forward_client_key", False)),
+                "translation_flags": entry.get("translation_flags") or {},
                 "enabled": bool(entry.get("enabled", True)),
             }
             values.update(_credential_values(upstream, entry))
@@ -150,6 +173,7 @@ def import_config(text: str) -> ImportReport:
                 "priority": int(entry.get("priority", 100)),
                 "enabled": bool(entry.get("enabled", True)),
             }
+            values.update({attr: entry.get(key, ALIAS_DEFAULTS[key]) for key, attr in ALIAS_SETTINGS.items()})
             _apply(alias, values, report, f"alias {entry['name']}")
     return report
 
@@ -172,20 +196,26 @@ def export_config() -> str:
                 "connect_timeout": upstream.connect_timeout,
                 "allow_direct_models": upstream.allow_direct_models,
                 "forward_client_key": upstream.forward_client_key,
+                "translation_flags": upstream.translation_flags,
                 "enabled": upstream.enabled,
             }
         )
         upstreams.append(entry)
-    aliases = [
-        {
+    aliases = []
+    for alias in ModelAlias.objects.select_related("upstream").order_by("priority", "name"):
+        entry = {
             "name": alias.name,
             "upstream": alias.upstream.name,
             "model": alias.upstream_model,
             "priority": alias.priority,
             "enabled": alias.enabled,
         }
-        for alias in ModelAlias.objects.select_related("upstream").order_by("priority", "name")
-    ]
+        # Settings left at their defaults are not written, so exports stay short.
+        for key, attr in ALIAS_SETTINGS.items():
+            value = getattr(alias, attr)
+            if value != ALIAS_DEFAULTS[key]:
+                entry[key] = value
+        aliases.append(entry)
     body = yaml.safe_dump({"upstreams": upstreams, "aliases": aliases}, sort_keys=False, allow_unicode=True)
     if not stored_keys:
         return body

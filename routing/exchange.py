@@ -15,6 +15,7 @@ from django.conf import settings
 
 from routing.asgi_io import BodyTooLarge, ClientDisconnected, Request, Send, cancel_on_disconnect, send_json
 from routing.context import Exchange, ExchangeError
+from routing.counting import count_tokens
 from routing.endpoints import Action, match
 from routing.live import live_config
 from routing.registry import Route, Snapshot
@@ -150,9 +151,11 @@ async def _forward(exchange: Exchange, snapshot: Snapshot) -> None:
     exchange.credential = credential
     operation = Operation.COUNT_TOKENS if endpoint.action is Action.COUNT_TOKENS else Operation.GENERATE
 
-    if route.upstream.format is not endpoint.dialect:
+    if route.upstream.format is not endpoint.dialect or (
+        operation is Operation.GENERATE and route.shaping.rewrites_requests
+    ):
         if operation is Operation.COUNT_TOKENS:
-            await _estimate_tokens(exchange, raw)
+            await count_tokens(exchange, payload)
             return
         await cancel_on_disconnect(exchange.request, forward_translated(exchange, payload))
         return
@@ -169,11 +172,3 @@ def _credential(exchange: Exchange, route: Route | None, presented: str | None) 
     if route is not None and route.upstream.forward_client_key and presented:
         return presented
     raise _unauthenticated(presented)
-
-
-async def _estimate_tokens(exchange: Exchange, raw: bytes) -> None:
-    """A rough local count (about four bytes of JSON per token) for upstreams that cannot count this dialect."""
-    exchange.response_started = True
-    estimate = max(1, len(raw) // 4)
-    headers = [(b"x-llmproxy-estimated", b"true")]
-    await send_json(exchange.send, 200, catalog.token_count(exchange.endpoint.dialect, estimate), headers)

@@ -65,6 +65,13 @@ class Upstream(models.Model):
         default=False,
         help_text="A request that carries no valid proxy key may use its own key for this upstream.",
     )
+    translation_flags = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Switches for requests translated to this upstream (docs/configuration.md), e.g. "
+        '{"echo_reasoning_content": true} for DeepSeek, {"anthropic_version": "2026-10-21"}, '
+        '{"gemini_dummy_thought_signature": true}.',
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -102,6 +109,39 @@ class ModelAlias(models.Model):
         default=100, help_text="Patterns are tried in ascending priority; exact names always win over patterns."
     )
     enabled = models.BooleanField(default=True)
+
+    # Limits and request shaping, applied to every request through this alias whatever the client's API.
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Cap on output tokens; larger requests are clamped (with a warning)."
+    )
+    context_window = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The model's context size: output is clamped to what is left after the (estimated) prompt.",
+    )
+    system_replacements = models.JSONField(
+        default=list, blank=True, help_text='System prompt replacements, applied in order: [["old", "new"], …].'
+    )
+    system_append = models.TextField(blank=True, help_text="Text appended to the system prompt.")
+    summarize_tool_history = models.BooleanField(
+        default=False,
+        help_text="Add a short summary of the conversation's tool calls and results to the system prompt "
+        "(helps weaker models after a client compacts its history).",
+    )
+    default_params = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Used when the client sent none: temperature, top_p, top_k, seed, max_output_tokens, "
+        "reasoning_effort, presence_penalty, frequency_penalty.",
+    )
+    override_params = models.JSONField(
+        default=dict, blank=True, help_text="Always used, replacing the client's values (same names)."
+    )
+    extra_body = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Merged into the upstream request body, e.g. {"options": {"num_ctx": 32768}} for Ollama.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -12,13 +12,16 @@ import fnmatch
 import hmac
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth import get_user_model
 
 from routing.models import DISPLAY_PREFIX_LENGTH, AuthHeader, ConfigState, ModelAlias, ProxyKey, Upstream, hash_key
 from routing.secrets import credential_from_environment, decrypt
+from routing.shaping import NO_SHAPING, Shaping
 from translation.dialect import Dialect
 
 logger = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class UpstreamRoute:
     connect_timeout: float
     allow_direct_models: bool
     forward_client_key: bool
+    translation_flags: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,7 @@ class Route:
     alias: str | None
     upstream: UpstreamRoute
     upstream_model: str
+    shaping: Shaping = NO_SHAPING
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,7 @@ class _AliasRule:
     name: str
     upstream_id: int
     upstream_model: str
+    shaping: Shaping
 
 
 # Claude Code appends "[1m]" for the 1M-context variant; model ids carry dates ("-20250514") or "-latest".
@@ -116,7 +122,7 @@ class Snapshot:
 
     def _route(self, requested: str, rule: _AliasRule, matched_name: str) -> Route:
         upstream = self.upstreams[rule.upstream_id]
-        return Route(requested, rule.name, upstream, rule.upstream_model or matched_name)
+        return Route(requested, rule.name, upstream, rule.upstream_model or matched_name, rule.shaping)
 
     def _direct_route(self, requested: str, name: str) -> Route | None:
         for separator in ("/", ":"):
@@ -177,6 +183,20 @@ def _upstream_route(upstream: Upstream) -> UpstreamRoute:
         connect_timeout=upstream.connect_timeout,
         allow_direct_models=upstream.allow_direct_models,
         forward_client_key=upstream.forward_client_key,
+        translation_flags=dict(upstream.translation_flags or {}),
+    )
+
+
+def _shaping(alias: ModelAlias) -> Shaping:
+    return Shaping(
+        max_output_tokens=alias.max_output_tokens,
+        context_window=alias.context_window,
+        system_replacements=tuple((str(old), str(new)) for old, new in alias.system_replacements or ()),
+        system_append=alias.system_append,
+        summarize_tool_history=alias.summarize_tool_history,
+        default_params=dict(alias.default_params or {}),
+        override_params=dict(alias.override_params or {}),
+        extra_body=dict(alias.extra_body or {}),
     )
 
 
@@ -189,7 +209,7 @@ def load_snapshot() -> Snapshot:
         snapshot.upstreams_by_name[route.name] = route
     aliases = ModelAlias.objects.filter(enabled=True, upstream__enabled=True).order_by("priority", "id")
     for alias in aliases:
-        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model)
+        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model, _shaping(alias))
         if alias.is_pattern:
             snapshot.pattern_aliases.append((_glob_regex(alias.name), rule))
         else:

@@ -19,9 +19,11 @@ from routing.relay import (
     is_event_stream,
     open_upstream,
     read_body,
+    relay_passthrough,
     relayed_headers,
     upstream_error,
 )
+from routing.shaping import merge_extra_body, shape
 from routing.upstream import Operation
 from translation.codec import ClientContext, TargetOptions
 from translation.ir import Request, StreamError, TranslationError, TranslationWarning
@@ -37,26 +39,41 @@ def _note(exchange: Exchange, warnings: tuple[TranslationWarning, ...] | list[Tr
 
 
 async def forward_translated(exchange: Exchange, payload: dict[str, Any]) -> None:
+    """Decode, shape and encode the request; relay the answer, translating it when the APIs differ.
+
+    Also serves same-API requests whose alias rewrites them (see routing.shaping): they are re-encoded in
+    their own dialect and the answer is relayed untouched.
+    """
     endpoint = exchange.endpoint
     route = exchange.upstream_route
-    client_codec = codec_for(endpoint.dialect)
-    upstream_codec = codec_for(route.upstream.format)
+    upstream_format = route.upstream.format
     try:
-        decoded = client_codec.request.decode_request(payload, model=endpoint.model)
+        decoded = codec_for(endpoint.dialect).request.decode_request(payload, model=endpoint.model)
         client_request: Request = decoded.value
         if endpoint.stream is not None:
             client_request = dataclasses.replace(client_request, stream=endpoint.stream)
-        upstream_ir = dataclasses.replace(client_request, model=route.upstream_model)
-        target = TargetOptions(model=route.upstream_model, default_max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS)
-        encoded = upstream_codec.request.encode_request(upstream_ir, target)
+        shaped = shape(dataclasses.replace(client_request, model=route.upstream_model), route.shaping, upstream_format)
+        target = TargetOptions(
+            model=route.upstream_model,
+            default_max_output_tokens=min(DEFAULT_MAX_OUTPUT_TOKENS, shaped.output_cap or DEFAULT_MAX_OUTPUT_TOKENS),
+            max_output_tokens_cap=shaped.output_cap,
+            flags=route.upstream.translation_flags,
+        )
+        encoded = codec_for(upstream_format).request.encode_request(shaped.request, target)
     except TranslationError as exc:
         raise ExchangeError(exc.to_api_error()) from exc
     _note(exchange, decoded.warnings)
+    exchange.warnings.extend(shaped.warnings)
     _note(exchange, encoded.warnings)
 
     stream = client_request.stream
-    upstream_request = build_upstream_request(exchange, Operation.GENERATE, encoded.value, stream)
+    body = merge_extra_body(encoded.value, route.shaping.extra_body)
+    upstream_request = build_upstream_request(exchange, Operation.GENERATE, body, stream)
+    if upstream_format is endpoint.dialect:
+        await relay_passthrough(exchange, upstream_request, stream)
+        return
     client = ClientContext(request=client_request, created=int(time.time()))
+    upstream_ir = shaped.request
     response = await open_upstream(exchange, upstream_request)
     try:
         if response.status_code >= 400:

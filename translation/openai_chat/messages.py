@@ -34,8 +34,6 @@ from translation.openai_chat.content import PartEncoder, compact_content, decode
 from translation.openai_chat.wire import DIALECT, reasoning_text, synthetic_call_id, unknown_fields
 
 _ASSISTANT_FIELDS = ("role", "content", "refusal", "tool_calls", "function_call", "reasoning_content", "reasoning")
-# Claude Code's per-request billing line changes every call and would break prompt-cache prefixes (pitfall 21).
-_BILLING_HEADER = "x-anthropic-billing-header:"
 
 
 # -- decode --------------------------------------------------------------------------------------------------
@@ -135,7 +133,7 @@ class MessageEncoder:
 
     def encode(self, system: Sequence[TextPart], messages: Sequence[Message]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        instructions = [p for p in system if not p.text.startswith(_BILLING_HEADER)]
+        instructions = list(system)
         if instructions:
             items = [self.parts.text(p, f"system[{j}]") for j, p in enumerate(instructions)]
             out.append({"role": "system", "content": compact_content(items)})
