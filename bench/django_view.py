@@ -14,7 +14,8 @@ from typing import Any
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.django_view_settings"
 
 from django.core.asgi import get_asgi_application
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponseBase, StreamingHttpResponse
 from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -25,7 +26,7 @@ from routing.asgi_io import Request  # noqa: E402
 
 
 @csrf_exempt
-async def data_plane_view(request: HttpRequest) -> HttpResponse:
+async def data_plane_view(request: ASGIRequest) -> HttpResponseBase:
     body = request.body
     messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     delivered = False

@@ -61,8 +61,8 @@ class Result:
     scenario: str
     server: str
     rps: dict[int, float] = field(default_factory=dict)
-    latency_p50_ms: float | None = None
-    latency_p99_ms: float | None = None
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
     cpu_ms_per_request: float | None = None
     ttft_ms: dict[int, float] = field(default_factory=dict)
     stream_total_ms: dict[int, float] = field(default_factory=dict)
@@ -251,7 +251,8 @@ def run_server(
 ) -> list[Result]:
     port = free_port()
     command = [PYTHON, *(part.format(port=port) for part in SERVERS[server])]
-    proxy = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(workdir / f"{server}.log", "w")  # noqa: SIM115 (closed with the process)
+    proxy = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     proxy_url = f"http://127.0.0.1:{port}"
     try:
         wait_for(proxy_url + "/health")
@@ -261,7 +262,11 @@ def run_server(
             targets(upstream_url, proxy_url, key, stream=True),
             strict=True,
         ):
-            httpx.post(whole.url, json=whole.body, headers=whole.headers, timeout=10).raise_for_status()  # warm-up
+            warm_up = httpx.post(whole.url, json=whole.body, headers=whole.headers, timeout=10)
+            if warm_up.status_code != 200:
+                raise RuntimeError(
+                    f"{server}: {warm_up.status_code} {warm_up.text}\n{(workdir / f'{server}.log').read_text()}"
+                )
             result = measure(whole, server, proxy.pid, args, workdir)
             measure_stream(streamed, result, args)
             result.peak_rss_mb = round(peak_rss_mb(proxy.pid), 1)
