@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from typing import Any
 
@@ -30,11 +31,15 @@ from translation.ir import Request, StreamError, TranslationError, TranslationWa
 from translation.sse import SSEParser
 from translation.streaming import response_events
 
+logger = logging.getLogger(__name__)
+
 # Anthropic requires max_tokens; when the client gave none, this is what an upstream of that dialect gets.
 DEFAULT_MAX_OUTPUT_TOKENS = 8192
 
 
 def _note(exchange: Exchange, warnings: tuple[TranslationWarning, ...] | list[TranslationWarning]) -> None:
+    for warning in warnings:
+        logger.info("dropped %s: %s (%s)", warning.feature, warning.detail, warning.path or "-")
     exchange.warnings.extend(w.feature for w in warnings)
 
 

@@ -123,7 +123,7 @@ def encode_request(request: Request, target: TargetOptions) -> Translated[dict[s
     developer = bool(flags.get("developer_role", _OPENAI_MODEL.match(target.model)))
     messages = MessageEncoder(parts, echo_reasoning=echo, developer_role=developer)
     body: dict[str, Any] = {"model": target.model, "messages": messages.encode(request.system, request.messages)}
-    tools, tool_fields = encode_tools(request.tools, w)
+    tools, tool_fields = encode_tools(request.tools, w, web_search=bool(flags.get("web_search_options")))
     body.update(tool_fields)
     if tools:
         # OpenAI rejects tool_choice and parallel_tool_calls when no tools are declared.

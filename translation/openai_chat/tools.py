@@ -94,8 +94,15 @@ def _tool_name(ref: Mapping[str, Any]) -> str:
 # -- encode --------------------------------------------------------------------------------------------------
 
 
-def encode_tools(tools: Sequence[Tool], w: Warnings) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(the `tools` list, top-level fields hosted tools turn into)."""
+def encode_tools(
+    tools: Sequence[Tool], w: Warnings, *, web_search: bool = False
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(the `tools` list, top-level fields hosted tools turn into).
+
+    Another provider's web search becomes `web_search_options` only when the upstream is known to take it
+    (flag `web_search_options`: OpenAI's search models); other Chat servers would reject the field, so there
+    the tool is left out with a warning and the model answers without searching (pitfall 44).
+    """
     out: list[dict[str, Any]] = []
     fields: dict[str, Any] = {}
     for i, tool in enumerate(tools):
@@ -110,10 +117,12 @@ def encode_tools(tools: Sequence[Tool], w: Warnings) -> tuple[list[dict[str, Any
                     fields.update(config)
                 else:
                     out.append(dict(config))
-            case HostedTool(name=name) if name == WEB_SEARCH:
+            case HostedTool(name=name) if name == WEB_SEARCH and web_search:
                 # Same capability, but its settings are spelled differently per provider: keep the capability.
                 fields[WEB_SEARCH_FIELD] = {}
                 w.drop("hosted_tool:web_search", "web search settings are not translated to Chat", path)
+            case HostedTool(name=name) if name == WEB_SEARCH:
+                w.drop("hosted_tool:web_search", "this Chat upstream has no web search; the tool was left out", path)
             case HostedTool(name=name):
                 raise TranslationError(
                     f"hosted_tool:{name}", f"the hosted tool {name!r} has no OpenAI Chat Completions equivalent", path
