@@ -1,0 +1,67 @@
+"""What coding agents send that trips other proxies: Claude Code's probe, model suffixes, beta headers."""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import pytest
+
+from tests.conftest import add_route
+from tests.fakes.providers import fake_upstream
+from tests.fakes.script import Reply
+
+pytestmark = pytest.mark.e2e
+
+
+def test_claude_codes_max_tokens_probe_is_a_normal_answer(proxy, alice_key):
+    with fake_upstream("openai-chat") as fake:
+        add_route("gpt", "openai-chat", fake.url + "/v1", alias="claude-*", model="gpt-5")
+        fake.script(Reply(text="H", stop="max_tokens"))
+        proxy.sync()
+        client = anthropic.Anthropic(api_key=alice_key, base_url=proxy.url, max_retries=0)
+        message = client.messages.create(
+            model="claude-sonnet-4-5[1m]", max_tokens=1, messages=[{"role": "user", "content": "quota"}]
+        )
+        assert message.stop_reason == "max_tokens"
+        sent = fake.requests[-1].json
+        assert sent["model"] == "gpt-5"
+        assert sent["max_completion_tokens"] == 1  # a reasoning model gets the field it accepts
+
+
+def test_beta_headers_reach_anthropic_upstreams_only(proxy, alice_key):
+    headers = {
+        "x-api-key": alice_key,
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
+    }
+    body = {"model": "m", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+    with fake_upstream("anthropic") as claude, fake_upstream("gemini") as gemini:
+        add_route("claude", "anthropic", claude.url, alias="m")
+        add_route("gem", "gemini", gemini.url, alias="g", model="gemini-2.5-pro")
+        proxy.sync()
+        assert httpx.post(proxy.url + "/v1/messages?beta=true", headers=headers, json=body).status_code == 200
+        assert claude.requests[-1].headers["anthropic-beta"] == headers["anthropic-beta"]
+        response = httpx.post(proxy.url + "/v1/messages?beta=true", headers=headers, json={**body, "model": "g"})
+        assert response.status_code == 200
+        assert "anthropic-beta" not in gemini.requests[-1].headers
+        assert "anthropic-version" not in gemini.requests[-1].headers
+
+
+def test_thinking_and_context_management_never_cause_a_400(proxy, alice_key):
+    with fake_upstream("openai-chat") as fake:
+        add_route("gpt", "openai-chat", fake.url + "/v1", alias="m", model="qwen3")
+        proxy.sync()
+        response = httpx.post(
+            proxy.url + "/v1/messages",
+            headers={"x-api-key": alice_key, "anthropic-version": "2023-06-01"},
+            json={
+                "model": "m",
+                "max_tokens": 64000,
+                "thinking": {"type": "adaptive"},
+                "output_config": {"effort": "high"},
+                "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert "context_management" not in fake.requests[-1].json
