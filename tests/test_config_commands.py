@@ -167,3 +167,42 @@ def test_quickstart_honours_the_preferred_provider():
     assert Upstream.objects.get(name="ollama").base_url == "http://127.0.0.1:11434/v1"
     haiku = ModelAlias.objects.get(name="*haiku*")
     assert (haiku.upstream.name, haiku.upstream_model) == ("gemini", "gemini-2.5-flash")
+
+
+@pytest.mark.e2e
+def test_commands_configure_a_running_server_live(proxy, tmp_path):
+    """Automation can start the server first and configure it after, from another process."""
+    import subprocess
+    import sys
+
+    import httpx
+    from django.db import connection
+
+    from tests.fakes.providers import fake_upstream
+    from tests.liveserver import ROOT, database_url
+
+    env = {"DATABASE_URL": database_url(connection.settings_dict), "PATH": "/usr/bin:/bin"}
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    with fake_upstream("openai-chat") as fake:
+        config = tmp_path / "live.yaml"
+        config.write_text(
+            f"upstreams:\n  - {{name: live, format: openai-chat, base_url: '{fake.url}/v1'}}\n"
+            "aliases:\n  - {name: fast, upstream: live, model: small-model}\n"
+        )
+        subprocess.run([*manage, "importconfig", str(config)], env=env, cwd=ROOT, check=True, capture_output=True)
+        key = subprocess.run(
+            [*manage, "createkey", "--user", "robot", "--create-user"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        proxy.sync()
+        response = httpx.post(
+            proxy.url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert response.status_code == 200, response.text
+        assert fake.requests[-1].json["model"] == "small-model"
