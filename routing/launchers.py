@@ -182,49 +182,44 @@ def merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
 
 
 def gemini_settings(existing: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """System settings for the Gemini CLI: API-key auth (with GOOGLE_GEMINI_BASE_URL set, 0.61 otherwise picks
-    the "gateway" auth type and refuses to start headless), no usage statistics, telemetry or update checks.
-    `existing` (the system settings the machine already has) is kept where these do not say otherwise."""
+    """User settings for the Gemini CLI: API-key auth (with GOOGLE_GEMINI_BASE_URL set, 0.61 otherwise picks the
+    "gateway" auth type and refuses to start headless), no usage statistics, telemetry or update checks.
+    `existing` (the user's own ~/.gemini/settings.json) is kept where these do not say otherwise."""
     return merged(existing or {}, GEMINI_SETTINGS)
 
 
 def gemini_launch(
     url: str,
     key: str,
-    settings_path: Path,
+    gemini_home: Path,
     *,
     model: str | None = None,
     trust_workspace: bool = False,
-    existing_settings: Mapping[str, Any] | None = None,
+    user_settings: Mapping[str, Any] | None = None,
+    trusted_folders: Path | None = None,
     args: Sequence[str] = (),
     base_env: Mapping[str, str] | None = None,
 ) -> Launch:
-    """Gemini CLI: the proxy as GOOGLE_GEMINI_BASE_URL, the key as GEMINI_API_KEY. Settings go to a separate
-    system settings file (GEMINI_CLI_SYSTEM_SETTINGS_PATH, which takes precedence over ~/.gemini/settings.json)
-    so the user's own settings and history stay as they are. `trust_workspace` trusts the current folder for
-    this session (needed for `--yolo` to run tools headless)."""
+    """Gemini CLI: the proxy as GOOGLE_GEMINI_BASE_URL, the key as GEMINI_API_KEY, and settings in a separate
+    GEMINI_CLI_HOME (its `.gemini/settings.json`: the user's own settings plus ours) so ~/.gemini is left alone.
+    GEMINI_CLI_SYSTEM_SETTINGS_PATH would be lighter, but 0.61 ignores a system settings file unless root owns it
+    and every directory above it. `trusted_folders` keeps the user's folder-trust decisions; `trust_workspace`
+    trusts the current folder for this session (needed for `--yolo` to run tools headless)."""
     chosen = {
         "GOOGLE_GEMINI_BASE_URL": root_url(url),
         "GEMINI_API_KEY": key,
-        "GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(settings_path),
+        "GEMINI_CLI_HOME": str(gemini_home),
     }
+    if trusted_folders is not None:
+        chosen["GEMINI_CLI_TRUSTED_FOLDERS_PATH"] = str(trusted_folders)
     if model:
         chosen["GEMINI_MODEL"] = model
     if trust_workspace:
         chosen["GEMINI_CLI_TRUST_WORKSPACE"] = "true"
     env = _environment(base_env if base_env is not None else {}, GEMINI_CONFLICTING, chosen)
-    content = json.dumps(gemini_settings(existing_settings), indent=2) + "\n"
-    return Launch(["gemini", *args], env, files={settings_path: content}, set_env=chosen)
-
-
-def system_gemini_settings_path(env: Mapping[str, str]) -> Path:
-    """Where the Gemini CLI would read system settings from without the launcher."""
-    given = env.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH")
-    if given:
-        return Path(given)
-    if sys.platform == "darwin":
-        return Path("/Library/Application Support/GeminiCli/settings.json")
-    return Path("/etc/gemini-cli/settings.json")
+    settings_file = gemini_home / ".gemini" / "settings.json"
+    content = json.dumps(gemini_settings(user_settings), indent=2) + "\n"
+    return Launch(["gemini", *args], env, files={settings_file: content}, set_env=chosen)
 
 
 def read_json_object(path: Path) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def test_codex_launch_isolates_codex_home(tmp_path):
     assert tomllib.loads(launch.files[home / "config.toml"])["model"] == "m"
 
 
-def test_gemini_settings_force_api_key_auth_and_keep_other_system_settings():
+def test_gemini_settings_force_api_key_auth_and_keep_the_users_settings():
     settings = gemini_settings({"security": {"auth": {"selectedType": "oauth-personal"}, "x": 1}, "ui": {"a": 2}})
     assert settings["security"] == {"auth": {"selectedType": "gemini-api-key"}, "x": 1}
     assert settings["ui"] == {"a": 2}
@@ -124,27 +124,38 @@ def test_gemini_settings_force_api_key_auth_and_keep_other_system_settings():
     assert settings["general"] == {"disableAutoUpdate": True, "disableUpdateNag": True}
 
 
-def test_gemini_launch_uses_a_system_settings_file_not_the_users(tmp_path):
-    path = tmp_path / "system-settings.json"
+def test_gemini_launch_uses_its_own_gemini_home(tmp_path):
+    home = tmp_path / "gemini-home"
     base = {"HOME": "/home/a", "GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_API_KEY": "AIza-real"}
-    launch = gemini_launch(URL + "/v1", KEY, path, args=["-p", "hi"], base_env=base)
+    launch = gemini_launch(URL + "/v1", KEY, home, args=["-p", "hi"], base_env=base)
     env = launch.env
     assert env["GOOGLE_GEMINI_BASE_URL"] == URL
     assert env["GEMINI_API_KEY"] == KEY
-    assert env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] == str(path)
-    assert env["HOME"] == "/home/a"
+    assert env["GEMINI_CLI_HOME"] == str(home)
+    assert env["HOME"] == "/home/a"  # the shell tool still runs in the user's own home
     assert "GOOGLE_GENAI_USE_VERTEXAI" not in env
     assert "GOOGLE_API_KEY" not in env
     assert "GEMINI_MODEL" not in env
     assert "GEMINI_CLI_TRUST_WORKSPACE" not in env  # trust is the user's decision unless asked for
-    assert json.loads(launch.files[path])["security"]["auth"]["selectedType"] == "gemini-api-key"
+    assert "GEMINI_CLI_TRUSTED_FOLDERS_PATH" not in env
+    settings = json.loads(launch.files[home / ".gemini" / "settings.json"])
+    assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
     assert launch.argv == ["gemini", "-p", "hi"]
 
 
-def test_gemini_model_and_trust():
-    launch = gemini_launch(URL, KEY, Path("/tmp/s.json"), model="gemini-x", trust_workspace=True, base_env={})
+def test_gemini_model_trust_and_trusted_folders():
+    launch = gemini_launch(
+        URL,
+        KEY,
+        Path("/tmp/gh"),
+        model="gemini-x",
+        trust_workspace=True,
+        trusted_folders=Path("/home/a/.gemini/trustedFolders.json"),
+        base_env={},
+    )
     assert launch.env["GEMINI_MODEL"] == "gemini-x"
     assert launch.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
+    assert launch.env["GEMINI_CLI_TRUSTED_FOLDERS_PATH"] == "/home/a/.gemini/trustedFolders.json"
 
 
 def _executable(path: Path) -> Path:
@@ -181,7 +192,8 @@ def exec_calls(monkeypatch, tmp_path) -> list[tuple[str, list[str], dict[str, st
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("LLMPROXY_KEY", raising=False)
-    monkeypatch.delenv("GEMINI_CLI_SYSTEM_SETTINGS_PATH", raising=False)
+    for name in ("GEMINI_CLI_HOME", "GEMINI_CLI_TRUSTED_FOLDERS_PATH"):
+        monkeypatch.delenv(name, raising=False)
     prefix = tmp_path / "clis"
     for name in ("claude", "codex", "gemini"):
         _executable(prefix / "node_modules" / ".bin" / name)
@@ -258,20 +270,28 @@ def test_codex_home_option(exec_calls, tmp_path):
     assert (tmp_path / "ch" / "config.toml").exists()
 
 
-def test_gemini_command_merges_the_machines_system_settings(exec_calls, tmp_path, monkeypatch):
-    system = tmp_path / "etc-settings.json"
-    system.write_text(json.dumps({"ui": {"theme": "dark"}}))
-    monkeypatch.setenv("GEMINI_CLI_SYSTEM_SETTINGS_PATH", str(system))
+def test_gemini_command_keeps_the_users_settings_and_trust(exec_calls, tmp_path):
+    own = tmp_path / "home" / ".gemini"
+    own.mkdir(parents=True)
+    (own / "settings.json").write_text(json.dumps({"ui": {"theme": "dark"}, "security": {"auth": {"x": 1}}}))
     run("gemini", "--key", KEY, "--url", URL, "--trust-workspace", "--", "-p", "hi", "--yolo")
     [(_, argv, env)] = exec_calls
-    written = Path(env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"])
-    assert written == tmp_path / "home" / ".cache" / "llmproxy" / "gemini" / "system-settings.json"
-    settings: dict[str, Any] = json.loads(written.read_text())
+    home = tmp_path / "home" / ".cache" / "llmproxy" / "gemini-home"
+    assert env["GEMINI_CLI_HOME"] == str(home)
+    assert env["GEMINI_CLI_TRUSTED_FOLDERS_PATH"] == str(own / "trustedFolders.json")
+    settings: dict[str, Any] = json.loads((home / ".gemini" / "settings.json").read_text())
     assert settings["ui"] == {"theme": "dark"}
-    assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
+    assert settings["security"]["auth"] == {"x": 1, "selectedType": "gemini-api-key"}
     assert env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
     assert argv[1:] == ["-p", "hi", "--yolo"]
-    assert json.loads(system.read_text()) == {"ui": {"theme": "dark"}}  # the original is not touched
+    assert json.loads((own / "settings.json").read_text())["security"] == {"auth": {"x": 1}}  # not touched
+
+
+def test_gemini_home_option(exec_calls, tmp_path):
+    run("gemini", "--key", KEY, "--gemini-home", str(tmp_path / "gh"), "--model", "g")
+    assert exec_calls[0][2]["GEMINI_CLI_HOME"] == str(tmp_path / "gh")
+    assert exec_calls[0][2]["GEMINI_MODEL"] == "g"
+    assert (tmp_path / "gh" / ".gemini" / "settings.json").exists()
 
 
 def test_missing_cli_names_the_npm_command(exec_calls, monkeypatch, tmp_path):
