@@ -66,6 +66,8 @@ def install(prefix: Path) -> str | None:
             "--no-audit",
             "--no-save",
             "--fetch-retries=1",
+            "--fetch-retry-mintimeout=1000",
+            "--fetch-retry-maxtimeout=3000",
             "--fetch-timeout=30000",
             *needed,
         ]
@@ -81,9 +83,15 @@ def install(prefix: Path) -> str | None:
             return f"`npm install {' '.join(needed)}` did not finish in {INSTALL_TIMEOUT:.0f} s (no registry access?)"
         still = missing(prefix)
         if result.returncode != 0 or still:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-            return f"`npm install {' '.join(needed)}` failed (rc={result.returncode}): " + " | ".join(tail)
+            return f"`npm install {' '.join(needed)}` failed (rc={result.returncode}): " + npm_error(result)
     return None
+
+
+def npm_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The gist of a failed npm run: its first error lines (code and message), else the end of its output."""
+    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("npm error") and line not in ("npm error", "npm error }")]
+    return " | ".join(errors[:3] or lines[-3:])
 
 
 def ensure_clis(prefix: Path = DEFAULT_CLI_PREFIX) -> Path:
