@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import httpx
 import pytest
 
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
-from tests.fakes.script import Reply
+from tests.fakes.script import Reply, ToolCall
 
 pytestmark = pytest.mark.e2e
 
@@ -65,3 +67,41 @@ def test_thinking_and_context_management_never_cause_a_400(proxy, alice_key):
         )
         assert response.status_code == 200, response.text
         assert "context_management" not in fake.requests[-1].json
+
+
+PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hello\n*** End Patch\n"
+APPLY_PATCH = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Use the apply_patch tool to edit files.",
+    "format": {
+        "type": "grammar",
+        "syntax": "lark",
+        "definition": 'start: begin_patch hunk+ end_patch\nbegin_patch: "*** Begin Patch"',
+    },
+}
+
+
+@pytest.mark.parametrize("upstream_format", ["anthropic", "openai-chat", "gemini"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_codex_apply_patch_comes_back_as_the_custom_call_it_sent(proxy, alice_key, upstream_format, stream):
+    import openai
+
+    base = {"anthropic": "", "openai-chat": "/v1", "gemini": ""}[upstream_format]
+    with fake_upstream(upstream_format) as fake:
+        add_route("up", upstream_format, fake.url + base, alias="m", model="real-model")
+        fake.script(Reply(tool_calls=[ToolCall("apply_patch", {"input": PATCH})]))
+        proxy.sync()
+        client = openai.OpenAI(api_key=alice_key, base_url=proxy.url + "/v1", max_retries=0)
+        kwargs = {"model": "m", "input": "Add hello.txt", "tools": [APPLY_PATCH]}
+        if stream:
+            events = list(client.responses.create(**kwargs, stream=True))
+            assert "response.custom_tool_call_input.delta" in [e.type for e in events]
+            response = events[-1].response
+        else:
+            response = client.responses.create(**kwargs)
+        call = next(item for item in response.output if item.type == "custom_tool_call")
+        assert (call.name, call.input) == ("apply_patch", PATCH)
+        # Upstream, it was an ordinary function tool taking one string.
+        sent = json.dumps(fake.requests[-1].json)
+        assert ("apply_patch" in sent and "lark" in sent) or "Begin Patch" in sent

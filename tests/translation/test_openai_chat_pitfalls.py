@@ -12,11 +12,13 @@ from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind
 from translation.ir import (
     FunctionTool,
+    Grammar,
     HostedTool,
     ImagePart,
     InlineSource,
     Message,
     Request,
+    ResponseStart,
     ResponseStop,
     Role,
     Sampling,
@@ -26,6 +28,9 @@ from translation.ir import (
     TextPart,
     ToolArgsDelta,
     ToolCallPart,
+    ToolCallStart,
+    ToolChoice,
+    ToolChoiceMode,
     ToolKind,
     ToolResultPart,
     TranslationError,
@@ -269,6 +274,86 @@ def test_an_error_ends_the_client_stream_without_done() -> None:
 
 def test_custom_tools_keep_their_kind_both_ways() -> None:
     tool = FunctionTool("apply_patch", kind=ToolKind.CUSTOM)
-    body = encode_request(_request(_user(TextPart("x")), tools=(tool,)), TargetOptions(model="gpt-5")).value
+    native = TargetOptions(model="gpt-5", flags={"custom_tools": True})
+    body = encode_request(_request(_user(TextPart("x")), tools=(tool,)), native).value
     assert body["tools"] == [{"type": "custom", "custom": {"name": "apply_patch"}}]
     assert decode_request(body).value.tools == (tool,)
+
+
+# -- custom (freeform) tools on servers without them (pitfall 16) --------------------------------------------
+
+PATCH = "*** Begin Patch\n*** Add File: a.txt\n+a\n*** End Patch\n"
+APPLY_PATCH = FunctionTool("apply_patch", "Edit files.", kind=ToolKind.CUSTOM, grammar=Grammar("lark", "start: /.+/"))
+SHELL = FunctionTool("shell", parameters={"type": "object", "properties": {"cmd": {"type": "string"}}})
+
+
+def test_a_custom_tool_is_a_one_string_function_unless_flagged() -> None:
+    choice = ToolChoice(ToolChoiceMode.REQUIRED, allowed=("apply_patch", "shell"))
+    request = _request(_user(TextPart("x")), tools=(APPLY_PATCH, SHELL), tool_choice=choice)
+    result = encode_request(request, TargetOptions(model="qwen3"))
+    function = result.value["tools"][0]["function"]
+    assert function["parameters"] == {
+        "type": "object",
+        "properties": {"input": {"type": "string"}},
+        "required": ["input"],
+    }
+    assert function["description"].endswith("lark grammar:\nstart: /.+/")
+    assert [w.feature for w in result.warnings] == ["custom_tool_grammar"]
+    refs = result.value["tool_choice"]["allowed_tools"]["tools"]
+    assert refs == [
+        {"type": "function", "function": {"name": "apply_patch"}},
+        {"type": "function", "function": {"name": "shell"}},
+    ]
+    native = encode_request(request, TargetOptions(model="gpt-5", flags={"custom_tools": True}))
+    assert native.value["tools"][0]["type"] == "custom"
+    assert native.value["tool_choice"]["allowed_tools"]["tools"][0] == {
+        "type": "custom",
+        "custom": {"name": "apply_patch"},
+    }
+    assert native.warnings == ()
+
+
+def test_a_wrapped_call_whose_arguments_are_not_the_wrapper_keeps_its_text() -> None:
+    body = {
+        "id": "c",
+        "choices": [
+            {
+                "message": {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "1", "type": "function", "function": {"name": "apply_patch", "arguments": "oops"}}
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+    }
+    part = decode_response(body, request=_request(tools=(APPLY_PATCH,))).value.parts[0]
+    assert isinstance(part, ToolCallPart)
+    assert (part.kind, part.raw_arguments) == (ToolKind.CUSTOM, "oops")
+
+
+def test_native_custom_calls_from_openai_still_stream_verbatim() -> None:
+    decoder = StreamDecoder(_request(tools=(APPLY_PATCH,)))
+    call = {"index": 0, "id": "call_p", "type": "custom", "custom": {"name": "apply_patch", "input": PATCH[:9]}}
+    events = decoder.feed(_chunk({"tool_calls": [call]}))
+    events += decoder.feed(_chunk({"tool_calls": [{"index": 0, "custom": {"input": PATCH[9:]}}]}))
+    events += decoder.feed(_chunk({}, "tool_calls"))
+    events += decoder.feed(SSEEvent("[DONE]"))
+    response = ResponseBuilder()
+    for event in events:
+        response.feed(event)
+    assert [e.fragment for e in events if isinstance(e, ToolArgsDelta)] == [PATCH[:9], PATCH[9:]]
+    part = response.response().parts[0]
+    assert isinstance(part, ToolCallPart)
+    assert (part.kind, part.raw_arguments) == (ToolKind.CUSTOM, PATCH)
+
+
+def test_a_wrapped_stream_call_cut_off_by_done_is_still_unwrapped() -> None:
+    decoder = StreamDecoder(_request(tools=(APPLY_PATCH,)))
+    arguments = json.dumps({"input": PATCH})
+    call = {"index": 0, "id": "call_p", "type": "function", "function": {"name": "apply_patch", "arguments": arguments}}
+    events = decoder.feed(_chunk({"tool_calls": [call]}))
+    assert [type(e) for e in events] == [ResponseStart, ToolCallStart]
+    events = decoder.feed(SSEEvent("[DONE]"))
+    assert [e.fragment for e in events if isinstance(e, ToolArgsDelta)] == [PATCH]

@@ -16,6 +16,11 @@ from translation.openai_chat.stream import StreamDecoder, StreamEncoder
 DIALECT = "openai_chat"
 
 
+def _request(vector: Vector) -> Request:
+    """The IR request the upstream side was encoded from (drives unwrapping of CUSTOM tools)."""
+    return from_json(Request, vector.extra.get("request", {"model": "m", "messages": []}))
+
+
 def _client(vector: Vector) -> ClientContext:
     client = vector.extra["client"]
     return ClientContext(from_json(Request, client["request"]), client["created"])
@@ -41,7 +46,7 @@ def test_encode_request(vector: Vector) -> None:
 
 @pytest.mark.parametrize("vector", vector_params(DIALECT, "response", "decode"))
 def test_decode_response(vector: Vector) -> None:
-    result = decode_response(vector.wire)
+    result = decode_response(vector.wire, request=_request(vector))
     assert to_json(result.value) == vector.ir
     assert _features(result.warnings) == vector.warnings_for("decode")
 
@@ -55,7 +60,7 @@ def test_encode_response(vector: Vector) -> None:
 
 @pytest.mark.parametrize("vector", vector_params(DIALECT, "stream", "decode"))
 def test_decode_stream_at_any_byte_boundary(vector: Vector) -> None:
-    request = from_json(Request, vector.extra.get("request", {"model": "m", "messages": []}))
+    request = _request(vector)
     decoders: list[StreamDecoder] = []
 
     def make() -> StreamDecoder:

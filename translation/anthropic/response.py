@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from translation.anthropic.blocks import decode_block, encode_part
-from translation.anthropic.tools import unwrap_arguments, wrapped_tools
+from translation.anthropic.tools import wrapped_tools
 from translation.anthropic.wire import (
     DIALECT,
     STOP_FROM_WIRE,
@@ -18,6 +18,7 @@ from translation.anthropic.wire import (
     usage_to_wire,
 )
 from translation.codec import ClientContext
+from translation.custom_tools import unwrap_arguments
 from translation.ir import (
     Part,
     Request,

@@ -11,8 +11,9 @@ from typing import Any
 from translation.anthropic.errors import stream_error
 from translation.anthropic.response import decode_stop, synthetic_call_id
 from translation.anthropic.stream_encoder import StreamEncoder
-from translation.anthropic.tools import unwrap_arguments, wrapped_tools
+from translation.anthropic.tools import wrapped_tools
 from translation.anthropic.wire import redacted_signature, thinking_signature, usage_from_wire
+from translation.custom_tools import unwrap_arguments
 from translation.errors import ApiError, ErrorKind
 from translation.ir import (
     BlockStop,

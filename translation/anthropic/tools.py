@@ -3,11 +3,11 @@ cannot declare as they are (CUSTOM tools, schemas whose top level is not an obje
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from translation.anthropic.wire import DIALECT, cache_from_wire, cache_to_wire, rest
+from translation.custom_tools import INPUT, describe, input_schema
 from translation.ir import (
     JSON,
     FunctionTool,
@@ -40,12 +40,6 @@ _NEUTRAL_HOSTED = {
     "computer_toolset": "computer",
 }
 _WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search"}
-_WRAPPED_INPUT = "input"
-_STRING_INPUT_SCHEMA: dict[str, JSON] = {
-    "type": "object",
-    "properties": {_WRAPPED_INPUT: {"type": "string"}},
-    "required": [_WRAPPED_INPUT],
-}
 
 # -- decoding ------------------------------------------------------------------------------------------------
 
@@ -116,7 +110,7 @@ def repair_schema(schema: dict[str, JSON] | None) -> tuple[dict[str, JSON], bool
     if schema is None:
         return {"type": "object", "properties": {}}, False
     if schema.get("type", "object") != "object" or any(k in schema for k in ("anyOf", "oneOf", "allOf")):
-        return {"type": "object", "properties": {_WRAPPED_INPUT: schema}, "required": [_WRAPPED_INPUT]}, True
+        return {"type": "object", "properties": {INPUT: schema}, "required": [INPUT]}, True
     repaired = {"type": "object", **schema}
     required = schema.get("required")
     if isinstance(required, list):
@@ -125,7 +119,8 @@ def repair_schema(schema: dict[str, JSON] | None) -> tuple[dict[str, JSON], bool
 
 
 def wrapped_tools(request: Request) -> dict[str, ToolKind]:
-    """Tools whose calls come back from Anthropic as `{"input": …}` and must be unwrapped, by name."""
+    """Tools whose calls come back from Anthropic as `{"input": …}` and must be unwrapped, by name: CUSTOM
+    tools (translation/custom_tools.py) and functions whose schema had to be wrapped."""
     return {
         tool.name: tool.kind
         for tool in request.tools
@@ -133,29 +128,13 @@ def wrapped_tools(request: Request) -> dict[str, ToolKind]:
     }
 
 
-def unwrap_arguments(raw: str, kind: ToolKind) -> str:
-    """The argument text of a wrapped call: the freeform input of a CUSTOM call, the JSON of the wrapped value
-    otherwise. Text that is not the expected wrapper is returned as it is."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return raw
-    if not isinstance(value, dict) or _WRAPPED_INPUT not in value:
-        return raw
-    inner = value[_WRAPPED_INPUT]
-    if kind is ToolKind.CUSTOM and isinstance(inner, str):
-        return inner
-    return json.dumps(inner, ensure_ascii=False, separators=(",", ":"))
-
-
 def _function_tool(tool: FunctionTool, w: Warnings, path: str) -> dict[str, Any]:
     description = tool.description
     if tool.kind is ToolKind.CUSTOM:
-        schema: dict[str, JSON] = _STRING_INPUT_SCHEMA
+        schema: dict[str, JSON] = input_schema()
+        description = describe(tool)
         if tool.grammar is not None:
             w.drop("custom_tool_grammar", "the grammar is described to the model, not enforced", path)
-            grammar = f"The input must match this {tool.grammar.syntax} grammar:\n{tool.grammar.definition}"
-            description = f"{description}\n\n{grammar}" if description else grammar
     else:
         schema, wrapped = repair_schema(tool.parameters)
         if wrapped:

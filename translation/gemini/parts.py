@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from translation.custom_tools import INPUT, wrap
 from translation.gemini.wire import GEMINI, SYNTHETIC_ID, compact_json, leftovers, own_signature, signature_of
 from translation.ir import (
     DocumentPart,
@@ -88,9 +89,9 @@ class PartDecoder:
         self.unanswered.append((call_id, name))
         args = _mapping(call.get("args"))
         signature, bucket = signature_of(part), own_extras(GEMINI, extras)
-        if name in self.custom_tools and isinstance(args.get("input"), str):
+        if name in self.custom_tools and isinstance(args.get(INPUT), str):
             return ToolCallPart.from_raw(
-                call_id, name, args["input"], kind=ToolKind.CUSTOM, signature=signature, extras=bucket
+                call_id, name, args[INPUT], kind=ToolKind.CUSTOM, signature=signature, extras=bucket
             )
         return ToolCallPart.from_object(call_id, name, dict(args), signature=signature, extras=bucket)
 
@@ -224,7 +225,7 @@ class PartEncoder:
         own = dict(extras_for(part.extras, GEMINI))
         args: dict[str, Any]
         if part.kind is ToolKind.CUSTOM:
-            args = {"input": part.raw_arguments}
+            args = wrap(part.raw_arguments)
         elif part.arguments is None:
             self.w.drop("tool_arguments", "the call's arguments are not a JSON object; sent as {}", path)
             args = {}

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from translation.codec import ClientContext
+from translation.custom_tools import custom_tool_names
 from translation.gemini.parts import PartDecoder, PartEncoder
 from translation.gemini.wire import (
     GEMINI,
     MODEL_ROLE,
     USAGE_FIELDS,
-    custom_tool_names,
     derived_id,
     finish_from_stop,
     include_thoughts,

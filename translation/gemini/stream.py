@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from translation.codec import ClientContext, WireEvent
+from translation.custom_tools import custom_tool_names
 from translation.errors import ApiError, ErrorKind, error_body, kind_for_status
 from translation.gemini.parts import PartDecoder, PartEncoder
 from translation.gemini.wire import (
     GEMINI,
     MODEL_ROLE,
-    custom_tool_names,
     derived_id,
     finish_from_stop,
     include_thoughts,

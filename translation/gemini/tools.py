@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from translation.codec import TargetOptions
+from translation.custom_tools import describe, input_schema
 from translation.gemini.schema import from_gemini_schema, to_gemini_schema
 from translation.gemini.wire import GEMINI, leftovers
 from translation.ir import (
@@ -131,10 +132,8 @@ def _encode_declaration(tool: FunctionTool, target: TargetOptions, w: Warnings, 
     if tool.kind is ToolKind.CUSTOM:
         # Gemini has no freeform tools: one string parameter `input`, the grammar in the description.
         w.drop("custom_tool", f"{tool.name} is exposed as a function taking one string `input`", path)
-        parameters = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
-        if tool.grammar is not None:
-            grammar = f"The input must match this {tool.grammar.syntax} grammar:\n{tool.grammar.definition}"
-            description = f"{description}\n\n{grammar}" if description else grammar
+        parameters = input_schema()
+        description = describe(tool)
     if tool.strict:
         w.drop("tool_strict", "Gemini has no strict flag on function declarations", path)
     out: dict[str, Any] = {"name": tool.name}

@@ -9,12 +9,10 @@ from typing import Any
 
 from translation.dialect import Dialect
 from translation.ir import (
-    FunctionTool,
     OpaqueSignature,
     Request,
     SignatureKind,
     StopReason,
-    ToolKind,
     Usage,
     Warnings,
 )
@@ -154,13 +152,6 @@ def derived_id(body: Any) -> str:
 def leftovers(obj: Mapping[str, Any], known: frozenset[str] | set[str]) -> dict[str, Any]:
     """The fields of a wire object the decoder does not model, for `extras`."""
     return {k: v for k, v in obj.items() if k not in known}
-
-
-def custom_tool_names(request: Request | None) -> frozenset[str]:
-    """CUSTOM tools the Gemini encoder exposed as `{input: string}` functions: their calls map back."""
-    if request is None:
-        return frozenset()
-    return frozenset(t.name for t in request.tools if isinstance(t, FunctionTool) and t.kind is ToolKind.CUSTOM)
 
 
 def include_thoughts(request: Request) -> bool:

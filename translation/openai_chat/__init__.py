@@ -12,4 +12,7 @@
 - `developer_role` (bool): send DEVELOPER messages as `developer`; default: only for OpenAI model names
   (gpt-*, o1/o3/o4, chatgpt-*), `system` otherwise, since many OpenAI-compatible servers lack the role.
 - `prompt_cache_breakpoints` (bool, default True): emit `prompt_cache_breakpoint` for IR cache hints.
+- `custom_tools` (bool, default False): the upstream takes Chat `custom` (freeform) tools as they are (OpenAI).
+  Otherwise a CUSTOM tool is a function taking one string `input`, the grammar in its description, and calls
+  to it come back as CUSTOM calls (translation/custom_tools.py, pitfall 16).
 """

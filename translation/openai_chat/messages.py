@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from translation.custom_tools import wrap_json
 from translation.ir import (
     DocumentPart,
     ImagePart,
@@ -126,6 +127,7 @@ class MessageEncoder:
     parts: PartEncoder
     echo_reasoning: bool = False
     developer_role: bool = True
+    custom_tools: bool = True  # CUSTOM calls as Chat `custom` calls; False: as function calls (custom_tools.py)
 
     @property
     def warnings(self) -> Warnings:
@@ -242,14 +244,18 @@ class MessageEncoder:
     def _tool_call(self, call: ToolCallPart, path: str) -> dict[str, Any]:
         if call.signature is not None:
             self.warnings.drop("reasoning_signature", "Chat cannot carry a tool call signature", path)
-        return encode_tool_call(call)
+        return encode_tool_call(call, custom_tools=self.custom_tools)
 
 
-def encode_tool_call(call: ToolCallPart) -> dict[str, Any]:
-    """Arguments stay the exact JSON string they were (pitfall 4); custom calls carry raw input."""
+def encode_tool_call(call: ToolCallPart, *, custom_tools: bool = True) -> dict[str, Any]:
+    """Arguments stay the exact JSON string they were (pitfall 4); custom calls carry raw input, or without
+    `custom_tools` become calls of the function standing in for the tool, `{"input": raw}`."""
+    arguments = call.raw_arguments
     if call.kind is ToolKind.CUSTOM:
-        return {"id": call.id, "type": "custom", "custom": {"name": call.name, "input": call.raw_arguments}}
-    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.raw_arguments}}
+        if custom_tools:
+            return {"id": call.id, "type": "custom", "custom": {"name": call.name, "input": arguments}}
+        arguments = wrap_json(arguments)
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
 def _prefixed_error(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -24,7 +24,13 @@ from translation.ir import (
 )
 from translation.openai_chat.content import PartEncoder
 from translation.openai_chat.messages import MessageEncoder, decode_messages
-from translation.openai_chat.tools import decode_tool_choice, decode_tools, encode_tool_choice, encode_tools
+from translation.openai_chat.tools import (
+    CUSTOM_TOOLS_FLAG,
+    decode_tool_choice,
+    decode_tools,
+    encode_tool_choice,
+    encode_tools,
+)
 from translation.openai_chat.wire import DIALECT, unknown_fields
 
 _MODELLED = frozenset(
@@ -121,15 +127,17 @@ def encode_request(request: Request, target: TargetOptions) -> Translated[dict[s
     echo = bool(flags.get("echo_reasoning_content", flags.get("reasoning_content", False)))
     parts = PartEncoder(w, breakpoints=bool(flags.get("prompt_cache_breakpoints", True)))
     developer = bool(flags.get("developer_role", _OPENAI_MODEL.match(target.model)))
-    messages = MessageEncoder(parts, echo_reasoning=echo, developer_role=developer)
+    custom = bool(flags.get(CUSTOM_TOOLS_FLAG, False))
+    messages = MessageEncoder(parts, echo_reasoning=echo, developer_role=developer, custom_tools=custom)
     body: dict[str, Any] = {"model": target.model, "messages": messages.encode(request.system, request.messages)}
-    tools, tool_fields = encode_tools(request.tools, w, web_search=bool(flags.get("web_search_options")))
+    web_search = bool(flags.get("web_search_options"))
+    tools, tool_fields = encode_tools(request.tools, w, web_search=web_search, custom_tools=custom)
     body.update(tool_fields)
     if tools:
         # OpenAI rejects tool_choice and parallel_tool_calls when no tools are declared.
         body["tools"] = tools
         if request.tool_choice is not None:
-            body["tool_choice"] = encode_tool_choice(request.tool_choice, request.tools)
+            body["tool_choice"] = encode_tool_choice(request.tool_choice, request, custom_tools=custom)
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
     _encode_max_tokens(body, request, target, reasoning_model, w)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 from translation.codec import ClientContext
+from translation.custom_tools import custom_tool_names, unwrap_arguments
 from translation.ir import (
+    Part,
     ReasoningPart,
     RefusalPart,
     Request,
     Response,
     TextPart,
     ToolCallPart,
+    ToolKind,
     Translated,
     Usage,
     Warnings,
@@ -43,7 +46,8 @@ def decode_response(body: Mapping[str, Any], *, request: Request | None = None) 
         w.drop("choices", f"only the first of {len(choices)} choices is kept", "choices")
     choice: Mapping[str, Any] = choices[0] if choices else {}
     message: Mapping[str, Any] = choice.get("message") or {}
-    parts = decode_assistant_parts(message, response_id)
+    custom = custom_tool_names(request)
+    parts = tuple(_unwrapped(part, custom) for part in decode_assistant_parts(message, response_id))
     finish = choice.get("finish_reason")
     stop = stop_from_finish(
         finish,
@@ -116,3 +120,14 @@ def encode_response(response: Response, client: ClientContext) -> Translated[dic
     if usage is not None:
         body["usage"] = usage
     return w.result(body)
+
+
+def _unwrapped(part: Part, custom: Set[str]) -> Part:
+    """A function call to a CUSTOM tool the request encoder exposed as `{input: string}` (custom_tools.py) is
+    the CUSTOM call again, its raw text the `input` value; native `custom` calls are already CUSTOM."""
+    if not isinstance(part, ToolCallPart) or part.kind is ToolKind.CUSTOM or part.name not in custom:
+        return part
+    raw = unwrap_arguments(part.raw_arguments)
+    return ToolCallPart.from_raw(
+        part.id, part.name, raw, kind=ToolKind.CUSTOM, signature=part.signature, extras=part.extras
+    )

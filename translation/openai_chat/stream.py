@@ -2,9 +2,10 @@
 
 Upstream side (StreamDecoder): tool-call fragments are keyed by `tool_calls[].index`, with id and name only
 on the first fragment (pitfall 2); whole arguments in one chunk work the same (pitfall 3); a missing id is
-made up deterministically. The stop reason comes with `finish_reason`, usage in a later `choices: []` chunk
-(requested with `stream_options.include_usage`), so ResponseStop waits for the usage chunk, `[DONE]` or the
-end of the body.
+made up deterministically. Calls of the functions standing in for CUSTOM tools (custom_tools.py) are the one
+thing held back: their `{"input": …}` is unwrapped into one fragment when the call ends. The stop reason comes
+with `finish_reason`, usage in a later `choices: []` chunk (requested with `stream_options.include_usage`), so
+ResponseStop waits for the usage chunk, `[DONE]` or the end of the body.
 
 Client side (StreamEncoder): one chunk per IR delta as it arrives, a role chunk first, tool calls numbered
 0, 1, 2… in start order, a finish chunk, a usage chunk when the client asked for `include_usage`, `[DONE]`.
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from translation.codec import ClientContext, WireEvent
+from translation.custom_tools import custom_tool_names, unwrap_arguments
 from translation.errors import ApiError, ErrorKind, error_body
 from translation.ir import (
     BlockStop,
@@ -57,10 +59,13 @@ _CONTENT_STARTS = {"text": TextStart, "reasoning": ReasoningStart, "refusal": Re
 
 
 class StreamDecoder:
-    """`request` is part of the contract; Chat needs nothing from it (custom tools are native, not wrapped)."""
+    """`request` names the CUSTOM tools, whose calls come back as function calls unless the upstream took them
+    natively (flag `custom_tools`)."""
 
     def __init__(self, request: Request) -> None:
         self.warnings: list[TranslationWarning] = []
+        self._custom = custom_tool_names(request)
+        self._held: dict[int, list[str]] = {}  # IR index -> argument fragments of a wrapped CUSTOM call
         self._started = False
         self._ended = False
         self._id = ""
@@ -151,11 +156,17 @@ class StreamDecoder:
             index = self._tools[key] = self._new_index()
             self._open_tools.append(index)
             call_id = call.get("id") or synthetic_call_id(self._id, len(self._tools) - 1)
-            kind = ToolKind.CUSTOM if custom else ToolKind.FUNCTION
-            out.append(ToolCallStart(index, call_id, body.get("name") or "", kind))
+            name = body.get("name") or ""
+            if not custom and name in self._custom:
+                self._held[index] = []  # a function call standing in for a CUSTOM call: unwrapped at its end
+            kind = ToolKind.CUSTOM if custom or index in self._held else ToolKind.FUNCTION
+            out.append(ToolCallStart(index, call_id, name, kind))
         fragment = body.get("input" if custom else "arguments")
-        if fragment:
-            out.append(ToolArgsDelta(self._tools[key], fragment))
+        index = self._tools[key]
+        if fragment and index in self._held:
+            self._held[index].append(fragment)
+        elif fragment:
+            out.append(ToolArgsDelta(index, fragment))
         return out
 
     def _new_index(self) -> int:
@@ -170,7 +181,11 @@ class StreamDecoder:
 
     def _close_all(self) -> list[StreamEvent]:
         out = self._close_content()
-        out.extend(BlockStop(index) for index in self._open_tools)
+        for index in self._open_tools:
+            held = self._held.pop(index, None)
+            if held:
+                out.append(ToolArgsDelta(index, unwrap_arguments("".join(held))))
+            out.append(BlockStop(index))
         self._open_tools.clear()
         return out
 

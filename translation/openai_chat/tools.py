@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from translation.custom_tools import custom_tool_names, describe, input_schema
 from translation.ir import (
     FunctionTool,
     Grammar,
     HostedTool,
+    Request,
     Tool,
     ToolChoice,
     ToolChoiceMode,
@@ -24,6 +26,9 @@ from translation.openai_chat.wire import DIALECT, unknown_fields
 WEB_SEARCH = "web_search"
 WEB_SEARCH_FIELD = "web_search_options"
 _TOOL_LEVEL = "tool"  # extras key for unknown fields next to `function` rather than inside it
+# Upstream flag: the server takes Chat `custom` (freeform) tools as they are. Only OpenAI does; elsewhere a CUSTOM
+# tool is a function taking one string `input` (translation/custom_tools.py, pitfall 16).
+CUSTOM_TOOLS_FLAG = "custom_tools"
 
 
 # -- decode --------------------------------------------------------------------------------------------------
@@ -95,9 +100,12 @@ def _tool_name(ref: Mapping[str, Any]) -> str:
 
 
 def encode_tools(
-    tools: Sequence[Tool], w: Warnings, *, web_search: bool = False
+    tools: Sequence[Tool], w: Warnings, *, web_search: bool = False, custom_tools: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(the `tools` list, top-level fields hosted tools turn into).
+
+    CUSTOM tools are sent as Chat `custom` tools only when the upstream takes them (flag `custom_tools`: OpenAI);
+    otherwise as a function with one string parameter `input` and the grammar in the description.
 
     Another provider's web search becomes `web_search_options` only when the upstream is known to take it
     (flag `web_search_options`: OpenAI's search models); other Chat servers would reject the field, so there
@@ -108,8 +116,10 @@ def encode_tools(
     for i, tool in enumerate(tools):
         path = f"tools[{i}]"
         match tool:
-            case FunctionTool(kind=ToolKind.CUSTOM):
+            case FunctionTool(kind=ToolKind.CUSTOM) if custom_tools:
                 out.append(_encode_custom(tool))
+            case FunctionTool(kind=ToolKind.CUSTOM):
+                out.append(_encode_wrapped_custom(tool, w, path))
             case FunctionTool():
                 out.append(_encode_function(tool))
             case HostedTool(dialect=dialect, config=config) if dialect is DIALECT:
@@ -143,6 +153,18 @@ def _encode_function(tool: FunctionTool) -> dict[str, Any]:
     return {"type": "function", "function": {**function, **extras}, **beside}
 
 
+def _encode_wrapped_custom(tool: FunctionTool, w: Warnings, path: str) -> dict[str, Any]:
+    """A CUSTOM tool for a server without freeform tools; the decoders turn its calls back (custom_tools.py)."""
+    if tool.grammar is not None:
+        w.drop("custom_tool_grammar", "the grammar is described to the model, not enforced", path)
+    function: dict[str, Any] = {"name": tool.name}
+    description = describe(tool)
+    if description is not None:
+        function["description"] = description
+    function["parameters"] = input_schema()
+    return {"type": "function", "function": function}
+
+
 def _encode_custom(tool: FunctionTool) -> dict[str, Any]:
     custom: dict[str, Any] = {"name": tool.name}
     if tool.description is not None:
@@ -153,8 +175,9 @@ def _encode_custom(tool: FunctionTool) -> dict[str, Any]:
     return {"type": "custom", "custom": custom, **extras_for(tool.extras, DIALECT)}
 
 
-def encode_tool_choice(choice: ToolChoice, tools: Sequence[Tool]) -> str | dict[str, Any]:
-    custom_names = {t.name for t in tools if isinstance(t, FunctionTool) and t.kind is ToolKind.CUSTOM}
+def encode_tool_choice(choice: ToolChoice, request: Request, *, custom_tools: bool = False) -> str | dict[str, Any]:
+    """A named custom tool is a `custom` reference only where `encode_tools` declared it as one."""
+    custom_names = custom_tool_names(request) if custom_tools else frozenset()
 
     def ref(name: str) -> dict[str, Any]:
         kind = "custom" if name in custom_names else "function"
