@@ -14,5 +14,6 @@ from django.core.asgi import get_asgi_application
 django_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from routing.dataplane import DataPlaneRouter  # noqa: E402
+from routing.responses_ws import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": DataPlaneRouter(django_app)})
+application = ProtocolTypeRouter({"http": DataPlaneRouter(django_app), "websocket": websocket_application})

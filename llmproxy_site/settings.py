@@ -99,6 +99,11 @@ else:
 CONFIG_REFRESH_INTERVAL: float = env.float("CONFIG_REFRESH_INTERVAL", default=0.5)
 # Largest request body the data plane accepts (bytes); coding agents send 100 KB+ with images far more.
 MAX_REQUEST_BYTES: int = env.int("MAX_REQUEST_BYTES", default=64 * 1024 * 1024)
+# Responses answers kept for `previous_response_id` on routes to Anthropic/Chat/Gemini (routing.conversations):
+# how long (seconds), the largest entry (bytes of stored JSON; larger ones are not kept) and entries per key.
+RESPONSE_STORE_TTL: int = env.int("RESPONSE_STORE_TTL", default=24 * 3600)
+RESPONSE_STORE_MAX_BYTES: int = env.int("RESPONSE_STORE_MAX_BYTES", default=8 * 1024 * 1024)
+RESPONSE_STORE_MAX_PER_KEY: int = env.int("RESPONSE_STORE_MAX_PER_KEY", default=1000)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from routing.asgi_io import BodyTooLarge, ClientDisconnected, Request, Send, cancel_on_disconnect, send_json
 from routing.context import Exchange, ExchangeError
+from routing.conversations import http_continuation
 from routing.counting import count_tokens
 from routing.endpoints import Action, match
 from routing.live import live_config
@@ -133,8 +134,29 @@ async def _forward(exchange: Exchange, snapshot: Snapshot) -> None:
         limit = settings.MAX_REQUEST_BYTES
         raise ExchangeError(ApiError(ErrorKind.REQUEST_TOO_LARGE, f"Request body exceeds {limit} bytes")) from exc
     payload = _parse_body(raw)
-    presented = _authenticate(exchange, snapshot)
+    route = authorize_route(exchange, snapshot, payload)
+    operation = Operation.COUNT_TOKENS if endpoint.action is Action.COUNT_TOKENS else Operation.GENERATE
 
+    if route.upstream.format is not endpoint.dialect or (
+        operation is Operation.GENERATE and route.shaping.rewrites_requests
+    ):
+        if operation is Operation.COUNT_TOKENS:
+            await count_tokens(exchange, payload)
+            return
+        history, on_response = await http_continuation(exchange, payload)
+        await cancel_on_disconnect(exchange.request, forward_translated(exchange, payload, history, on_response))
+        return
+    if endpoint.dialect is not Dialect.GEMINI:
+        payload["model"] = route.upstream_model
+    stream = endpoint.stream if endpoint.stream is not None else payload.get("stream") is True
+    upstream_request = build_upstream_request(exchange, operation, payload, stream)
+    await cancel_on_disconnect(exchange.request, relay_passthrough(exchange, upstream_request, stream))
+
+
+def authorize_route(exchange: Exchange, snapshot: Snapshot, payload: dict[str, Any]) -> Route:
+    """Check the key and resolve the model: sets `exchange.key`, `.route` and `.credential`, or raises."""
+    endpoint = exchange.endpoint
+    presented = _authenticate(exchange, snapshot)
     model = endpoint.model if endpoint.dialect is Dialect.GEMINI else payload.get("model")
     if not isinstance(model, str) or not model:
         if exchange.key is None:
@@ -147,23 +169,8 @@ async def _forward(exchange: Exchange, snapshot: Snapshot) -> None:
             ApiError(ErrorKind.NOT_FOUND, f"Model {model!r} is not configured on this proxy", param="model")
         )
     exchange.route = route
-
     exchange.credential = credential
-    operation = Operation.COUNT_TOKENS if endpoint.action is Action.COUNT_TOKENS else Operation.GENERATE
-
-    if route.upstream.format is not endpoint.dialect or (
-        operation is Operation.GENERATE and route.shaping.rewrites_requests
-    ):
-        if operation is Operation.COUNT_TOKENS:
-            await count_tokens(exchange, payload)
-            return
-        await cancel_on_disconnect(exchange.request, forward_translated(exchange, payload))
-        return
-    if endpoint.dialect is not Dialect.GEMINI:
-        payload["model"] = route.upstream_model
-    stream = endpoint.stream if endpoint.stream is not None else payload.get("stream") is True
-    upstream_request = build_upstream_request(exchange, operation, payload, stream)
-    await cancel_on_disconnect(exchange.request, relay_passthrough(exchange, upstream_request, stream))
+    return route
 
 
 def _credential(exchange: Exchange, route: Route | None, presented: str | None) -> str | None:

@@ -221,3 +221,29 @@ class ConfigState(models.Model):
     def current_token(cls) -> str | None:
         token = cls.objects.filter(pk=1).values_list("token", flat=True).first()
         return str(token) if token else None
+
+
+class StoredResponse(models.Model):
+    """A Responses answer made through a route whose upstream keeps no state of its own (Anthropic, Chat,
+    Gemini), kept for a while so that a later request can name it as `previous_response_id`.
+
+    `conversation` is everything the upstream saw (the earlier history and the request's input) and `output`
+    the answer, both as translation IR JSON (`translation.ir.serde`) so that signed reasoning and thought
+    signatures survive for the upstream that issued them. Written by `routing.conversations`; rows past
+    `expires_at` are deleted on later writes. Not configuration: saving one does not change the config token.
+    """
+
+    key = models.ForeignKey(ProxyKey, on_delete=models.CASCADE, related_name="+")
+    response_id = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    size = models.PositiveIntegerField(default=0, help_text="Bytes of JSON held.")
+    conversation = models.JSONField(default=list)
+    output = models.JSONField(default=list)
+
+    class Meta:
+        verbose_name = "stored response"
+        constraints = [models.UniqueConstraint(fields=["key", "response_id"], name="unique_stored_response")]
+
+    def __str__(self) -> str:
+        return self.response_id
