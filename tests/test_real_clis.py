@@ -260,8 +260,13 @@ def websocket_upgrade_status(url: str, key: str) -> int:
         return 0
 
 
-@pytest.mark.xfail(strict=False, reason="Responses WebSocket not implemented yet")
-def test_codex_over_websocket(proxy, alice_key, cli_prefix, tmp_path):
-    # Codex falls back to HTTP when the upgrade is refused, so check that the WebSocket is really served first.
+@pytest.mark.parametrize("upstream_format", ["openai-responses", "anthropic"])
+def test_codex_over_websocket(proxy, alice_key, cli_prefix, tmp_path, upstream_format):
+    # Codex falls back to HTTP when the upgrade is refused, so check that the WebSocket is served, and used.
+    proxy.sync()
     assert websocket_upgrade_status(proxy.url, alice_key) == 101
-    run_episode(proxy, cli_prefix, tmp_path, CODEX_WS, "openai-responses", key=alice_key)
+    seen = len(proxy.output())
+    run_episode(proxy, cli_prefix, tmp_path, CODEX_WS, upstream_format, key=alice_key)
+    log = proxy.output()[seen:]  # daphne's access log of this episode
+    assert "WSCONNECT /v1/responses" in log, log
+    assert '"POST /v1/responses' not in log, "Codex fell back to HTTP:\n" + log
