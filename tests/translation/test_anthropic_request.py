@@ -107,16 +107,19 @@ def test_temperature_is_clamped_on_the_legacy_version() -> None:
     [
         ({"sampling": Sampling(candidate_count=2)}, "candidate_count"),
         ({"previous_response_id": "resp_1"}, "previous_response_id"),
-        (
-            {"tools": (HostedTool("code_interpreter", Dialect.OPENAI_RESPONSES, {"type": "code_interpreter"}),)},
-            "hosted_tool:code_interpreter",
-        ),
     ],
 )
 def test_refusals_name_the_feature(fields: dict[str, Any], feature: str) -> None:
     with pytest.raises(TranslationError) as error:
         encode_request(_request(**fields), TARGET)
     assert error.value.feature == feature
+
+
+def test_an_unmappable_hosted_tool_is_left_out_with_a_warning() -> None:
+    tool = HostedTool("code_interpreter", Dialect.OPENAI_RESPONSES, {"type": "code_interpreter"})
+    result = encode_request(_request(tools=(tool,)), TARGET)
+    assert "tools" not in result.value
+    assert _features(result) == ["hosted_tool:code_interpreter"]
 
 
 def test_parallel_calls_disabled_without_a_tool_choice() -> None:

@@ -127,6 +127,7 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
         }
     ),
     "web search server tool": anthropic(tools=[{"type": "web_search_20250305", "name": "web_search"}]),
+    "code execution server tool": anthropic(tools=[{"type": "code_execution_20250825", "name": "code_execution"}]),
     "freeform (custom) tool": (
         "openai-responses",
         {

@@ -174,11 +174,11 @@ def test_a_provider_file_id_is_refused() -> None:
     assert error.value.feature == "file_id"
 
 
-def test_an_unmappable_hosted_tool_is_refused() -> None:
+def test_an_unmappable_hosted_tool_is_left_out_with_a_warning() -> None:
     tool = HostedTool("computer", Dialect.OPENAI_RESPONSES, {"type": "computer_use_preview"})
-    with pytest.raises(TranslationError) as error:
-        encode_request(_request(tools=(tool,)), TARGET)
-    assert error.value.feature == "hosted_tool:computer"
+    result = encode_request(_request(tools=(tool,)), TARGET)
+    assert "tools" not in result.value
+    assert [w.feature for w in result.warnings] == ["hosted_tool:computer"]
 
 
 def test_previous_response_id_is_refused() -> None:

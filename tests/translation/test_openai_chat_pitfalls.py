@@ -75,11 +75,11 @@ def test_several_candidates_are_refused_on_encode() -> None:
     assert err.value.feature == "n"
 
 
-def test_a_hosted_tool_without_chat_equivalent_is_refused() -> None:
+def test_a_hosted_tool_without_chat_equivalent_is_left_out_with_a_warning() -> None:
     tool = HostedTool("code_execution", Dialect.ANTHROPIC, {"type": "code_execution_20250825"})
-    with pytest.raises(TranslationError) as err:
-        encode_request(_request(_user(TextPart("run it")), tools=(tool,)), TargetOptions(model="gpt-4.1"))
-    assert err.value.feature == "hosted_tool:code_execution"
+    result = encode_request(_request(_user(TextPart("run it")), tools=(tool,)), TargetOptions(model="gpt-4.1"))
+    assert "tools" not in result.value
+    assert [w.feature for w in result.warnings] == ["hosted_tool:code_execution"]
 
 
 def test_previous_response_id_is_refused() -> None:

@@ -64,12 +64,11 @@ def _encoded_stream(events: list[StreamEvent]) -> list[dict[str, Any]]:
 # -- requests ------------------------------------------------------------------------------------------------
 
 
-def test_an_unmappable_hosted_tool_is_refused_naming_it() -> None:
+def test_an_unmappable_hosted_tool_is_left_out_naming_it() -> None:
     tool = HostedTool("code_execution", Dialect.ANTHROPIC, {"type": "code_execution_20250825", "name": "x"})
-    with pytest.raises(TranslationError) as raised:
-        encode_request(_request(tools=(tool,)), TARGET)
-    assert raised.value.feature == "hosted_tool:code_execution"
-    assert raised.value.param == "tools[0]"
+    result = encode_request(_request(tools=(tool,)), TARGET)
+    assert "tools" not in result.value
+    assert [(w.feature, w.path) for w in result.warnings] == [("hosted_tool:code_execution", "tools[0]")]
 
 
 def test_several_candidates_are_refused() -> None:

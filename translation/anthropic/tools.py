@@ -17,7 +17,6 @@ from translation.ir import (
     ToolChoice,
     ToolChoiceMode,
     ToolKind,
-    TranslationError,
     Warnings,
     extras_for,
     own_extras,
@@ -81,7 +80,9 @@ def encode_tools(request: Request, w: Warnings) -> list[dict[str, Any]]:
     for i, tool in enumerate(request.tools):
         path = f"tools[{i}]"
         if isinstance(tool, HostedTool):
-            out.append(_hosted_tool(tool, w, path))
+            hosted = _hosted_tool(tool, w, path)
+            if hosted is not None:
+                out.append(hosted)
         elif allowed is None or tool.name in allowed:
             # Anthropic cannot restrict the choice to a subset: leaving the others out does the same.
             out.append(_function_tool(tool, w, path))
@@ -151,13 +152,13 @@ def _function_tool(tool: FunctionTool, w: Warnings, path: str) -> dict[str, Any]
     return out
 
 
-def _hosted_tool(tool: HostedTool, w: Warnings, path: str) -> dict[str, Any]:
+def _hosted_tool(tool: HostedTool, w: Warnings, path: str) -> dict[str, Any] | None:
     if tool.dialect is DIALECT:
         return dict(tool.config)
     if tool.name == "web_search":
         if len(tool.config) > 1:
             w.drop("hosted_tool_options:web_search", f"{tool.dialect.value} search options are not mapped", path)
         return dict(_WEB_SEARCH)
-    raise TranslationError(
-        f"hosted_tool:{tool.name}", f"the hosted tool {tool.name!r} has no Anthropic equivalent", path
-    )
+    # The model works without it; refusing would make the whole client unusable here (pitfall 17).
+    w.drop(f"hosted_tool:{tool.name}", f"Anthropic has no hosted tool {tool.name!r}; left out", path)
+    return None

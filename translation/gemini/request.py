@@ -105,8 +105,8 @@ def encode_request(request: Request, target: TargetOptions) -> Translated[dict[s
     body: dict[str, Any] = {"contents": _encode_messages(request, rest, target, w)}
     if system_parts := [{"text": part.text} for part in instructions if part.text]:
         body["systemInstruction"] = {**own.pop("systemInstruction", {}), "parts": system_parts}
-    if request.tools:
-        body["tools"] = encode_tools(request.tools, target, w)
+    if request.tools and (tools := encode_tools(request.tools, target, w)):
+        body["tools"] = tools
     tool_config = dict(own.pop("toolConfig", {}))
     validated = bool(tool_config.pop("validated", False))
     if request.tool_choice is not None:

@@ -16,7 +16,6 @@ from translation.ir import (
     ToolChoice,
     ToolChoiceMode,
     ToolKind,
-    TranslationError,
     Warnings,
     extras_for,
     own_extras,
@@ -121,7 +120,8 @@ def encode_tools(tools: Sequence[Tool], target: TargetOptions, w: Warnings) -> l
             if set(tool.config) - {"type", "name"}:  # domains, max uses, location …
                 w.drop(f"hosted_tool:{tool.name}", f"Gemini takes no settings for {tool.name}", path)
         else:
-            raise TranslationError(f"hosted_tool:{tool.name}", f"Gemini has no hosted tool {tool.name!r}", path)
+            # The model works without it; refusing would make the whole client unusable here (pitfall 17).
+            w.drop(f"hosted_tool:{tool.name}", f"Gemini has no hosted tool {tool.name!r}; left out", path)
     return ([{"functionDeclarations": declarations}] if declarations else []) + hosted
 
 

@@ -134,9 +134,8 @@ def encode_tools(
             case HostedTool(name=name) if name == WEB_SEARCH:
                 w.drop("hosted_tool:web_search", "this Chat upstream has no web search; the tool was left out", path)
             case HostedTool(name=name):
-                raise TranslationError(
-                    f"hosted_tool:{name}", f"the hosted tool {name!r} has no OpenAI Chat Completions equivalent", path
-                )
+                # The model works without it; refusing would make the whole client unusable here (pitfall 17).
+                w.drop(f"hosted_tool:{name}", f"Chat Completions has no hosted tool {name!r}; left out", path)
     return out, fields
 
 

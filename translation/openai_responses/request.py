@@ -157,8 +157,8 @@ def encode_settings(request: Request, target: TargetOptions, w: Warnings) -> dic
     """Every top-level field but `model`, `instructions` and `input`; a response echoes these back."""
     own = dict(extras_for(request.extras, DIALECT))
     body: dict[str, Any] = {}
-    if request.tools:
-        body["tools"] = encode_tools(request.tools)
+    if request.tools and (tools := encode_tools(request.tools, w)):
+        body["tools"] = tools
     if "tool_choice" in own:
         body["tool_choice"] = own.pop("tool_choice")
     elif request.tool_choice is not None:

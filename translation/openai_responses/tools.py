@@ -20,7 +20,7 @@ from translation.ir import (
     ToolChoice,
     ToolChoiceMode,
     ToolKind,
-    TranslationError,
+    Warnings,
     extras_for,
     own_extras,
 )
@@ -91,12 +91,14 @@ def _decode_tool(tool: Mapping[str, JSON], namespace: dict[str, JSON] | None) ->
     return HostedTool(_HOSTED_NAMES.get(wire_type, wire_type), DIALECT, dict(tool))
 
 
-def encode_tools(tools: Sequence[Tool]) -> list[dict[str, JSON]]:
+def encode_tools(tools: Sequence[Tool], w: Warnings) -> list[dict[str, JSON]]:
     """Wire tools; consecutive function tools of one namespace go back into their `namespace` group."""
     encoded: list[dict[str, JSON]] = []
     open_group: dict[str, JSON] | None = None
     for i, tool in enumerate(tools):
-        wire = _encode_tool(tool, f"tools[{i}]")
+        wire = _encode_tool(tool, f"tools[{i}]", w)
+        if wire is None:
+            continue
         group = _namespace(tool)
         if group is None:
             encoded.append(wire)
@@ -122,15 +124,15 @@ def namespaces(tools: Sequence[Tool]) -> dict[str, str]:
     return {t.name: str(g["name"]) for t in tools if (g := _namespace(t)) is not None and "name" in g}
 
 
-def _encode_tool(tool: Tool, path: str) -> dict[str, JSON]:
+def _encode_tool(tool: Tool, path: str, w: Warnings) -> dict[str, JSON] | None:
     if isinstance(tool, HostedTool):
         if tool.dialect is DIALECT:
             return dict(tool.config)
         declaration = _HOSTED_DECLARATIONS.get(tool.name)
         if declaration is None:
-            raise TranslationError(
-                f"hosted_tool:{tool.name}", f"the hosted tool {tool.name!r} has no OpenAI Responses equivalent", path
-            )
+            # The model works without it; refusing would make the whole client unusable here (pitfall 17).
+            w.drop(f"hosted_tool:{tool.name}", f"OpenAI Responses has no hosted tool {tool.name!r}; left out", path)
+            return None
         return dict(declaration)
     own = {k: v for k, v in extras_for(tool.extras, DIALECT).items() if k != "namespace"}
     description = {"description": tool.description} if tool.description is not None else {}
