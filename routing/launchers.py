@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from argparse import ArgumentParser
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -273,6 +274,27 @@ def issue_launcher_key(username: str) -> str:
     return plaintext
 
 
+def wait_for_server_config(url: str, timeout: float = 3.0) -> bool:
+    """Wait (briefly) until the server at `url` has loaded the configuration this database holds now, so that a
+    key just issued works on the CLI's first request. False when it did not within `timeout` (another database,
+    the server not running): the CLI is started anyway."""
+    import httpx
+
+    from routing.models import ConfigState
+
+    expected = ConfigState.current_token()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(root_url(url) + "/health/ready", timeout=1.0).json().get("config_token") == expected:
+                return True
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 def current_username(env: Mapping[str, str]) -> str:
     return env.get("USER") or env.get("LOGNAME") or getpass.getuser()
 
@@ -330,7 +352,11 @@ class LauncherCommand(BaseCommand):
         key = options["key"] or env.get("LLMPROXY_KEY", "")
         if not key:
             username = options["user"] or current_username(env)
-            key = "sk-llmp-(new key)" if options["dry_run"] else issue_launcher_key(username)
+            if options["dry_run"]:
+                key = "sk-llmp-(new key)"
+            else:
+                key = issue_launcher_key(username)
+                wait_for_server_config(url)
             self.stderr.write(f"Using a new proxy key for {username} (label 'launcher').")
         launch = self.build(url, key, list(args), env, options)
         if options["dry_run"]:

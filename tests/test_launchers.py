@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
+from routing import launchers
 from routing.launchers import (
     claude_launch,
     codex_config,
@@ -24,6 +25,7 @@ from routing.launchers import (
     install_hint,
     root_url,
     server_url,
+    wait_for_server_config,
 )
 from routing.models import ProxyKey, hash_key
 
@@ -189,6 +191,7 @@ def exec_calls(monkeypatch, tmp_path) -> list[tuple[str, list[str], dict[str, st
     calls: list[tuple[str, list[str], dict[str, str]]] = []
     monkeypatch.setattr(os, "execvpe", lambda program, argv, env: calls.append((program, argv, env)))
     monkeypatch.setattr(connections, "close_all", lambda: None)  # the test's own connection stays open
+    monkeypatch.setattr(launchers, "wait_for_server_config", lambda url, timeout=3.0: True)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("LLMPROXY_KEY", raising=False)
@@ -309,3 +312,16 @@ def test_dry_run_prints_settings_and_masks_the_key(exec_calls, capsys):
     assert "claude -p 'hi there'" in out
     assert KEY not in out
     assert exec_calls == []
+
+
+@pytest.mark.django_db
+def test_waiting_for_an_unreachable_server_gives_up():
+    from tests.liveserver import free_port
+
+    assert wait_for_server_config(f"http://127.0.0.1:{free_port()}", timeout=0.3) is False
+
+
+@pytest.mark.e2e
+def test_waiting_for_the_server_to_load_a_new_key(proxy, alice):
+    ProxyKey.issue(alice, label="launcher")
+    assert wait_for_server_config(proxy.url, timeout=10) is True
