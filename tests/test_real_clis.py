@@ -4,7 +4,8 @@ Each case is one agent episode against a scripted fake upstream: the model asks 
 CLI runs it, sends the result back, and the model gives a final answer. The CLIs are the pinned npm versions
 (tests/clis.py installs them once; without npm or the registry these tests are skipped, saying why). They run the
 way /work/shared/clients/run_client.sh runs them: a clean environment, a throw-away HOME, telemetry and update
-checks off, and every non-loopback request sent to a proxy on 127.0.0.1:9 that refuses at once.
+checks off, and every non-loopback request sent to a local HTTP proxy that records it and hangs up: a case fails
+when its CLI tried to reach the internet.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,6 @@ from tests.liveserver import ROOT, database_url
 pytestmark = pytest.mark.e2e
 
 CLIENT_TIMEOUT = 90.0
-EGRESS = "http://127.0.0.1:9"  # refuses at once: nothing leaves the machine
 BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "gemini": ""}
 # The shell prints something that is not in the command itself, so seeing it proves the command ran.
 COMMAND = "printf 'llmproxy-%s\\n' tool-ran"
@@ -145,8 +146,57 @@ def cli_prefix() -> Path:
     return ensure_clis()
 
 
+class EgressRecorder:
+    """The HTTP(S) proxy the CLIs are given: it notes the first line of each request (`CONNECT host:443 ...`) and
+    closes the connection, so nothing leaves the machine and any attempt to reach the internet is seen."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.attempts: list[str] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    first = conn.recv(4096).split(b"\r\n", 1)[0].decode("latin-1")
+                except OSError:
+                    first = "(nothing sent)"
+            with self._lock:
+                self.attempts.append(first)
+
+    def take(self) -> list[str]:
+        with self._lock:
+            attempts, self.attempts = self.attempts, []
+        return attempts
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def egress() -> Iterator[EgressRecorder]:
+    recorder = EgressRecorder()
+    yield recorder
+    recorder.close()
+
+
 def run_agent(
-    agent: Agent, url: str, cli_prefix: Path, tmp_path: Path, *, key: str | None = None, user: str | None = None
+    agent: Agent,
+    url: str,
+    cli_prefix: Path,
+    tmp_path: Path,
+    egress: str,
+    *,
+    key: str | None = None,
+    user: str | None = None,
 ) -> Outcome:
     """`manage.py AGENT` in a clean environment, the way run_client.sh runs the CLI itself."""
     home, workdir, out = tmp_path / "home", tmp_path / "work", tmp_path / "out"
@@ -162,7 +212,7 @@ def run_agent(
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
-        env[name] = EGRESS
+        env[name] = egress
     for name in ("NO_PROXY", "no_proxy"):
         env[name] = "127.0.0.1,localhost,::1"
     command = [sys.executable, str(ROOT / "manage.py"), agent.name, "--url", url, "--model", agent.model]
@@ -197,12 +247,21 @@ def body_text(request: Any) -> str:
     return request.body.decode("utf-8", errors="replace")
 
 
-def run_episode(proxy: Any, cli_prefix: Path, tmp_path: Path, agent: Agent, upstream_format: str, **launch: Any) -> Any:
+def run_episode(
+    proxy: Any,
+    cli_prefix: Path,
+    egress: EgressRecorder,
+    tmp_path: Path,
+    agent: Agent,
+    upstream_format: str,
+    **launch: Any,
+) -> Any:
+    egress.take()
     with fake_upstream(upstream_format) as fake:
         add_route("up", upstream_format, fake.url + BASE_PATH[upstream_format], alias=agent.model, model="real-model")
         proxy.sync()
         fake.script(Reply(tool_calls=[agent.tool]), Reply(text=FINAL))
-        outcome = run_agent(agent, proxy.url, cli_prefix, tmp_path, **launch)
+        outcome = run_agent(agent, proxy.url, cli_prefix, tmp_path, egress.url, **launch)
         requests = fake.requests
     details = f"\nrc={outcome.returncode}\nstdout:\n{outcome.stdout[-3000:]}\nstderr:\n{outcome.stderr[-3000:]}"
     details += f"\nupstream saw {len(requests)} request(s)\nproxy log:\n{proxy.output()[-3000:]}"
@@ -215,6 +274,8 @@ def run_episode(proxy: Any, cli_prefix: Path, tmp_path: Path, agent: Agent, upst
     assert MARKER not in body_text(first)
     # The tool result (the shell's output) went back upstream in the next request.
     assert MARKER in body_text(second), "the tool result with the marker never reached the upstream" + details
+    # The launcher's settings turn off telemetry, update checks and the like: nothing but the proxy is called.
+    assert egress.take() == [], "the CLI tried to reach the internet"
     return requests
 
 
@@ -229,15 +290,17 @@ def run_episode(proxy: Any, cli_prefix: Path, tmp_path: Path, agent: Agent, upst
         pytest.param(GEMINI, "openai-chat", id="gemini-openai-chat"),
     ],
 )
-def test_cli_runs_a_shell_tool_through_the_proxy(proxy, alice_key, cli_prefix, tmp_path, agent, upstream_format):
-    run_episode(proxy, cli_prefix, tmp_path, agent, upstream_format, key=alice_key)
+def test_cli_runs_a_shell_tool_through_the_proxy(
+    proxy, alice_key, cli_prefix, egress, tmp_path, agent, upstream_format
+):
+    run_episode(proxy, cli_prefix, egress, tmp_path, agent, upstream_format, key=alice_key)
 
 
-def test_launcher_issues_a_key_for_the_user(proxy, cli_prefix, tmp_path):
+def test_launcher_issues_a_key_for_the_user(proxy, cli_prefix, egress, tmp_path):
     """Without --key the launcher makes a key for --user in the proxy's database, and the CLI gets through."""
     from routing.models import ProxyKey
 
-    run_episode(proxy, cli_prefix, tmp_path, CLAUDE, "openai-chat", user="bob")
+    run_episode(proxy, cli_prefix, egress, tmp_path, CLAUDE, "openai-chat", user="bob")
     assert list(ProxyKey.objects.filter(user__username="bob").values_list("label", flat=True)) == ["launcher"]
 
 
@@ -261,12 +324,12 @@ def websocket_upgrade_status(url: str, key: str) -> int:
 
 
 @pytest.mark.parametrize("upstream_format", ["openai-responses", "anthropic"])
-def test_codex_over_websocket(proxy, alice_key, cli_prefix, tmp_path, upstream_format):
+def test_codex_over_websocket(proxy, alice_key, cli_prefix, egress, tmp_path, upstream_format):
     # Codex falls back to HTTP when the upgrade is refused, so check that the WebSocket is served, and used.
     proxy.sync()
     assert websocket_upgrade_status(proxy.url, alice_key) == 101
     seen = len(proxy.output())
-    run_episode(proxy, cli_prefix, tmp_path, CODEX_WS, upstream_format, key=alice_key)
+    run_episode(proxy, cli_prefix, egress, tmp_path, CODEX_WS, upstream_format, key=alice_key)
     log = proxy.output()[seen:]  # daphne's access log of this episode
     assert "WSCONNECT /v1/responses" in log, log
     assert '"POST /v1/responses' not in log, "Codex fell back to HTTP:\n" + log
