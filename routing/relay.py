@@ -75,7 +75,13 @@ def upstream_error(exchange: Exchange, status: int, content: bytes, retry_after:
     """An upstream's error answer, kept as the same kind and status, in whatever dialect the client speaks."""
     error = parse_upstream_error(status, content)
     name = exchange.upstream_route.upstream.name
-    return ExchangeError(ApiError(error.kind, f"{name}: {error.message}", status=status, retry_after=retry_after))
+    # An overload keeps its kind, not its number: Anthropic clients expect 529, the others 503.
+    kept_status = None if error.kind is ErrorKind.OVERLOADED else status
+    return ExchangeError(
+        ApiError(
+            error.kind, f"{name}: {error.message}", status=kept_status, retry_after=retry_after or error.retry_after
+        )
+    )
 
 
 async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Response:

@@ -137,10 +137,9 @@ def error_body(dialect: Dialect, error: ApiError) -> dict[str, Any]:
 
 def kind_for_status(status: int) -> ErrorKind:
     """Classify an upstream HTTP error status."""
-    if status == 529:
+    if status in (529, 503):
+        # Anthropic says 529, everyone else 503: both mean "overloaded, try again", and clients retry on both.
         return ErrorKind.OVERLOADED
-    if status == 503:
-        return ErrorKind.UNAVAILABLE
     if status in (504, 408):
         return ErrorKind.TIMEOUT
     if status == 429:
@@ -160,6 +159,7 @@ def parse_upstream_error(status: int, body: bytes) -> ApiError:
     """
     message = ""
     code: str | None = None
+    retry_after: str | None = None
     try:
         payload = json.loads(body)
     except ValueError:
@@ -170,13 +170,26 @@ def parse_upstream_error(status: int, body: bytes) -> ApiError:
             message = str(err.get("message") or "")
             raw_code = err.get("code") if not isinstance(err.get("code"), int) else None
             code = str(raw_code) if raw_code else None
+            retry_after = _google_retry_delay(err.get("details"))
         elif isinstance(err, str):
             message = err
         elif isinstance(payload.get("message"), str):
             message = payload["message"]
     if not message:
         message = body.decode("utf-8", "replace").strip()[:500] or f"upstream answered HTTP {status}"
-    return ApiError(kind=kind_for_status(status), message=message, status=status, code=code)
+    return ApiError(kind=kind_for_status(status), message=message, status=status, code=code, retry_after=retry_after)
+
+
+def _google_retry_delay(details: Any) -> str | None:
+    """Seconds from a google.rpc.RetryInfo detail (`"retryDelay": "7s"`): Gemini's 429 carries no header."""
+    for detail in details if isinstance(details, list) else ():
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return str(max(0, round(float(delay[:-1]))))
+            except ValueError:
+                return None
+    return None
 
 
 def stream_error_event(dialect: Dialect, error: ApiError) -> bytes:

@@ -75,14 +75,16 @@ def decode_generation_config(config: Mapping[str, Any]) -> GenerationSettings:
     thinking = config.get("thinkingConfig")
     if isinstance(thinking, Mapping):
         settings.reasoning = _decode_thinking(thinking)
-        if rest := leftovers(thinking, {"includeThoughts", "thinkingBudget", "thinkingLevel"}):
+        known = {"includeThoughts", "thinkingBudget", "thinkingLevel", "include_thoughts", "thinking_budget"}
+        if rest := leftovers(thinking, known | {"thinking_level"}):
             settings.extras["thinkingConfig"] = rest
     settings.output_format = _decode_output(config, settings.extras)
     return settings
 
 
 def _decode_thinking(thinking: Mapping[str, Any]) -> ReasoningConfig:
-    budget = thinking.get("thinkingBudget")
+    # Google's JSON mapping accepts snake_case too (google-genai sends thinking_budget / include_thoughts).
+    budget = thinking.get("thinkingBudget", thinking.get("thinking_budget"))
     mode, budget_tokens = None, None
     if budget == 0:
         mode = ThinkingMode.DISABLED
@@ -90,9 +92,10 @@ def _decode_thinking(thinking: Mapping[str, Any]) -> ReasoningConfig:
         mode = ThinkingMode.ADAPTIVE
     elif isinstance(budget, int):
         mode, budget_tokens = ThinkingMode.ENABLED, budget
-    level = thinking.get("thinkingLevel")
+    level = thinking.get("thinkingLevel", thinking.get("thinking_level"))
     effort = _LEVELS.get(str(level).upper()) if level is not None else None
-    return ReasoningConfig(mode, effort, budget_tokens, thinking.get("includeThoughts"))
+    include = thinking.get("includeThoughts", thinking.get("include_thoughts"))
+    return ReasoningConfig(mode, effort, budget_tokens, include)
 
 
 def _decode_output(config: Mapping[str, Any], extras: dict[str, Any]) -> OutputFormat | None:

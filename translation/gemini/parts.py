@@ -33,7 +33,8 @@ from translation.ir import (
 )
 
 _PART_KEYS = frozenset(
-    {"text", "thought", "thoughtSignature", "inlineData", "fileData", "functionCall", "functionResponse"}
+    {"text", "thought", "thoughtSignature", "inlineData", "inline_data", "fileData", "file_data", "functionCall"}
+    | {"functionResponse"}
 )
 _CALL_KEYS = frozenset({"id", "name", "args"})
 _RESULT_KEYS = frozenset({"id", "name", "parts"})
@@ -142,19 +143,26 @@ def response_object(text: str, is_error: bool) -> dict[str, Any]:
     return {"error": text} if is_error else {"output": text}
 
 
+def _standard_base64(data: str) -> str:
+    """The IR holds standard padded base64; Gemini also takes the URL-safe alphabet (google-genai sends it)."""
+    data = data.replace("-", "+").replace("_", "/")
+    return data + "=" * (-len(data) % 4)
+
+
 def decode_media(part: Mapping[str, Any], extras: dict[str, Any]) -> ImagePart | DocumentPart | None:
+    # Google's JSON mapping accepts snake_case field names too, and google-genai sends some of them that way.
     source: MediaSource
-    if isinstance(part.get("inlineData"), Mapping):
-        blob = part["inlineData"]
-        mime = str(blob.get("mimeType", "application/octet-stream"))
-        source = InlineSource(mime, str(blob.get("data", "")))
-        if rest := leftovers(blob, {"mimeType", "data"}):
+    blob = part.get("inlineData", part.get("inline_data"))
+    file = part.get("fileData", part.get("file_data"))
+    if isinstance(blob, Mapping):
+        mime = str(blob.get("mimeType", blob.get("mime_type", "application/octet-stream")))
+        source = InlineSource(mime, _standard_base64(str(blob.get("data", ""))))
+        if rest := leftovers(blob, {"mimeType", "mime_type", "data"}):
             extras["inlineData"] = rest
-    elif isinstance(part.get("fileData"), Mapping):
-        file = part["fileData"]
-        mime = str(file.get("mimeType", ""))
-        source = UrlSource(str(file.get("fileUri", "")), mime or None)
-        if rest := leftovers(file, {"mimeType", "fileUri"}):
+    elif isinstance(file, Mapping):
+        mime = str(file.get("mimeType", file.get("mime_type", "")))
+        source = UrlSource(str(file.get("fileUri", file.get("file_uri", ""))), mime or None)
+        if rest := leftovers(file, {"mimeType", "mime_type", "fileUri", "file_uri"}):
             extras["fileData"] = rest
     else:
         return None
