@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,12 @@ class Prepared:
     request: httpx.Request
 
 
+def _flags(configured: Mapping[str, Any], *, same_api: bool) -> Mapping[str, Any]:
+    """A client re-encoded in its own API (a shaping alias) keeps its native freeform tools: its answer is
+    relayed untouched, so nothing would turn wrapped calls back (translation/custom_tools.py)."""
+    return {"custom_tools": True, **configured} if same_api else configured
+
+
 def prepare_translated(exchange: Exchange, payload: dict[str, Any], history: Sequence[Message] = ()) -> Prepared:
     """Decode, shape and encode the request. `history` is the conversation `previous_response_id` names:
     it goes before the client's messages and the id is not sent (the upstream would not know it)."""
@@ -80,7 +86,7 @@ def prepare_translated(exchange: Exchange, payload: dict[str, Any], history: Seq
             model=route.upstream_model,
             default_max_output_tokens=min(DEFAULT_MAX_OUTPUT_TOKENS, shaped.output_cap or DEFAULT_MAX_OUTPUT_TOKENS),
             max_output_tokens_cap=shaped.output_cap,
-            flags=route.upstream.translation_flags,
+            flags=_flags(route.upstream.translation_flags, same_api=upstream_format is endpoint.dialect),
         )
         encoded = codec_for(upstream_format).request.encode_request(shaped.request, target)
     except TranslationError as exc:
