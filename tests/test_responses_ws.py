@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -425,3 +426,39 @@ def _sdk_final(connection: Any) -> Any:
         if event.type in TERMINAL:
             return event.response
     raise AssertionError("the connection closed before the response finished")
+
+
+# -- Codex's own frames ----------------------------------------------------------------------------------------
+
+CODEX_EPISODE = "/work/shared/clients/captures/codex/episode_websocket.jsonl"
+
+
+def codex_frames() -> list[dict[str, Any]]:
+    with open(CODEX_EPISODE) as capture:
+        records = [json.loads(line) for line in capture]
+    return [r["body"] for r in records if r["kind"] == "ws_message"]
+
+
+@pytest.mark.skipif(not os.path.exists(CODEX_EPISODE), reason="the Codex capture is not on this machine")
+async def test_codex_captured_episode_replays_against_a_translated_upstream(
+    live, key, translated_format, translated_upstream
+):
+    """Codex 0.169's three frames as captured (warm-up, turn, tool result), our ids put in for the real ones."""
+    warm_frame, turn_frame, result_frame = codex_frames()
+    translated_upstream.script(
+        Reply(text="", tool_calls=[ToolCall("exec_command", {"cmd": "echo hello"})]), Reply(text="DONE")
+    )
+    await reload()
+    ws = await opened(key)
+    warm = final(await turn(ws, {**warm_frame, "model": "m"}))
+    first = final(await turn(ws, {**turn_frame, "model": "m", "previous_response_id": warm["id"]}))
+    call = next(item for item in first["output"] if item["type"] == "function_call")
+    result = [{**result_frame["input"][0], "call_id": call["call_id"]}]
+    second = final(await turn(ws, {**result_frame, "model": "m", "previous_response_id": first["id"], "input": result}))
+    assert second["output"][-1]["content"][0]["text"] == "DONE"
+    sent = translated_upstream.requests[-1].json
+    calls, results, _ = tool_links(translated_format, sent)
+    assert calls == results == [call["call_id"]]
+    assert "You are Codex" in json.dumps(sent) and "skills_instructions" in json.dumps(sent)
+    assert not translated_upstream.errors
+    await ws.disconnect()
