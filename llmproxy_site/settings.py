@@ -130,6 +130,9 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
+# Where `manage.py claude|codex|gemini` look for the CLIs besides PATH (an npm prefix); empty: .cache/clis.
+CLI_PREFIX: str = env.str("CLI_PREFIX", default="")
+
 # First start (`manage.py bootstrap`, run by `make run`).
 ADMIN_USERNAME: str = env.str("ADMIN_USERNAME", default="admin")
 ADMIN_PASSWORD: str = env.str("ADMIN_PASSWORD", default="")
