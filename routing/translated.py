@@ -33,7 +33,16 @@ from routing.relay import (
 from routing.shaping import merge_extra_body, shape
 from routing.upstream import Operation
 from translation.codec import ClientContext, TargetOptions, WireEvent
-from translation.ir import Message, Request, Response, StreamError, TranslationError, TranslationWarning
+from translation.dialect import Dialect
+from translation.ir import (
+    Message,
+    Request,
+    Response,
+    StreamError,
+    TranslationError,
+    TranslationWarning,
+    extras_for,
+)
 from translation.sse import SSEParser
 from translation.streaming import ResponseBuilder, response_events
 
@@ -58,6 +67,19 @@ class Prepared:
     upstream_ir: Request  # what was encoded for the upstream
     conversation: tuple[Message, ...]  # history (previous_response_id expanded) + the client's messages
     request: httpx.Request
+
+
+# Leftovers of objects the IR does model (Gemini's systemInstruction role, nested config fields the codec
+# already accounted for): not features of their own.
+_MODELLED_CONTAINERS = frozenset({"systemInstruction", "generationConfig", "toolConfig"})
+
+
+def unmapped_fields(request: Request, dialect: Dialect, warned: Sequence[TranslationWarning]) -> list[str]:
+    """Top-level fields of the client's API that no other API has (Claude Code's `context_management`,
+    Codex's `store` and `include`): they cannot go upstream, so each is announced as `unmapped:<field>`."""
+    already = {w.feature for w in warned}
+    fields = extras_for(request.extras, dialect)
+    return [f"unmapped:{name}" for name in fields if name not in already and name not in _MODELLED_CONTAINERS]
 
 
 def _flags(configured: Mapping[str, Any], *, same_api: bool) -> Mapping[str, Any]:
@@ -92,6 +114,8 @@ def prepare_translated(exchange: Exchange, payload: dict[str, Any], history: Seq
     except TranslationError as exc:
         raise ExchangeError(exc.to_api_error()) from exc
     _note(exchange, decoded.warnings)
+    if upstream_format is not endpoint.dialect:
+        exchange.warnings.extend(unmapped_fields(client_request, endpoint.dialect, decoded.warnings))
     exchange.warnings.extend(shaped.warnings)
     _note(exchange, encoded.warnings)
     body = merge_extra_body(encoded.value, route.shaping.extra_body)

@@ -67,6 +67,8 @@ def test_thinking_and_context_management_never_cause_a_400(proxy, alice_key):
         )
         assert response.status_code == 200, response.text
         assert "context_management" not in fake.requests[-1].json
+        # Left out, but not silently: the client can see what did not go upstream.
+        assert "unmapped:context_management" in response.headers["x-llmproxy-warnings"]
 
 
 PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hello\n*** End Patch\n"
