@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from translation.estimate import estimate_input_tokens
-
 from translation.dialect import Dialect
+from translation.estimate import estimate_input_tokens
 from translation.ir import (
     Effort,
     Message,
