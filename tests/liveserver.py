@@ -88,6 +88,11 @@ class ProxyServer:
             time.sleep(0.05)
         raise AssertionError(f"server config token {seen} never reached {expected}")
 
+    def drain(self) -> None:
+        """Return once the server's database thread has done everything queued so far: it runs one job at a
+        time in order, and the readiness probe's query is queued behind them."""
+        httpx.get(self.url + "/health/ready", timeout=30)
+
     def stop(self) -> None:
         self.process.terminate()
         try:
