@@ -317,3 +317,32 @@ def test_forwarded_client_key_reaches_an_upstream_that_allows_it(proxy):
         completion = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
         assert completion.choices[0].message.content
         assert fake.requests[-1].headers["authorization"] == "Bearer client-own-provider-key"
+
+
+def test_azure_openai_deployment_url_key_header_and_api_version(proxy, alice_key):
+    """Azure OpenAI: the deployment is in the URL, the key in `api-key`, the API version in the query."""
+    with fake_upstream("openai-chat", strict=False) as fake:
+        add_route(
+            "azure",
+            "openai-chat",
+            fake.url + "/openai/deployments/{model}",
+            alias="m",
+            model="gpt-4o-prod",
+            auth_header="api-key",
+            query_params={"api-version": "2025-04-01-preview"},
+        )
+        upstream = Upstream.objects.get(name="azure")
+        upstream.set_api_key("azure-secret")
+        upstream.save()
+        proxy.sync()
+        # The fake answers only /v1/chat/completions, so look at what was asked of it.
+        httpx.post(
+            proxy.url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {alice_key}"},
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        sent = fake.requests[-1]
+        assert sent.path == "/openai/deployments/gpt-4o-prod/chat/completions"
+        assert sent.query == {"api-version": "2025-04-01-preview"}
+        assert sent.headers["api-key"] == "azure-secret"
+        assert "authorization" not in sent.headers
