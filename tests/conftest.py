@@ -9,6 +9,18 @@ from routing.models import ModelAlias, ProxyKey, Upstream
 from tests.liveserver import ProxyServer
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_in_process_db_thread(django_db_setup: None) -> Iterator[None]:
+    """In-process consumer tests use the pipeline's database thread; its connection must be closed before
+    the test database is dropped, or PostgreSQL refuses to drop a database that is still in use."""
+    yield
+    from django.db import connections
+
+    from routing.live import db_executor
+
+    db_executor.submit(connections.close_all).result(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def proxy_server(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[ProxyServer]:
     """One real server process for the session, reading the test database."""
