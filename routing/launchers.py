@@ -274,6 +274,31 @@ def issue_launcher_key(username: str) -> str:
     return plaintext
 
 
+def launcher_key(username: str, env: Mapping[str, str]) -> tuple[str, bool]:
+    """(key, is_new): the launcher key this user was given before, while it still works, else a new one.
+
+    The key is kept in the user's own cache directory (mode 0600), the way the CLIs keep their credentials,
+    so that launching again does not pile up keys on the server.
+    """
+    from routing.models import ProxyKey, hash_key
+
+    saved = cache_dir(env) / f"launcher-key-{username}"
+    try:
+        previous = saved.read_text().strip()
+    except OSError:
+        previous = ""
+    if previous:
+        key = ProxyKey.objects.filter(key_hash=hash_key(previous), user__username=username).first()
+        if key is not None and key.is_active and key.user.is_active:
+            return previous, False
+    plaintext = issue_launcher_key(username)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(plaintext + "\n")
+    return plaintext, True
+
+
 def wait_for_server_config(url: str, timeout: float = 3.0) -> bool:
     """Wait (briefly) until the server at `url` has loaded the configuration this database holds now, so that a
     key just issued works on the CLI's first request. False when it did not within `timeout` (another database,
@@ -353,11 +378,14 @@ class LauncherCommand(BaseCommand):
         if not key:
             username = options["user"] or current_username(env)
             if options["dry_run"]:
-                key = "sk-llmp-(new key)"
+                key = "sk-llmp-(launcher key)"
+                self.stderr.write(f"Would use the launcher key of {username} (label 'launcher').")
             else:
-                key = issue_launcher_key(username)
-                wait_for_server_config(url)
-            self.stderr.write(f"Using a new proxy key for {username} (label 'launcher').")
+                key, is_new = launcher_key(username, env)
+                if is_new:
+                    wait_for_server_config(url)
+                state = "a new" if is_new else "the saved"
+                self.stderr.write(f"Using {state} launcher key of {username} (label 'launcher').")
         launch = self.build(url, key, list(args), env, options)
         if options["dry_run"]:
             self.stdout.write(describe(launch, key))

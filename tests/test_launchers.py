@@ -254,6 +254,24 @@ def test_an_existing_user_gets_another_key(exec_calls):
     assert User.objects.get(username="erin").check_password("pw")
 
 
+@pytest.mark.django_db
+def test_the_launcher_key_is_reused_while_it_works(exec_calls, tmp_path):
+    run("claude", "--user", "frank")
+    run("codex", "--user", "frank")
+    first, second = (call[2].get("ANTHROPIC_API_KEY") or call[2]["LLMPROXY_KEY"] for call in exec_calls)
+    assert first == second
+    assert ProxyKey.objects.filter(user__username="frank").count() == 1
+    saved = tmp_path / "home" / ".cache" / "llmproxy" / "launcher-key-frank"
+    assert saved.stat().st_mode & 0o777 == 0o600
+
+    key = ProxyKey.objects.get(user__username="frank")
+    key.revoked_at = key.created_at
+    key.save()
+    run("claude", "--user", "frank")
+    assert exec_calls[-1][2]["ANTHROPIC_API_KEY"] != first
+    assert ProxyKey.objects.filter(user__username="frank").count() == 2
+
+
 def test_codex_command_writes_its_config_under_the_cache(exec_calls, tmp_path):
     run("codex", "--key", KEY, "--url", URL, "--websocket", "--model", "gpt-x", "--", "exec", "--json", "hi")
     [(_, argv, env)] = exec_calls
