@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -64,10 +64,13 @@ class LiveConfig:
         loop = asyncio.get_running_loop()
         if self._task is not None and self._loop is loop and not self._task.done():
             return
+        first_start = self._loop is None
         self._loop = loop
         if not self.loaded:
             await self.reload()
         self._task = loop.create_task(self._refresh_forever())
+        if first_start:
+            _run_at_server_shutdown(self.flush_key_usage)
 
     async def reload(self) -> None:
         try:
@@ -102,6 +105,24 @@ class LiveConfig:
         self._last_flush = time.monotonic()
         if pending:
             await run_db(lambda: _write_last_used(pending))
+
+
+def _run_at_server_shutdown(flush: Callable[[], Awaitable[None]]) -> None:
+    """Have daphne run `flush` before it stops (SIGTERM, SIGINT). Daphne sends no ASGI lifespan events, but
+    its Twisted reactor runs "before shutdown" triggers and waits for the Deferreds they return."""
+    try:
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred
+    except ImportError:  # not under daphne
+        return
+    if not getattr(reactor, "running", False):
+        return
+
+    def on_shutdown() -> Deferred[None]:
+        return Deferred.fromFuture(asyncio.ensure_future(flush()))
+
+    # The zope interface stubs declare this method without `self`, which confuses the type checker.
+    cast(Any, reactor).addSystemEventTrigger("before", "shutdown", on_shutdown)
 
 
 def _write_last_used(pending: dict[int, float]) -> None:
