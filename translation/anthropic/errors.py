@@ -27,4 +27,6 @@ def stream_error(payload: Mapping[str, Any]) -> ApiError:
     error = error if isinstance(error, Mapping) else {}
     error_type = str(error.get("type", ""))
     message = str(error.get("message") or "the upstream reported an error mid-stream")
-    return ApiError(kind=_KINDS.get(error_type, ErrorKind.UPSTREAM_ERROR), message=message, code=error_type or None)
+    # The Anthropic type is carried by `kind`; `code` is what OpenAI clients read, so it stays unset here rather
+    # than showing them an Anthropic type name.
+    return ApiError(kind=_KINDS.get(error_type, ErrorKind.UPSTREAM_ERROR), message=message)
