@@ -346,3 +346,25 @@ def test_azure_openai_deployment_url_key_header_and_api_version(proxy, alice_key
         assert sent.query == {"api-version": "2025-04-01-preview"}
         assert sent.headers["api-key"] == "azure-secret"
         assert "authorization" not in sent.headers
+
+
+@pytest.mark.parametrize("upstream", ["anthropic"], indirect=True)
+def test_every_dialect_is_served_under_its_prefix(proxy, alice_key, upstream):
+    """`/anthropic`, `/openai` and `/gemini` prefixes let a client be pointed without ambiguity."""
+    proxy.sync()
+    anthropic_prefixed = anthropic.Anthropic(api_key=alice_key, base_url=proxy.url + "/anthropic", max_retries=0)
+    message = anthropic_prefixed.messages.create(model="m", max_tokens=20, messages=[{"role": "user", "content": "x"}])
+    assert message.content[0].text
+    assert [m.id for m in anthropic_prefixed.models.list().data] == ["m"]
+
+    openai_prefixed = openai.OpenAI(api_key=alice_key, base_url=proxy.url + "/openai/v1", max_retries=0)
+    completion = openai_prefixed.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert completion.choices[0].message.content
+    assert openai_prefixed.responses.create(model="m", input="x").output_text
+    assert [m.id for m in openai_prefixed.models.list()] == ["m"]
+
+    gemini_prefixed = genai.Client(
+        api_key=alice_key, http_options=genai_types.HttpOptions(base_url=proxy.url + "/gemini")
+    )
+    assert gemini_prefixed.models.generate_content(model="m", contents="x").text
+    assert [m.name for m in gemini_prefixed.models.list()] == ["models/m"]
