@@ -25,24 +25,6 @@ from translation.ir import Request, TranslationError
 
 logger = logging.getLogger(__name__)
 
-# The request fields each counting endpoint accepts (the rest of a generation request is refused there).
-_COUNT_FIELDS = {
-    Dialect.ANTHROPIC: ("model", "messages", "system", "tools", "tool_choice", "thinking"),
-    Dialect.OPENAI_RESPONSES: ("model", "input", "instructions", "tools", "tool_choice", "reasoning", "text"),
-}
-
-
-def _count_body(dialect: Dialect, encoded: dict[str, Any], model: str) -> dict[str, Any]:
-    if dialect is Dialect.GEMINI:
-        return {"generateContentRequest": {"model": f"models/{model}", **encoded}}
-    return {k: v for k, v in encoded.items() if k in _COUNT_FIELDS[dialect]}
-
-
-def _read_count(dialect: Dialect, body: Any) -> int | None:
-    key = "totalTokens" if dialect is Dialect.GEMINI else "input_tokens"
-    value = body.get(key) if isinstance(body, dict) else None
-    return value if isinstance(value, int) else None
-
 
 async def count_tokens(exchange: Exchange, payload: dict[str, Any]) -> None:
     endpoint = exchange.endpoint
@@ -72,7 +54,7 @@ async def _upstream_count(exchange: Exchange, request: Request) -> int | None:
         encoded = codec_for(dialect).request.encode_request(request, target).value
     except TranslationError:
         return None
-    body = _count_body(dialect, encoded, route.upstream_model)
+    body = catalog.token_count_request(dialect, encoded, route.upstream_model)
     upstream_request = build_upstream_request(exchange, Operation.COUNT_TOKENS, body, stream=False)
     try:
         response = await open_upstream(exchange, upstream_request)
@@ -87,6 +69,6 @@ async def _upstream_count(exchange: Exchange, request: Request) -> int | None:
         logger.info("upstream %s answered %s to a token count; estimating", route.upstream.name, response.status_code)
         return None
     try:
-        return _read_count(dialect, json.loads(content))
+        return catalog.read_token_count(dialect, json.loads(content))
     except ValueError:
         return None

@@ -10,6 +10,7 @@ import httpx
 from routing.asgi_io import JSON_CONTENT_TYPE, SSE_HEADERS, encode_headers, send_bytes
 from routing.context import Exchange, ExchangeError
 from routing.upstream import Operation, auth_headers, endpoint_url, http_client, timeout_for
+from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, parse_upstream_error, stream_error_event
 
@@ -20,7 +21,6 @@ FORWARDED_REQUEST_HEADERS = {
     Dialect.OPENAI_RESPONSES: ("openai-beta",),
     Dialect.GEMINI: (),
 }
-DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 # Upstream response headers a client may use: ids for support requests, rate-limit state, retry hints.
 RELAYED_RESPONSE_HEADER_PREFIXES = ("retry-after", "request-id", "x-request-id", "anthropic-ratelimit-", "x-ratelimit-")
 
@@ -51,7 +51,9 @@ def _upstream_headers(exchange: Exchange, stream: bool) -> list[tuple[str, str]]
             if name in client_headers
         )
     if upstream.format is Dialect.ANTHROPIC and not any(name == "anthropic-version" for name, _ in headers):
-        headers.append(("anthropic-version", DEFAULT_ANTHROPIC_VERSION))
+        # The version the Anthropic codec encoded for (its `anthropic_version` flag) is the one to announce.
+        version = upstream.translation_flags.get("anthropic_version", ANTHROPIC_DEFAULT_VERSION)
+        headers.append(("anthropic-version", str(version)))
     if stream:
         headers.append(("accept-encoding", "identity"))  # a compressed stream could not be relayed chunk by chunk
     headers.extend(upstream.headers)

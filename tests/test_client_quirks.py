@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import anthropic
 import httpx
 import pytest
@@ -105,5 +103,37 @@ def test_codex_apply_patch_comes_back_as_the_custom_call_it_sent(proxy, alice_ke
         call = next(item for item in response.output if item.type == "custom_tool_call")
         assert (call.name, call.input) == ("apply_patch", PATCH)
         # Upstream, it was an ordinary function tool taking one string.
-        sent = json.dumps(fake.requests[-1].json)
-        assert ("apply_patch" in sent and "lark" in sent) or "Begin Patch" in sent
+        assert declared_schema(upstream_format, fake.requests[-1].json, "apply_patch") == STRING_INPUT
+
+
+STRING_INPUT = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
+
+
+def declared_schema(upstream_format, body, name):
+    """The parameter schema of function tool `name` as an upstream of `upstream_format` received it."""
+    if upstream_format == "anthropic":
+        return next(t["input_schema"] for t in body["tools"] if t["name"] == name)
+    if upstream_format == "openai-chat":
+        return next(
+            t["function"]["parameters"]
+            for t in body["tools"]
+            if t["type"] == "function" and t["function"]["name"] == name
+        )
+    declarations = [d for tool in body["tools"] for d in tool.get("functionDeclarations", [])]
+    return next(d.get("parametersJsonSchema", d.get("parameters")) for d in declarations if d["name"] == name)
+
+
+def test_the_anthropic_version_flag_sets_both_the_header_and_the_encoding(proxy, alice_key):
+    with fake_upstream("anthropic") as claude:
+        add_route("claude", "anthropic", claude.url, alias="m", translation_flags={"anthropic_version": "2026-10-21"})
+        proxy.sync()
+        response = httpx.post(
+            proxy.url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {alice_key}"},
+            json={"model": "m", "temperature": 0.3, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert response.status_code == 200, response.text
+        sent = claude.requests[-1]
+        assert sent.headers["anthropic-version"] == "2026-10-21"
+        assert "temperature" not in sent.json  # that API version has no sampling parameters
+        assert "temperature" in response.headers["x-llmproxy-warnings"]

@@ -206,3 +206,19 @@ def test_commands_configure_a_running_server_live(proxy, tmp_path):
         )
         assert response.status_code == 200, response.text
         assert fake.requests[-1].json["model"] == "small-model"
+
+
+@pytest.mark.django_db
+def test_rotatesecrets_moves_stored_keys_to_the_newest_encryption_key(settings):
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS = [old]
+    upstream = Upstream(name="u", format="anthropic", base_url="http://127.0.0.1:9")
+    upstream.set_api_key("sk-ant-secret")
+    upstream.save()
+
+    settings.ENCRYPTION_KEYS = [new, old]  # the operator puts the new key first
+    assert "re-encrypted 1 stored key(s)" in run("rotatesecrets")
+    settings.ENCRYPTION_KEYS = [new]  # and can then retire the old one
+    assert decrypt(Upstream.objects.get(name="u").api_key_encrypted) == "sk-ant-secret"

@@ -1,4 +1,5 @@
-"""Model listings and token-count answers in each dialect's shape (the small non-generation endpoints)."""
+"""Model listings and token counting (requests and answers) in each dialect's shape: the small non-generation
+endpoints."""
 
 from __future__ import annotations
 
@@ -36,6 +37,26 @@ def model_list(dialect: Dialect, entries: list[dict[str, Any]]) -> dict[str, Any
     if dialect is Dialect.GEMINI:
         return {"models": entries}
     return {"object": "list", "data": entries}
+
+
+# The generation fields each counting endpoint accepts (the rest of a generation request is refused there).
+_COUNT_FIELDS = {
+    Dialect.ANTHROPIC: ("model", "messages", "system", "tools", "tool_choice", "thinking"),
+    Dialect.OPENAI_RESPONSES: ("model", "input", "instructions", "tools", "tool_choice", "reasoning", "text"),
+}
+
+
+def token_count_request(dialect: Dialect, generation: dict[str, Any], model: str) -> dict[str, Any]:
+    """The body of a count request, from the generation request encoded for `dialect` (Chat has no counter)."""
+    if dialect is Dialect.GEMINI:
+        return {"generateContentRequest": {"model": f"models/{model}", **generation}}
+    return {k: v for k, v in generation.items() if k in _COUNT_FIELDS[dialect]}
+
+
+def read_token_count(dialect: Dialect, body: Any) -> int | None:
+    """The count in a counting endpoint's answer, or None when the answer has none."""
+    value = body.get("totalTokens" if dialect is Dialect.GEMINI else "input_tokens") if isinstance(body, dict) else None
+    return value if isinstance(value, int) else None
 
 
 def token_count(dialect: Dialect, input_tokens: int) -> dict[str, Any]:
