@@ -1,1 +1,138 @@
-"""The usage ledger (one row per exchange) lands here; see the ledger issue."""
+"""The usage ledger: one row per exchange, and the per-model price overrides its costs use.
+
+Rows are written only by `usage.ledger` (in batches, off the request path) and never edited afterwards. Names
+(alias, upstream, models) are copied into the row rather than referenced, so a row still says what happened
+after the configuration it ran under was changed or deleted.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Outcome(models.TextChoices):
+    OK = "ok", "OK"
+    CLIENT_ERROR = "client_error", "Client error"
+    UPSTREAM_ERROR = "upstream_error", "Upstream error"
+    TIMEOUT = "timeout", "Timeout"
+    CANCELLED = "cancelled", "Cancelled by client"
+
+
+class Operation(models.TextChoices):
+    GENERATE = "generate", "Generate"
+    COUNT_TOKENS = "count_tokens", "Count tokens"
+
+
+# Token counts: None means the upstream did not report the number, which is not the same as 0.
+def _tokens(verbose_name: str) -> models.PositiveBigIntegerField[int | None, int | None]:
+    return models.PositiveBigIntegerField(verbose_name, null=True, blank=True)
+
+
+def _per_mtok(verbose_name: str) -> models.DecimalField[object, object]:
+    return models.DecimalField(verbose_name, max_digits=12, decimal_places=6, null=True, blank=True)
+
+
+class LedgerEntry(models.Model):
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    # Who. The key and the user are kept as references (dashboards group by them); SET_NULL keeps the row
+    # when either is deleted.
+    key = models.ForeignKey(
+        "routing.ProxyKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entries"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entries"
+    )
+    client_program = models.CharField(max_length=64, blank=True, help_text="From the User-Agent: Claude Code, …")
+    client_version = models.CharField(max_length=32, blank=True)
+    client_session = models.CharField(max_length=128, blank=True, help_text="The client's own session id, if sent.")
+
+    # What was asked, and where it went.
+    dialect = models.CharField("client API", max_length=32)
+    endpoint = models.CharField(max_length=200, help_text="Request path; ws: for Responses over WebSocket.")
+    operation = models.CharField(max_length=16, choices=Operation.choices, default=Operation.GENERATE)
+    stream = models.BooleanField(default=False)
+    requested_model = models.CharField(max_length=200, blank=True)
+    alias = models.CharField(max_length=200, blank=True)
+    upstream = models.CharField(max_length=64, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    upstream_request_id = models.CharField(max_length=200, blank=True)
+
+    # How it ended.
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    status = models.PositiveSmallIntegerField(help_text="HTTP status the client got (WebSocket: of its error event).")
+    error_type = models.CharField(max_length=32, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    warnings = models.CharField(max_length=500, blank=True, help_text="Features the translation dropped.")
+
+    # Usage, normalised (translation.usage): input excludes cache reads and writes; output includes reasoning.
+    input_tokens = _tokens("input tokens")
+    output_tokens = _tokens("output tokens")
+    cache_read_tokens = _tokens("cache-read tokens")
+    cache_write_tokens = _tokens("cache-write tokens")
+    reasoning_tokens = _tokens("reasoning tokens")
+    usage_partial = models.BooleanField(
+        default=False, help_text="The stream ended early: the numbers are what was reported up to then."
+    )
+
+    # Cost: None means unpriced (no known price for the model), never "free".
+    cost_usd = models.DecimalField("cost (USD)", max_digits=16, decimal_places=8, null=True, blank=True)
+    price_source = models.CharField(max_length=200, blank=True)
+    price_input = _per_mtok("input $/Mtok")
+    price_output = _per_mtok("output $/Mtok")
+    price_cache_read = _per_mtok("cache read $/Mtok")
+    price_cache_write = _per_mtok("cache write $/Mtok")
+
+    # Speed.
+    ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
+    duration_ms = models.PositiveIntegerField("duration (ms)")
+    tokens_per_second = models.FloatField("output tokens/s", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "ledger entry"
+        verbose_name_plural = "ledger"
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["started_at"], name="ledger_started"),
+            models.Index(fields=["user", "started_at"], name="ledger_user_started"),
+            models.Index(fields=["key", "started_at"], name="ledger_key_started"),
+            models.Index(fields=["alias", "started_at"], name="ledger_alias_started"),
+            models.Index(fields=["upstream_model", "started_at"], name="ledger_model_started"),
+            models.Index(fields=["outcome", "started_at"], name="ledger_outcome_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M:%S} {self.requested_model or self.endpoint} {self.outcome}"
+
+
+class ModelPrice(models.Model):
+    """An operator's price for models `genai-prices` does not know (local, fine-tuned) or prices differently."""
+
+    model_pattern = models.CharField(
+        max_length=200,
+        help_text="Upstream model name; * and ? match any text (e.g. llama3*). An exact name wins over a pattern.",
+    )
+    upstream = models.CharField(
+        max_length=64, blank=True, help_text="Upstream name this price is limited to; empty for every upstream."
+    )
+    input_per_mtok = models.DecimalField("input $/Mtok", max_digits=12, decimal_places=6)
+    output_per_mtok = models.DecimalField("output $/Mtok", max_digits=12, decimal_places=6)
+    cache_read_per_mtok = models.DecimalField(
+        "cache read $/Mtok", max_digits=12, decimal_places=6, null=True, blank=True, help_text="Empty: input price."
+    )
+    cache_write_per_mtok = models.DecimalField(
+        "cache write $/Mtok", max_digits=12, decimal_places=6, null=True, blank=True, help_text="Empty: input price."
+    )
+    note = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "model price"
+        ordering = ["model_pattern", "upstream"]
+        constraints = [models.UniqueConstraint(fields=["model_pattern", "upstream"], name="model_price_unique")]
+
+    def __str__(self) -> str:
+        where = f" on {self.upstream}" if self.upstream else ""
+        return f"{self.model_pattern}{where}"
