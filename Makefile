@@ -19,6 +19,13 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The browser tests drive Debian's chromium (a browser download is impossible offline); install it once.
+BROWSER := /usr/bin/chromium
+$(BROWSER):
+	@echo "Installing Debian's chromium for the browser tests"
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium
+
 # Secrets generated once per checkout and kept out of git; settings read them from .env.
 .env:
 	$(PYTHON) -c "import secrets, base64; print('SECRET_KEY=' + secrets.token_urlsafe(50)); print('ENCRYPTION_KEYS=' + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())" > $@
@@ -31,7 +38,7 @@ run: $(VENV)/.installed .env
 	$(VENV)/bin/daphne --bind $(HOST) --port $(PORT) --proxy-headers llmproxy_site.asgi:application
 
 # The whole suite on SQLite, then again on PostgreSQL when DATABASE_URL points at one.
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(BROWSER)
 	$(MAKE) --no-print-directory test-sqlite
 	@case "$$DATABASE_URL" in postgres*) $(MAKE) --no-print-directory test-postgres;; *) echo "DATABASE_URL is not PostgreSQL: PostgreSQL run skipped";; esac
 
