@@ -5,17 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from routing.asgi_io import Request, Send
-from routing.endpoints import Endpoint
+from routing.endpoints import Action, Endpoint
 from routing.registry import KeyRecord, Route
 from translation.errors import ApiError
+from usage.clients import identify
+from usage.ledger import ExchangeRecord
+from usage.models import Operation
 
 
 class ExchangeError(Exception):
     """Stops the exchange; the client gets `error` in its own dialect (if nothing was sent yet)."""
 
-    def __init__(self, error: ApiError) -> None:
+    def __init__(self, error: ApiError, *, from_upstream: bool = False) -> None:
         super().__init__(error.message)
         self.error = error
+        self.from_upstream = from_upstream  # the upstream answered this error (the ledger tells them apart)
 
 
 @dataclass
@@ -28,6 +32,38 @@ class Exchange:
     credential: str | None = None
     response_started: bool = False
     warnings: list[str] = field(default_factory=list)
+    record: ExchangeRecord = field(init=False)
+
+    def __post_init__(self) -> None:
+        endpoint = self.endpoint
+        operation = Operation.COUNT_TOKENS if endpoint.action is Action.COUNT_TOKENS else Operation.GENERATE
+        client = identify(self.request.headers)
+        self.record = ExchangeRecord(
+            endpoint.dialect.value,
+            self.request.path,
+            operation,
+            client_program=client.program,
+            client_version=client.version,
+            client_session=client.session,
+        )
+        # The ledger lists the features translation dropped: the same list the client is told about.
+        self.record.warnings = self.warnings
+
+    def authenticated(self, key: KeyRecord) -> None:
+        self.key = key
+        self.record.key_id = key.id
+        self.record.user_id = key.user_id
+        self.record.username = key.username
+
+    def routed(self, route: Route) -> None:
+        self.route = route
+        record = self.record
+        record.requested_model = route.requested_model
+        record.alias = route.alias or ""
+        record.upstream = route.upstream.name
+        record.upstream_model = route.upstream_model
+        record.upstream_base_url = route.upstream.base_url
+        record.upstream_format = route.upstream.format.value
 
     @property
     def upstream_route(self) -> Route:

@@ -6,6 +6,7 @@ client's own dialect with the status that failure deserves.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from routing.conversations import http_continuation
 from routing.counting import count_tokens
 from routing.endpoints import Action, match
 from routing.live import live_config
+from routing.metering import wants_usage_injected
 from routing.registry import Route, Snapshot
 from routing.relay import build_upstream_request, relay_passthrough
 from routing.translated import forward_translated
@@ -26,6 +28,8 @@ from routing.upstream import Operation
 from translation import catalog
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, error_body, status_for
+from usage import ledger
+from usage.clients import identify
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,10 @@ logger = logging.getLogger(__name__)
 async def handle(request: Request, send: Send) -> None:
     endpoint = match(request.method, request.path, request.headers, request.query)
     exchange = Exchange(request, endpoint, send)
+    record = exchange.record
+    metered = endpoint.action in (Action.GENERATE, Action.COUNT_TOKENS)
+    if metered:
+        ledger.begin_exchange(record)
     try:
         await live_config.ensure_started()
         snapshot = live_config.snapshot
@@ -44,12 +52,22 @@ async def handle(request: Request, send: Send) -> None:
             case Action.NOT_FOUND:
                 raise ExchangeError(ApiError(ErrorKind.NOT_FOUND, f"Unknown endpoint: {request.method} {request.path}"))
     except ExchangeError as exc:
+        record.failed(exc.error, status_for(endpoint.dialect, exc.error), from_upstream=exc.from_upstream)
         await _send_error(exchange, exc.error)
     except ClientDisconnected:
+        record.cancelled()
         logger.info("client disconnected before sending its whole request")
+    except asyncio.CancelledError:
+        record.cancelled()  # the server dropped the connection (client gone, or shutting down)
+        raise
     except Exception:
         logger.exception("unexpected failure on %s %s", request.method, request.path)
-        await _send_error(exchange, ApiError(ErrorKind.UPSTREAM_ERROR, "Internal proxy error", status=500))
+        error = ApiError(ErrorKind.UPSTREAM_ERROR, "Internal proxy error", status=500)
+        record.failed(error, 500, from_upstream=False)
+        await _send_error(exchange, error)
+    finally:
+        if metered:
+            ledger.record_exchange(record)
 
 
 async def _send_error(exchange: Exchange, error: ApiError) -> None:
@@ -78,9 +96,10 @@ def _authenticate(exchange: Exchange, snapshot: Snapshot) -> str | None:
     """Sets `exchange.key`; returns the presented key (for upstreams that take the client's own key)."""
     presented = presented_key(exchange.request)
     if presented:
-        exchange.key = snapshot.authenticate(presented, datetime.now(UTC))
-        if exchange.key is not None:
-            live_config.note_key_used(exchange.key.id)
+        key = snapshot.authenticate(presented, datetime.now(UTC))
+        if key is not None:
+            exchange.authenticated(key)
+            live_config.note_key_used(key.id)
     return presented
 
 
@@ -134,6 +153,8 @@ async def _forward(exchange: Exchange, snapshot: Snapshot) -> None:
         limit = settings.MAX_REQUEST_BYTES
         raise ExchangeError(ApiError(ErrorKind.REQUEST_TOO_LARGE, f"Request body exceeds {limit} bytes")) from exc
     payload = _parse_body(raw)
+    if not exchange.record.client_session and "metadata" in payload:
+        exchange.record.client_session = identify(exchange.request.headers, payload).session
     route = authorize_route(exchange, snapshot, payload)
     operation = Operation.COUNT_TOKENS if endpoint.action is Action.COUNT_TOKENS else Operation.GENERATE
 
@@ -144,13 +165,22 @@ async def _forward(exchange: Exchange, snapshot: Snapshot) -> None:
             await count_tokens(exchange, payload)
             return
         history, on_response = await http_continuation(exchange, payload)
-        await cancel_on_disconnect(exchange.request, forward_translated(exchange, payload, history, on_response))
+        work = forward_translated(exchange, payload, history, on_response)
+        if not await cancel_on_disconnect(exchange.request, work):
+            exchange.record.cancelled()
         return
     if endpoint.dialect is not Dialect.GEMINI:
         payload["model"] = route.upstream_model
     stream = endpoint.stream if endpoint.stream is not None else payload.get("stream") is True
+    exchange.record.stream = stream
+    hide_usage_chunk = wants_usage_injected(endpoint.dialect, payload)
+    if hide_usage_chunk:
+        options = payload.get("stream_options")
+        payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
     upstream_request = build_upstream_request(exchange, operation, payload, stream)
-    await cancel_on_disconnect(exchange.request, relay_passthrough(exchange, upstream_request, stream))
+    work = relay_passthrough(exchange, upstream_request, stream, hide_usage_chunk=hide_usage_chunk)
+    if not await cancel_on_disconnect(exchange.request, work):
+        exchange.record.cancelled()
 
 
 def authorize_route(exchange: Exchange, snapshot: Snapshot, payload: dict[str, Any]) -> Route:
@@ -168,7 +198,7 @@ def authorize_route(exchange: Exchange, snapshot: Snapshot, payload: dict[str, A
         raise ExchangeError(
             ApiError(ErrorKind.NOT_FOUND, f"Model {model!r} is not configured on this proxy", param="model")
         )
-    exchange.route = route
+    exchange.routed(route)
     exchange.credential = credential
     return route
 

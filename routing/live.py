@@ -20,6 +20,8 @@ from django.db import close_old_connections, connection
 
 from routing.models import ConfigState, ProxyKey
 from routing.registry import Snapshot, load_snapshot
+from usage import ledger
+from usage.live import publish_live
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,9 @@ T = TypeVar("T")
 
 # How often the last-used times of keys are written back (one UPDATE per used key, not per request).
 LAST_USED_FLUSH_SECONDS = 30.0
+
+# How long a stopping server lets running exchanges finish before recording them as interrupted.
+SHUTDOWN_GRACE_SECONDS = 2.0
 
 db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmproxy-db")
 
@@ -70,7 +75,7 @@ class LiveConfig:
             await self.reload()
         self._task = loop.create_task(self._refresh_forever())
         if first_start:
-            _run_at_server_shutdown(self.flush_key_usage)
+            _run_at_server_shutdown(self.flush_at_shutdown, prepare=ledger.server_stopping)
 
     async def reload(self) -> None:
         try:
@@ -92,10 +97,32 @@ class LiveConfig:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("configuration check failed: %s", exc)
                 continue
+            try:
+                await publish_live()
+            except Exception:
+                logger.exception("live view publishing failed")
             if token != self.snapshot.token or not self.loaded:
                 await self.reload()
+            await self.write_ledger()
             if time.monotonic() - self._last_flush >= LAST_USED_FLUSH_SECONDS:
                 await self.flush_key_usage()
+
+    async def write_ledger(self) -> None:
+        """Write the exchanges finished since the last call (usage.ledger keeps them if the write fails)."""
+        if ledger.pending_count():
+            try:
+                await run_db(ledger.write_pending)
+            except Exception:
+                logger.exception("usage ledger rows could not be written; they stay queued")
+
+    async def flush_at_shutdown(self) -> None:
+        """Let the exchanges daphne has just cancelled record themselves, then write everything."""
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        while ledger.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        ledger.interrupt_in_flight()
+        await self.write_ledger()
+        await self.flush_key_usage()
 
     def note_key_used(self, key_id: int) -> None:
         self._key_last_used[key_id] = time.time()
@@ -107,9 +134,12 @@ class LiveConfig:
             await run_db(lambda: _write_last_used(pending))
 
 
-def _run_at_server_shutdown(flush: Callable[[], Awaitable[None]]) -> None:
+def _run_at_server_shutdown(flush: Callable[[], Awaitable[None]], prepare: Callable[[], None]) -> None:
     """Have daphne run `flush` before it stops (SIGTERM, SIGINT). Daphne sends no ASGI lifespan events, but
-    its Twisted reactor runs "before shutdown" triggers and waits for the Deferreds they return."""
+    its Twisted reactor runs "before shutdown" triggers and waits for the Deferreds they return.
+
+    Daphne's own trigger has just cancelled every running request when this one runs; `prepare` is called at
+    once, before those cancellations reach the requests, so they can tell a stop from a client going away."""
     try:
         from twisted.internet import reactor
         from twisted.internet.defer import Deferred
@@ -119,6 +149,7 @@ def _run_at_server_shutdown(flush: Callable[[], Awaitable[None]]) -> None:
         return
 
     def on_shutdown() -> Deferred[None]:
+        prepare()
         return Deferred.fromFuture(asyncio.ensure_future(flush()))
 
     # The zope interface stubs declare this method without `self`, which confuses the type checker.

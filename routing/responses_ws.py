@@ -35,7 +35,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from channels.auth import AuthMiddlewareStack
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 
 from routing.asgi_io import Message, Receive, Request, Scope, Send
@@ -45,6 +47,7 @@ from routing.conversations import ConnectionHistory, not_found
 from routing.endpoints import Action, Endpoint
 from routing.exchange import authorize_route, presented_key
 from routing.live import live_config
+from routing.metering import Meter, StreamTap
 from routing.relay import (
     broken_stream_error,
     build_upstream_request,
@@ -67,7 +70,9 @@ from translation.errors import ApiError, ErrorKind, error_body, status_for
 from translation.ir import Message as IRMessage
 from translation.ir import Request as IRRequest
 from translation.ir import Response, ResponseStart, ResponseStop, StopReason, Usage
-from translation.sse import SSEParser
+from usage import ledger
+from usage.live import WS_PATH as LIVE_WS_PATH
+from usage.live import LiveConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -158,23 +163,47 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def _serve(self) -> None:
         while True:
             frame = await self._queue.get()
-            stream_id: str | None = None
-            try:
-                payload = self._parse(frame)
-                stream_id = payload.get("stream_id") if isinstance(payload.get("stream_id"), str) else None
-                await self._create(payload, stream_id)
-            except ExchangeError as exc:
-                await self._send(ws_error_event(exc.error), stream_id)
-            except _Fatal as exc:
-                await self._send(ws_error_event(exc.error), stream_id)
-                await self.close(code=exc.code)
+            if not await self._serve_frame(frame):
                 return
-            except Exception:
-                logger.exception("unexpected failure on a Responses WebSocket")
-                error = ApiError(ErrorKind.UPSTREAM_ERROR, "Internal proxy error", status=500)
-                await self._send(ws_error_event(error), stream_id)
-                await self.close(code=CLOSE_INTERNAL_ERROR)
-                return
+
+    async def _serve_frame(self, frame: str) -> bool:
+        """One `response.create`, recorded in the ledger (the warm-up, which calls no upstream, is not).
+        Returns False once the connection has been closed."""
+        exchange = Exchange(self.request, ENDPOINT, _no_http_send)
+        record = exchange.record
+        record.endpoint = f"ws:{self.request.path}"
+        record.stream = True
+        stream_id: str | None = None
+        metered = True
+        try:
+            payload = self._parse(frame)
+            stream_id = payload.get("stream_id") if isinstance(payload.get("stream_id"), str) else None
+            metered = payload.get("generate") is not False
+            if metered:
+                ledger.begin_exchange(record)
+            await self._create(exchange, payload, stream_id)
+        except ExchangeError as exc:
+            record.failed(exc.error, ws_error_event(exc.error)["status"], from_upstream=exc.from_upstream)
+            await self._send(ws_error_event(exc.error), stream_id)
+        except _Fatal as exc:
+            record.failed(exc.error, ws_error_event(exc.error)["status"], from_upstream=False)
+            await self._send(ws_error_event(exc.error), stream_id)
+            await self.close(code=exc.code)
+            return False
+        except asyncio.CancelledError:
+            record.cancelled()
+            raise
+        except Exception:
+            logger.exception("unexpected failure on a Responses WebSocket")
+            error = ApiError(ErrorKind.UPSTREAM_ERROR, "Internal proxy error", status=500)
+            record.failed(error, 500, from_upstream=False)
+            await self._send(ws_error_event(error), stream_id)
+            await self.close(code=CLOSE_INTERNAL_ERROR)
+            return False
+        finally:
+            if metered:
+                ledger.record_exchange(record)
+        return True
 
     def _parse(self, frame: str) -> dict[str, Any]:
         if len(frame) > settings.MAX_REQUEST_BYTES:
@@ -205,11 +234,10 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     # -- response.create -------------------------------------------------------------------------------------
 
-    async def _create(self, frame: dict[str, Any], stream_id: str | None) -> None:
+    async def _create(self, exchange: Exchange, frame: dict[str, Any], stream_id: str | None) -> None:
         payload = {k: v for k, v in frame.items() if k not in WS_ONLY_FIELDS}
         payload["stream"] = True
         snapshot = live_config.snapshot
-        exchange = Exchange(self.request, ENDPOINT, _no_http_send)
         try:
             route = authorize_route(exchange, snapshot, payload)
         except ExchangeError as exc:
@@ -242,17 +270,20 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         client = ClientContext(request=client_request, created=int(time.time()))
 
         response = await open_upstream(exchange, upstream_request)
+        meter = Meter(exchange)
+        meter.response_headers(response)
         try:
             if response.status_code >= 400:
                 content = await read_body(exchange, response)
                 raise upstream_error(exchange, response.status_code, content, response.headers.get("retry-after"))
             if not is_event_stream(response):
                 decoded = decode_whole(exchange, await read_body(exchange, response), upstream_ir)
+                meter.whole(decoded)
                 events = replayed_events(exchange, decoded, client)
                 self._remember(events, conversation, lambda _body: decoded)
                 await self._send_events(events, stream_id)
             elif responses_upstream:
-                await self._relay_events(exchange, response, conversation, stream_id)
+                await self._relay_events(exchange, response, conversation, stream_id, StreamTap(exchange, meter))
             else:
                 translated = TranslatedStream(exchange, upstream_ir, client)
                 async for events in translated.batches(response):
@@ -290,9 +321,9 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         response: httpx.Response,
         conversation: tuple[IRMessage, ...],
         stream_id: str | None,
+        tap: StreamTap,
     ) -> None:
-        """A Responses upstream's events, one frame each, as they come."""
-        parser = SSEParser()
+        """A Responses upstream's events, one frame each, as they come (the tap reads them for the ledger)."""
         decode_response = codec_for(Dialect.OPENAI_RESPONSES).response.decode_response
 
         def answer(body: dict[str, Any]) -> Response:
@@ -301,12 +332,17 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
         try:
             async for chunk in response.aiter_bytes():
-                for event in parser.feed(chunk):
+                events = tap.parse(chunk)
+                for event in events:
                     await self._relay_event(event.data, conversation, answer, stream_id)
-            for event in parser.flush():
+                tap.decode(events)
+            for event in tap.finish():
                 await self._relay_event(event.data, conversation, answer, stream_id)
         except httpx.HTTPError as exc:
-            await self._send(ws_error_event(broken_stream_error(exchange, exc)), stream_id)
+            error = broken_stream_error(exchange, exc)
+            status = status_for(Dialect.OPENAI_RESPONSES, error)
+            exchange.record.failed(error, status, from_upstream=True, partial=True)
+            await self._send(ws_error_event(error), stream_id)
 
     async def _relay_event(
         self, data: str, conversation: tuple[IRMessage, ...], answer: Any, stream_id: str | None
@@ -343,11 +379,19 @@ async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 _consumer = ResponsesConsumer.as_asgi()
+# The staff live view (usage.live): a person's browser, so the Django session decides (staff only), and the
+# Origin must be one of ALLOWED_HOSTS so another site's page cannot open it with a staff member's cookies.
+_live_consumer = AllowedHostsOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))
 
 
 async def websocket_application(scope: Scope, receive: Receive, send: Send) -> None:
-    """The ASGI application for the "websocket" protocol: Responses over WebSocket, nothing else."""
-    if scope.get("path") in PATHS:
+    """The ASGI application for the "websocket" protocol: Responses over WebSocket (key auth, no session),
+    and the staff live view."""
+    path = scope.get("path")
+    if path in PATHS:
         await _consumer(scope, receive, send)
+        return
+    if path == LIVE_WS_PATH:
+        await _live_consumer(scope, receive, send)
         return
     await _refuse(scope, receive, send)

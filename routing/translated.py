@@ -20,6 +20,7 @@ import httpx
 from routing.asgi_io import SSE_CONTENT_TYPE, SSE_EXTRA_HEADERS, SSE_HEADERS, send_bytes, send_json
 from routing.codecs import codec_for
 from routing.context import Exchange, ExchangeError
+from routing.metering import Meter
 from routing.relay import (
     broken_stream_error,
     build_upstream_request,
@@ -137,12 +138,14 @@ async def forward_translated(
     prepared = prepare_translated(exchange, payload, history)
     client_request = prepared.client_request
     stream = client_request.stream
+    exchange.record.stream = stream
     if exchange.upstream_route.upstream.format is exchange.endpoint.dialect:
         await relay_passthrough(exchange, prepared.request, stream)
         return
     client = ClientContext(request=client_request, created=int(time.time()))
     recorder = _Recorder(prepared.conversation, on_response)
     response = await open_upstream(exchange, prepared.request)
+    Meter(exchange).response_headers(response)
     try:
         if response.status_code >= 400:
             content = await read_body(exchange, response)
@@ -210,6 +213,7 @@ async def _relay_translated_whole(
 ) -> None:
     content = await read_body(exchange, response)
     decoded = decode_whole(exchange, content, upstream_ir)
+    Meter(exchange).whole(decoded)
     if client.request.stream:
         # The upstream answered a stream request in one piece: replay it as the stream the client expects.
         events = replayed_events(exchange, decoded, client)
@@ -236,12 +240,14 @@ class TranslatedStream:
         self._decoder = codec_for(exchange.upstream_route.upstream.format).stream.StreamDecoder(upstream_ir)
         self._encoder = codec_for(exchange.endpoint.dialect).stream.StreamEncoder(client)
         self._builder = ResponseBuilder()
+        self._meter = Meter(exchange)
 
     def response(self) -> Response:
         return self._builder.response()
 
     def _encode(self, ir_events: Sequence[Any]) -> list[WireEvent]:
         out: list[WireEvent] = []
+        self._meter.observe(ir_events)
         for ir_event in ir_events:
             self._builder.feed(ir_event)
             out += self._encoder.feed(ir_event)
