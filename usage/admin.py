@@ -1,0 +1,211 @@
+"""The ledger (read-only: rows are written by `usage.ledger` alone) and the operator's price overrides.
+
+The ledger grows by one row per exchange, so its pages avoid whole-table work: no full result count, no
+facet counts, no date hierarchy (a DISTINCT over every row's date), and the alias and upstream filters offer
+the names seen in the latest rows instead of a DISTINCT over the whole table.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from usage.models import LedgerEntry, ModelPrice
+
+# How many of the latest rows the alias and upstream filters take their names from.
+RECENT_ROWS = 10_000
+
+
+class _RecentValuesFilter(admin.SimpleListFilter):
+    """The values of one name column among the latest rows (any other value still works in the URL)."""
+
+    field_name = ""
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        recent = LedgerEntry.objects.order_by("-started_at").values_list(self.field_name, flat=True)[:RECENT_ROWS]
+        values = set(recent) - {""}
+        selected = self.value()
+        if selected:
+            values.add(selected)
+        return [(value, value) for value in sorted(values)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset if value is None else queryset.filter(**{self.field_name: value})
+
+
+class AliasFilter(_RecentValuesFilter):
+    title = "alias"
+    parameter_name = field_name = "alias"
+
+
+class UpstreamFilter(_RecentValuesFilter):
+    title = "upstream"
+    parameter_name = field_name = "upstream"
+
+
+def _ms(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value} ms" if value < 1000 else f"{value / 1000:.2f} s"
+
+
+def _usd(value: Decimal) -> str:
+    return f"${value.normalize():f}"
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
+    list_display = (
+        "time",
+        "user",
+        "key",
+        "requested_model",
+        "alias",
+        "upstream_model",
+        "outcome",
+        "status",
+        "tokens",
+        "cost",
+        "ttft",
+        "duration",
+    )
+    list_filter = (("started_at", admin.DateFieldListFilter), "outcome", "user", "key", AliasFilter, UpstreamFilter)
+    list_select_related = ("user", "key")
+    search_fields = ("requested_model", "upstream_model", "client_session", "upstream_request_id")
+    search_help_text = "Requested or upstream model, client session id, upstream request id."
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    readonly_fields = ("cost",)
+    fieldsets = (
+        (None, {"fields": ("started_at", "finished_at", "outcome", "status", "error_type", "error_message")}),
+        ("Who", {"fields": ("user", "key", "client_program", "client_version", "client_session")}),
+        (
+            "Request",
+            {
+                "fields": (
+                    "dialect",
+                    "endpoint",
+                    "operation",
+                    "stream",
+                    "requested_model",
+                    "alias",
+                    "upstream",
+                    "upstream_model",
+                    "upstream_request_id",
+                    "warnings",
+                )
+            },
+        ),
+        (
+            "Usage",
+            {
+                "fields": (
+                    "input_tokens",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                    "output_tokens",
+                    "reasoning_tokens",
+                    "usage_partial",
+                )
+            },
+        ),
+        (
+            "Cost",
+            {
+                "fields": (
+                    "cost",
+                    "price_source",
+                    "price_input",
+                    "price_output",
+                    "price_cache_read",
+                    "price_cache_write",
+                )
+            },
+        ),
+        ("Speed", {"fields": ("ttft_ms", "duration_ms", "tokens_per_second")}),
+    )
+
+    # The ledger is a record: nobody adds, edits or deletes rows here.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LedgerEntry | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: LedgerEntry | None = None) -> bool:
+        return False
+
+    @admin.display(description="time", ordering="started_at")
+    def time(self, obj: LedgerEntry) -> str:
+        return f"{timezone.localtime(obj.started_at):%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="tokens")
+    def tokens(self, obj: LedgerEntry) -> str:
+        counts = (
+            (obj.input_tokens, "in"),
+            (obj.cache_read_tokens, "cache read"),
+            (obj.cache_write_tokens, "cache write"),
+            (obj.output_tokens, "out"),
+        )
+        parts = [f"{count:,} {label}" for count, label in counts if count is not None]
+        if not parts:
+            return "not reported"
+        return " · ".join(parts) + (" (partial)" if obj.usage_partial else "")
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost(self, obj: LedgerEntry) -> str:
+        if obj.cost_usd is None:
+            # Never shown as $0: a missing price or a missing token count is not "free".
+            return "unpriced (no usage reported)" if obj.price_source else "unpriced"
+        return _usd(obj.cost_usd)
+
+    @admin.display(description="TTFT", ordering="ttft_ms")
+    def ttft(self, obj: LedgerEntry) -> str:
+        return _ms(obj.ttft_ms)
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, obj: LedgerEntry) -> str:
+        return _ms(obj.duration_ms)
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin[ModelPrice]):
+    list_display = (
+        "model_pattern",
+        "upstream",
+        "input_per_mtok",
+        "output_per_mtok",
+        "cache_read_per_mtok",
+        "cache_write_per_mtok",
+        "note",
+        "updated_at",
+    )
+    list_filter = ("upstream",)
+    search_fields = ("model_pattern", "upstream", "note")
+    fieldsets = (
+        (
+            None,
+            {
+                "description": (
+                    "Prices in US dollars per million tokens for the models the bundled genai-prices catalogue "
+                    "does not know (local, fine-tuned) or that you pay differently for. An override always wins "
+                    "over the catalogue. The upstream's model name is matched, ignoring case: first the "
+                    "overrides limited to that upstream (exact name, then patterns), then those for every "
+                    "upstream (exact name, then patterns); among patterns the most specific wins. A model with "
+                    "no price at all is shown as unpriced, never as free. Changes apply to exchanges recorded "
+                    "from now on; rows already in the ledger keep their cost."
+                ),
+                "fields": ("model_pattern", "upstream", "note"),
+            },
+        ),
+        (
+            "Prices ($ per million tokens)",
+            {"fields": ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")},
+        ),
+    )
