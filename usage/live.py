@@ -198,7 +198,9 @@ class Publisher:
                     except TimeoutError:
                         break
                     if message.get("type") == "live.watch":
-                        self.watched(new_viewer=bool(message.get("new")))
+                        # A new page of this process got this process's state directly on connect.
+                        new = bool(message.get("new")) and message.get("process") != process_id()
+                        self.watched(new_viewer=new)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -238,19 +240,25 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
+        # This process's state at once; the other processes send theirs on their next tick.
         await self.send_json(current_state())
-        self._heartbeat = asyncio.create_task(self._announce())
+        publisher.watched()
+        await self._announce(new=True)
+        self._heartbeat = asyncio.create_task(self._keep_announcing())
 
-    async def _announce(self) -> None:
-        new = True
+    async def _announce(self, *, new: bool) -> None:
+        try:
+            await self.channel_layer.group_send(
+                PUBLISHERS_GROUP, {"type": "live.watch", "new": new, "process": process_id()}
+            )
+        except Exception:
+            logger.warning("live view: cannot reach the channel layer", exc_info=True)
+
+    async def _keep_announcing(self) -> None:
         while True:
-            publisher.watched(new_viewer=new)
-            try:
-                await self.channel_layer.group_send(PUBLISHERS_GROUP, {"type": "live.watch", "new": new})
-            except Exception:
-                logger.warning("live view: cannot reach the channel layer", exc_info=True)
-            new = False
             await asyncio.sleep(WATCH_HEARTBEAT_SECONDS)
+            publisher.watched()
+            await self._announce(new=False)
 
     async def disconnect(self, code: int) -> None:
         if self._heartbeat is not None:
