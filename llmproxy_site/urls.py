@@ -6,4 +6,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("usage.urls")),
+    path("", include("routing.account")),  # /me/ (own keys and usage) and /dashboard/live/
 ]
