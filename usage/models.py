@@ -7,6 +7,8 @@ after the configuration it ran under was changed or deleted.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 
@@ -29,7 +31,7 @@ def _tokens(verbose_name: str) -> models.PositiveBigIntegerField[int | None, int
     return models.PositiveBigIntegerField(verbose_name, null=True, blank=True)
 
 
-def _per_mtok(verbose_name: str) -> models.DecimalField[object, object]:
+def _per_mtok(verbose_name: str) -> models.DecimalField[Decimal | None, Decimal | None]:
     return models.DecimalField(verbose_name, max_digits=12, decimal_places=6, null=True, blank=True)
 
 
@@ -136,3 +138,77 @@ class ModelPrice(models.Model):
     def __str__(self) -> str:
         where = f" on {self.upstream}" if self.upstream else ""
         return f"{self.model_pattern}{where}"
+
+
+# Hourly rollups of the ledger, for the dashboards: kept by `usage.rollups.apply_rollups`, called by the ledger's
+# write path in the same transaction as the rows it sums, so they never disagree with the ledger. Names and ids are
+# copied as plain values (0 = none: a unique constraint treats NULLs as distinct, and the write is an upsert).
+class HourlyUsage(models.Model):
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    user_id = models.PositiveBigIntegerField(default=0)
+    key_id = models.PositiveBigIntegerField(default=0)
+    alias = models.CharField(max_length=200, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    client_program = models.CharField(max_length=64, blank=True)
+
+    requests = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0, help_text="Client errors, upstream errors and timeouts.")
+    client_errors = models.PositiveBigIntegerField(default=0)
+    upstream_errors = models.PositiveBigIntegerField(default=0)
+    timeouts = models.PositiveBigIntegerField(default=0)
+    cancelled = models.PositiveBigIntegerField(default=0)
+    no_usage = models.PositiveBigIntegerField(default=0, help_text="Rows without any token count.")
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0, help_text="Sum over priced rows.")
+    unpriced = models.PositiveBigIntegerField(default=0, help_text="Rows without a cost.")
+
+    class Meta:
+        verbose_name = "hourly usage"
+        verbose_name_plural = "hourly usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "user_id", "key_id", "alias", "upstream_model", "client_program"],
+                name="hourly_usage_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.alias or self.upstream_model}: {self.requests} requests"
+
+
+# Speed histograms: quarter-octave buckets (each bucket's upper bound is 2^(1/4) ≈ 1.19 times its lower bound), one row
+# per hour, user, alias, upstream model and metric; `usage.rollups` knows the bounds and reads percentiles from them.
+LATENCY_BUCKETS = 96
+
+
+class HourlyLatency(models.Model):
+    class Metric(models.IntegerChoices):
+        DURATION = 0, "duration (ms)"
+        TTFT = 1, "time to first token (ms)"
+        TOKENS_PER_SECOND = 2, "output tokens/s"
+
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    user_id = models.PositiveBigIntegerField(default=0)
+    alias = models.CharField(max_length=200, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    metric = models.PositiveSmallIntegerField(choices=Metric.choices)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "hourly latency histogram"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "user_id", "alias", "upstream_model", "metric"], name="hourly_latency_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.upstream_model} metric {self.metric}: {self.count}"
+
+
+for _i in range(LATENCY_BUCKETS):
+    HourlyLatency.add_to_class(f"b{_i}", models.PositiveIntegerField(default=0))

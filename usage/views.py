@@ -1,13 +1,340 @@
-"""Pages for people (not the data plane): the landing redirect and the staff dashboard."""
+"""Pages for people (not the data plane): the landing redirect, the staff dashboard and its CSV export."""
 
 from __future__ import annotations
 
+import csv
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import wraps
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+
+from usage import charts, queries
+from usage.models import LedgerEntry
+from usage.queries import Figures, Filters
+
+View = Callable[..., HttpResponseBase]
+BLANK = "\N{EN DASH}"  # where a value is unknown
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Staff land on the dashboard, everyone else on their own usage and keys."""
     return redirect("/dashboard/" if request.user.is_staff else "/me/")
+
+
+def staff_required(view: View) -> View:
+    """Anonymous visitors go to the login page; signed-in people who are not staff get 403."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_staff:
+            raise PermissionDenied("The dashboard is for staff.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Formatting (numbers are formatted here, so that templates only place them)
+
+
+def fmt_int(value: int) -> str:
+    return f"{value:,}"
+
+
+def fmt_compact(value: float) -> str:
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:g}" if value != int(value) else f"{int(value)}"
+
+
+def fmt_usd(value: Decimal | float) -> str:
+    amount = Decimal(value)
+    if amount == 0:
+        return "$0"
+    if abs(amount) < 1:
+        return f"${amount:.4f}"
+    return f"${amount:,.2f}"
+
+
+def fmt_usd_axis(value: float) -> str:
+    return f"${value:,.2f}" if value >= 0.1 else f"${value:.3g}"
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return BLANK
+    if value < 1000:
+        return f"{value:.0f} ms"
+    if value < 60_000:
+        return f"{value / 1000:.2f} s"
+    minutes, seconds = divmod(value / 1000, 60)
+    return f"{minutes:.0f} min {seconds:.0f} s"
+
+
+def fmt_tps(value: float | None) -> str:
+    return BLANK if value is None else f"{value:.1f} tok/s"
+
+
+def fmt_share(value: float | None) -> str:
+    return BLANK if value is None else f"{value * 100:.1f} %"
+
+
+def cost_text(figures: Figures) -> str:
+    """A cost is never shown as $0 when nothing in it had a price."""
+    if figures.requests and not figures.priced:
+        return "unpriced"
+    return fmt_usd(figures.cost_usd)
+
+
+def _figure_cells(figures: Figures) -> dict[str, Any]:
+    return {
+        "requests": fmt_int(figures.requests),
+        "errors": fmt_int(figures.errors),
+        "input": fmt_compact(figures.input_tokens),
+        "output": fmt_compact(figures.output_tokens),
+        "cache_read": fmt_compact(figures.cache_read_tokens),
+        "cache_write": fmt_compact(figures.cache_write_tokens),
+        "cache_share": fmt_share(figures.cache_hit_share),
+        "error_share": fmt_share(figures.error_share) if figures.errors else "",
+        "cost": cost_text(figures),
+        "unpriced": figures.unpriced,
+        "figures": figures,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Charts
+
+
+def _bucket_labels(filters: Filters, starts: list[datetime]) -> tuple[list[str], list[str]]:
+    """Short labels under the bars, and long ones for the tooltips."""
+    short: list[str] = []
+    long: list[str] = []
+    for start in starts:
+        if filters.bucket == "hour":
+            short.append(start.strftime("%b %d") if start.hour == 0 or not short else start.strftime("%H:00"))
+            end = start + timedelta(hours=1)
+            long.append(f"{start:%a %Y-%m-%d %H:00} to {end:%H:00} UTC")
+        elif filters.bucket == "day":
+            short.append(start.strftime("%b %d"))
+            long.append(start.strftime("%a %Y-%m-%d"))
+        else:
+            short.append(start.strftime("%b %Y"))
+            long.append(start.strftime("%B %Y"))
+    return short, long
+
+
+def _charts(filters: Filters, series: list[tuple[datetime, Figures]]) -> dict[str, Any]:
+    starts = [start for start, _ in series]
+    short, long = _bucket_labels(filters, starts)
+    figures = [f for _, f in series]
+    cost_texts = [
+        (cost_text(f) + (f" + {f.unpriced:,} unpriced" if f.unpriced and f.priced else ""))
+        if f.requests
+        else "no exchanges"
+        for f in figures
+    ]
+    return {
+        "requests": charts.bar_chart(
+            "chart-requests",
+            "Requests",
+            short,
+            [charts.Series("requests", [f.requests for f in figures])],
+            fmt=fmt_compact,
+            tooltips=long,
+        ),
+        "errors": charts.bar_chart(
+            "chart-errors",
+            "Errors",
+            short,
+            [charts.Series("errors", [f.errors for f in figures], css="bad")],
+            fmt=fmt_compact,
+            tooltips=long,
+        ),
+        "tokens": charts.bar_chart(
+            "chart-tokens",
+            "Tokens",
+            short,
+            [
+                charts.Series("input", [f.input_tokens for f in figures]),
+                charts.Series("cache read", [f.cache_read_tokens for f in figures]),
+                charts.Series("cache write", [f.cache_write_tokens for f in figures]),
+                charts.Series("output", [f.output_tokens for f in figures]),
+            ],
+            fmt=fmt_compact,
+            tooltips=long,
+        ),
+        "cost": charts.line_chart(
+            "chart-cost",
+            "Cost (USD)",
+            short,
+            [float(f.cost_usd) for f in figures],
+            fmt=fmt_usd_axis,
+            tooltips=long,
+            value_texts=cost_texts,
+            empty_text="Nothing priced in this range" if any(f.requests for f in figures) else "",
+        ),
+        "buckets": len(starts),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The dashboard
+
+
+def admin_change_url(entry_id: int) -> str:
+    try:
+        return reverse("admin:usage_ledgerentry_change", args=[entry_id])
+    except NoReverseMatch:
+        return f"/admin/usage/ledgerentry/{entry_id}/change/"
+
+
+def _speed_rows(speeds: list[queries.Speed]) -> list[dict[str, Any]]:
+    rows = []
+    for item in speeds:
+        cells: dict[str, list[str]] = {}
+        for metric, name in queries.SPEED_COLUMNS.items():
+            found = item.percentiles.get(metric)
+            fmt = fmt_tps if name == "tokens_per_second" else fmt_ms
+            cells[name] = [fmt(value) for value in found] if found else [BLANK] * len(queries.PERCENTILES)
+        rows.append({"model": item.upstream_model or "(none)", "count": fmt_int(item.count), "cells": cells})
+    return rows
+
+
+@staff_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    filters = Filters.from_params(request.GET)
+    figures = queries.totals(filters)
+    series = queries.series(filters)
+    speeds = queries.speed(filters, requests=figures.requests)
+    recent = queries.recent(filters)
+    users = queries.users_with_usage()
+    context = {
+        "filters": filters,
+        "presets": [
+            (key, label, filters.querystring(range=key, **{"from": None, "to": None}))
+            for key, label in queries.PRESETS.items()
+        ],
+        "bucket_choices": [("", "auto"), *[(b, b) for b in queries.BUCKETS]],
+        "users": users,
+        "aliases": queries.aliases_with_usage(),
+        "user_name": dict(users).get(filters.user_id) if filters.user_id is not None else None,
+        "range_text": f"{filters.start:%Y-%m-%d %H:%M} to {filters.end:%Y-%m-%d %H:%M} UTC",
+        "from_value": filters.start.strftime("%Y-%m-%dT%H:%M"),
+        "to_value": filters.end.strftime("%Y-%m-%dT%H:%M"),
+        "figures": figures,
+        "totals": _figure_cells(figures),
+        "charts": _charts(filters, series),
+        "breakdowns": [
+            (b, [(row, _figure_cells(row.figures), filters.querystring(**row.filter_params)) for row in b.rows])
+            for b in (queries.breakdown(filters, dimension) for dimension in queries.DIMENSIONS)
+        ],
+        "speeds": _speed_rows(speeds),
+        "speed_approximate": any(s.approximate for s in speeds),
+        "percentile_labels": [f"p{round(p * 100)}" for p in queries.PERCENTILES],
+        "recent": [_recent_row(entry) for entry in recent],
+        "export_query": filters.querystring(),
+        "clear_query": filters.querystring(user=None, alias=None),
+        "exact_limit": fmt_int(queries.EXACT_PERCENTILE_ROWS),
+    }
+    return render(request, "usage/dashboard.html", context)
+
+
+def _recent_row(entry: LedgerEntry) -> dict[str, Any]:
+    tokens = {
+        "input": entry.input_tokens,
+        "output": entry.output_tokens,
+        "cache_read": entry.cache_read_tokens,
+        "cache_write": entry.cache_write_tokens,
+    }
+    return {
+        "entry": entry,
+        "url": admin_change_url(entry.pk),
+        "user": entry.user.get_username() if entry.user else BLANK,
+        "key": queries.key_label(entry.key.prefix, entry.key.label) if entry.key else BLANK,
+        "model": entry.upstream_model or entry.requested_model or BLANK,
+        "tokens": {name: BLANK if value is None else fmt_int(value) for name, value in tokens.items()},
+        "cost": "unpriced" if entry.cost_usd is None else fmt_usd(entry.cost_usd),
+        "duration": fmt_ms(entry.duration_ms),
+        "ttft": fmt_ms(entry.ttft_ms),
+        "tps": fmt_tps(entry.tokens_per_second),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CSV export
+
+EXPORT_CHUNK = 2000
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class _Line:
+    """A file-like sink for csv.writer that hands back what was written."""
+
+    def write(self, text: str) -> str:
+        return text
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value  # a spreadsheet must not run a cell it opens as a formula
+    return value
+
+
+def _csv_lines(rows: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:
+    writer = csv.writer(_Line())
+    yield writer.writerow([header for _, header in queries.export_columns()]).encode()
+    chunk: list[str] = []
+    for row in rows:
+        chunk.append(writer.writerow([_cell(value) for value in row]))
+        if len(chunk) == EXPORT_CHUNK:
+            yield "".join(chunk).encode()
+            chunk = []
+    if chunk:
+        yield "".join(chunk).encode()
+
+
+async def _acsv_lines(filters: Filters) -> AsyncIterator[bytes]:
+    """The ASGI flavour: Django consumes a synchronous iterator whole before sending it under ASGI, so the
+    rows are fetched in chunks (a server-side cursor on PostgreSQL) by `aiterator` and sent as they come."""
+    writer = csv.writer(_Line())
+    yield writer.writerow([header for _, header in queries.export_columns()]).encode()
+    chunk: list[str] = []
+    async for row in queries.export_rows(filters).aiterator(chunk_size=EXPORT_CHUNK):
+        chunk.append(writer.writerow([_cell(value) for value in row]))
+        if len(chunk) == EXPORT_CHUNK:
+            yield "".join(chunk).encode()
+            chunk = []
+    if chunk:
+        yield "".join(chunk).encode()
+
+
+@staff_required
+def export_csv(request: HttpRequest) -> StreamingHttpResponse:
+    filters = Filters.from_params(request.GET)
+    content: Iterator[bytes] | AsyncIterator[bytes]
+    if isinstance(request, ASGIRequest):
+        content = _acsv_lines(filters)
+    else:
+        content = _csv_lines(queries.export_rows(filters).iterator(chunk_size=EXPORT_CHUNK))
+    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
+    name = f"ledger-{filters.start:%Y%m%d-%H%M}-{filters.end:%Y%m%d-%H%M}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

@@ -1,0 +1,625 @@
+"""What the staff dashboard shows, as a few aggregate queries.
+
+Every figure comes from one of two sources that give the same numbers:
+
+- the hourly rollups (`HourlyUsage`, `HourlyLatency`, kept by `usage.rollups` in the ledger's write
+  transaction): what the pages use, a few thousand rows a month instead of one per exchange;
+- the ledger itself (`source=RAW`): what the tests compare the rollups against, and what the benchmark times
+  to show why the rollups exist.
+
+Ranges are whole UTC hours (the rollups' grain): `from` is rounded down and `to` up to the hour, so every
+figure, chart and CSV export covers exactly the same rows.
+
+Percentiles (duration, time to first token, tokens/s per upstream model): exact when the view holds at most
+`EXACT_PERCENTILE_ROWS` exchanges (the values are read and sorted; linear interpolation between the two nearest
+ranks, as PostgreSQL's percentile_cont); above that they are read from the hourly quarter-octave histograms,
+which is approximate within ±9 % and marked as such. Both work the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay, TruncHour, TruncMonth
+
+from usage.models import LATENCY_BUCKETS, HourlyLatency, HourlyUsage, LedgerEntry, Outcome
+from usage.rollups import BUCKET_COLUMNS, NOT_ERRORS, bucket_bounds
+
+Metric = HourlyLatency.Metric
+
+PRESETS: dict[str, str] = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days"}
+DEFAULT_PRESET = "7d"
+BUCKETS = ("hour", "day", "month")
+# A chart keeps at most this many bars: a finer bucket asked for a long range is widened.
+MAX_BUCKETS = 800
+EXACT_PERCENTILE_ROWS = 20_000
+PERCENTILES = (0.5, 0.9, 0.99)
+BREAKDOWN_LIMIT = 20
+
+
+class Source(Enum):
+    ROLLUP = "rollup"
+    RAW = "raw"
+
+
+ROLLUP = Source.ROLLUP
+RAW = Source.RAW
+
+FIGURES = (
+    "requests",
+    "errors",
+    "cancelled",
+    "no_usage",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "unpriced",
+)
+_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+def _aggregates(source: Source) -> dict[str, Any]:
+    """The figures as aggregate expressions, named `n_<figure>` (an annotation may not reuse a field's name)."""
+    if source is ROLLUP:
+        return {f"n_{name}": Sum(name) for name in FIGURES}
+    raw = {
+        "requests": Count("id"),
+        "errors": Count("id", filter=~Q(outcome__in=NOT_ERRORS)),
+        "cancelled": Count("id", filter=Q(outcome=Outcome.CANCELLED)),
+        "no_usage": Count("id", filter=Q(**{f"{name}__isnull": True for name in _TOKENS})),
+        **{name: Sum(name) for name in _TOKENS},
+        "cost_usd": Sum("cost_usd"),
+        "unpriced": Count("id", filter=Q(cost_usd__isnull=True)),
+    }
+    return {f"n_{name}": expression for name, expression in raw.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Filters
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def _parse_moment(text: str, *, end: bool) -> datetime | None:
+    """`YYYY-MM-DD` (a whole day: the end of the range takes the day in) or `YYYY-MM-DDTHH:MM`, in UTC."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _auto_bucket(start: datetime, end: datetime) -> str:
+    span = end - start
+    if span <= timedelta(days=3):
+        return "hour"
+    if span <= timedelta(days=93):
+        return "day"
+    return "month"
+
+
+def _bucket_count(start: datetime, end: datetime, bucket: str) -> int:
+    if bucket == "hour":
+        return math.ceil((end - start) / timedelta(hours=1))
+    if bucket == "day":
+        return math.ceil((end - start) / timedelta(days=1)) + 1
+    return (end.year - start.year) * 12 + end.month - start.month + 1
+
+
+@dataclass(frozen=True)
+class Filters:
+    start: datetime
+    end: datetime
+    bucket: str
+    preset: str = ""
+    user_id: int | None = None
+    alias: str | None = None
+    bucket_asked: str = ""
+    errors: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str], now: datetime | None = None) -> Filters:
+        now = now or datetime.now(UTC)
+        errors: list[str] = []
+        start = _parse_moment(params.get("from", ""), end=False)
+        end = _parse_moment(params.get("to", ""), end=True)
+        if params.get("from") and start is None:
+            errors.append("Ignored an unreadable 'from' date.")
+        if params.get("to") and end is None:
+            errors.append("Ignored an unreadable 'to' date.")
+        preset = ""
+        if start is None and end is None:
+            preset = params.get("range", "") if params.get("range", "") in PRESETS else DEFAULT_PRESET
+            start, end = cls.preset_range(preset, now)
+        else:
+            end = end or _ceil_hour(now)
+            start = start or end - timedelta(days=7)
+        start, end = _floor_hour(start), _ceil_hour(end)
+        if end <= start:
+            errors.append("The range ended before it began; showing the hour it starts with.")
+            end = start + timedelta(hours=1)
+
+        asked = params.get("bucket", "")
+        bucket = asked if asked in BUCKETS else _auto_bucket(start, end)
+        while _bucket_count(start, end, bucket) > MAX_BUCKETS and bucket != "month":
+            bucket = BUCKETS[BUCKETS.index(bucket) + 1]
+
+        user_id: int | None = None
+        if params.get("user", "").isdigit():
+            user_id = int(params["user"])
+        alias = params.get("alias") or None
+        return cls(
+            start=start,
+            end=end,
+            bucket=bucket,
+            preset=preset,
+            user_id=user_id,
+            alias=alias,
+            bucket_asked=asked if asked in BUCKETS else "",
+            errors=tuple(errors),
+        )
+
+    @staticmethod
+    def preset_range(preset: str, now: datetime) -> tuple[datetime, datetime]:
+        """24h: the last 24 whole hours up to the current one. Days: calendar days (UTC), today included."""
+        if preset.endswith("h"):
+            end = _ceil_hour(now)
+            return end - timedelta(hours=int(preset[:-1])), end
+        today = _floor_hour(now).replace(hour=0)
+        return today - timedelta(days=int(preset[:-1]) - 1), today + timedelta(days=1)
+
+    def params(self, **overrides: str | None) -> dict[str, str]:
+        """The query parameters that reproduce this view (with some changed: None removes one)."""
+        values: dict[str, str | None] = {}
+        if self.preset:
+            values["range"] = self.preset
+        else:
+            values["from"] = self.start.strftime("%Y-%m-%dT%H:%M")
+            values["to"] = self.end.strftime("%Y-%m-%dT%H:%M")
+        if self.user_id is not None:
+            values["user"] = str(self.user_id)
+        if self.alias:
+            values["alias"] = self.alias
+        if self.bucket_asked:
+            values["bucket"] = self.bucket_asked
+        values.update(overrides)
+        return {key: value for key, value in values.items() if value}
+
+    def querystring(self, **overrides: str | None) -> str:
+        return urlencode(self.params(**overrides))
+
+    def with_(self, **changes: Any) -> Filters:
+        return replace(self, **changes)
+
+
+def rows(filters: Filters) -> QuerySet[LedgerEntry]:
+    """The ledger rows behind a view."""
+    qs = LedgerEntry.objects.filter(started_at__gte=filters.start, started_at__lt=filters.end)
+    if filters.user_id is not None:
+        qs = qs.filter(user_id=filters.user_id)
+    if filters.alias is not None:
+        qs = qs.filter(alias=filters.alias)
+    return qs
+
+
+def rollup_rows(filters: Filters) -> QuerySet[HourlyUsage]:
+    qs = HourlyUsage.objects.filter(hour__gte=filters.start, hour__lt=filters.end)
+    if filters.user_id is not None:
+        qs = qs.filter(user_id=filters.user_id)
+    if filters.alias is not None:
+        qs = qs.filter(alias=filters.alias)
+    return qs
+
+
+def _source_rows(filters: Filters, source: Source) -> QuerySet[Any]:
+    return rollup_rows(filters) if source is ROLLUP else rows(filters)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figures
+
+
+@dataclass
+class Figures:
+    requests: int = 0
+    errors: int = 0
+    cancelled: int = 0
+    no_usage: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    unpriced: int = 0
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> Figures:
+        figures = cls()
+        for name in FIGURES:
+            value = values.get(f"n_{name}")
+            if value is None:
+                continue
+            if name == "cost_usd":
+                figures.cost_usd = Decimal(value).quantize(Decimal("0.00000001"))
+            else:
+                setattr(figures, name, int(value))
+        return figures
+
+    @property
+    def all_input_tokens(self) -> int:
+        """Everything the model read: fresh input, cache reads and cache writes."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def cache_hit_share(self) -> float | None:
+        """Cache reads over all input tokens; None when there was no input."""
+        total = self.all_input_tokens
+        return self.cache_read_tokens / total if total else None
+
+    @property
+    def priced(self) -> int:
+        return self.requests - self.unpriced
+
+    @property
+    def error_share(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+def totals(filters: Filters, source: Source = ROLLUP) -> Figures:
+    return Figures.of(_source_rows(filters, source).aggregate(**_aggregates(source)))
+
+
+def bucket_starts(filters: Filters) -> list[datetime]:
+    """Every bucket the range touches, in order (empty ones included, so that charts show gaps)."""
+    starts: list[datetime] = []
+    if filters.bucket == "hour":
+        moment = filters.start
+        while moment < filters.end:
+            starts.append(moment)
+            moment += timedelta(hours=1)
+    elif filters.bucket == "day":
+        moment = filters.start.replace(hour=0)
+        while moment < filters.end:
+            starts.append(moment)
+            moment += timedelta(days=1)
+    else:
+        moment = filters.start.replace(day=1, hour=0)
+        while moment < filters.end:
+            starts.append(moment)
+            moment = (moment + timedelta(days=32)).replace(day=1)
+    return starts
+
+
+_TRUNC = {"hour": TruncHour, "day": TruncDay, "month": TruncMonth}
+
+
+def series(filters: Filters, source: Source = ROLLUP) -> list[tuple[datetime, Figures]]:
+    """The figures per hour, day or month, every bucket of the range included."""
+    column = "hour" if source is ROLLUP else "started_at"
+    if source is ROLLUP and filters.bucket == "hour":
+        bucketed = _source_rows(filters, source).values(bucket=F("hour"))
+    else:
+        bucketed = _source_rows(filters, source).values(bucket=_TRUNC[filters.bucket](column, tzinfo=UTC))
+    found = {
+        _as_utc(row["bucket"]): Figures.of(row) for row in bucketed.order_by("bucket").annotate(**_aggregates(source))
+    }
+    return [(start, found.get(start, Figures())) for start in bucket_starts(filters)]
+
+
+def _as_utc(moment: datetime | date) -> datetime:
+    if not isinstance(moment, datetime):  # TruncDay on some backends
+        return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Breakdowns
+
+DIMENSIONS: dict[str, str] = {
+    "user": "By user",
+    "key": "By key",
+    "alias": "By alias",
+    "upstream_model": "By upstream model",
+    "client_program": "By client program",
+}
+_COLUMN = {"user": "user_id", "key": "key_id"}
+
+
+@dataclass
+class BreakdownRow:
+    value: Any
+    label: str
+    figures: Figures
+    filter_params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Breakdown:
+    dimension: str
+    title: str
+    rows: list[BreakdownRow]
+    more: int = 0
+
+
+def breakdown(filters: Filters, dimension: str, source: Source = ROLLUP, limit: int = BREAKDOWN_LIMIT) -> Breakdown:
+    """The figures per user, key, alias, upstream model or client program, the busiest first."""
+    column = _COLUMN.get(dimension, dimension)
+    grouped = (
+        _source_rows(filters, source)
+        .values(column)
+        .order_by()
+        .annotate(**_aggregates(source))
+        .order_by("-n_requests", column)
+    )
+    found = [(row[column] or None, Figures.of(row)) for row in grouped]
+    found.sort(key=lambda item: (-item[1].requests, str(item[0])))
+    shown = found[:limit]
+    labels = _labels(dimension, [value for value, _ in shown])
+    result = []
+    for value, figures in shown:
+        params: dict[str, str] = {}
+        if dimension == "user" and value is not None:
+            params = {"user": str(value)}
+        elif dimension == "alias" and value:
+            params = {"alias": str(value)}
+        result.append(BreakdownRow(value, labels.get(value, _unnamed(dimension, value)), figures, params))
+    return Breakdown(dimension, DIMENSIONS[dimension], result, more=max(0, len(found) - limit))
+
+
+def _unnamed(dimension: str, value: Any) -> str:
+    if value is None or value == "":
+        return {"user": "(no user)", "key": "(no key)", "client_program": "(unknown client)"}.get(dimension, "(none)")
+    if dimension in ("user", "key"):
+        return f"#{value} (deleted)"
+    return str(value)
+
+
+def _labels(dimension: str, values: Iterable[Any]) -> dict[Any, str]:
+    ids = [value for value in values if value is not None]
+    if dimension == "user" and ids:
+        names = get_user_model().objects.filter(pk__in=ids).values_list("pk", "username")
+        return {pk: str(name) for pk, name in names}
+    if dimension == "key" and ids:
+        # The key model belongs to routing; reached through the ledger's foreign key (usage never imports routing).
+        key_model = LedgerEntry._meta.get_field("key").related_model
+        assert not isinstance(key_model, str) and key_model is not None
+        keys = key_model._default_manager.filter(pk__in=ids).values_list("pk", "prefix", "label", "user__username")
+        return {pk: key_label(prefix, label, username) for pk, prefix, label, username in keys}
+    return {}
+
+
+def key_label(prefix: str | None, label: str | None, username: str | None = None) -> str:
+    text = f"{prefix}…" if prefix else "(no key)"
+    if label:
+        text += f" {label}"
+    if username:
+        text += f" ({username})"
+    return text
+
+
+def users_with_usage() -> list[tuple[int, str]]:
+    """The users a filter can offer: everyone with a proxy key or a ledger row (a team, so a few dozen)."""
+    ids = set(HourlyUsage.objects.order_by().values_list("user_id", flat=True).distinct()) - {0}
+    users = get_user_model().objects.filter(Q(pk__in=ids) | Q(proxy_keys__isnull=False)).distinct()
+    return [(pk, str(name)) for pk, name in users.order_by("username").values_list("pk", "username")]
+
+
+def aliases_with_usage() -> list[str]:
+    return [
+        alias for alias in HourlyUsage.objects.order_by("alias").values_list("alias", flat=True).distinct() if alias
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Speed percentiles
+
+SPEED_COLUMNS: dict[int, str] = {
+    Metric.DURATION: "duration_ms",
+    Metric.TTFT: "ttft_ms",
+    Metric.TOKENS_PER_SECOND: "tokens_per_second",
+}
+
+
+@dataclass
+class Speed:
+    upstream_model: str
+    count: int
+    # metric -> (p50, p90, p99), None where the metric has no values; plus how many values each had.
+    percentiles: dict[int, tuple[float, ...] | None]
+    counts: dict[int, int]
+    approximate: bool
+
+
+def exact_percentiles(values: Sequence[float], quantiles: Sequence[float] = PERCENTILES) -> tuple[float, ...] | None:
+    """Linear interpolation between the nearest ranks (PostgreSQL's percentile_cont, NumPy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    result = []
+    for q in quantiles:
+        position = q * last
+        low = math.floor(position)
+        high = min(low + 1, last)
+        result.append(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
+    return tuple(result)
+
+
+def histogram_percentiles(
+    counts: Sequence[int], metric: int, quantiles: Sequence[float] = PERCENTILES
+) -> tuple[float, ...] | None:
+    """Percentiles from bucket counts: the rank's bucket, then a geometric interpolation inside it."""
+    total = sum(counts)
+    if not total:
+        return None
+    result = []
+    for q in quantiles:
+        rank = q * (total - 1)  # the same rank the exact definition interpolates at
+        seen = 0
+        for index, count in enumerate(counts):
+            if count and seen + count > rank:
+                low, high = bucket_bounds(index, metric)
+                fraction = (rank - seen + 0.5) / count
+                if index == 0:
+                    value = high * fraction
+                elif math.isinf(high):
+                    value = low
+                else:
+                    value = low * (high / low) ** fraction
+                result.append(value)
+                break
+            seen += count
+    return tuple(result)
+
+
+def speed(filters: Filters, exact_limit: int = EXACT_PERCENTILE_ROWS, requests: int | None = None) -> list[Speed]:
+    """p50, p90, p99 of duration, time to first token and tokens/s per upstream model (see the module docstring)."""
+    if requests is None:
+        requests = totals(filters).requests
+    if requests <= exact_limit:
+        return _exact_speed(filters)
+    return _histogram_speed(filters)
+
+
+def _exact_speed(filters: Filters) -> list[Speed]:
+    values: dict[str, dict[int, list[float]]] = defaultdict(lambda: {metric: [] for metric in SPEED_COLUMNS})
+    counts: dict[str, int] = defaultdict(int)
+    columns = ["upstream_model", *SPEED_COLUMNS.values()]
+    for model, *measured in rows(filters).order_by().values_list(*columns).iterator(chunk_size=5000):
+        counts[model] += 1
+        per_metric = values[model]
+        for metric, value in zip(SPEED_COLUMNS, measured, strict=True):
+            if value is not None:
+                per_metric[metric].append(value)
+    result = [
+        Speed(
+            upstream_model=model,
+            count=counts[model],
+            percentiles={metric: exact_percentiles(found) for metric, found in per_metric.items()},
+            counts={metric: len(found) for metric, found in per_metric.items()},
+            approximate=False,
+        )
+        for model, per_metric in values.items()
+    ]
+    return sorted(result, key=lambda s: (-s.count, s.upstream_model))
+
+
+def _histogram_speed(filters: Filters) -> list[Speed]:
+    qs = HourlyLatency.objects.filter(hour__gte=filters.start, hour__lt=filters.end)
+    if filters.user_id is not None:
+        qs = qs.filter(user_id=filters.user_id)
+    if filters.alias is not None:
+        qs = qs.filter(alias=filters.alias)
+    grouped = (
+        qs.values("upstream_model", "metric")
+        .order_by()
+        .annotate(**{f"n_{column}": Sum(column) for column in BUCKET_COLUMNS})
+    )
+    histograms: dict[str, dict[int, list[int]]] = defaultdict(dict)
+    for row in grouped:
+        found: dict[str, Any] = dict(row)
+        histograms[found["upstream_model"]][found["metric"]] = [int(found[f"n_{c}"] or 0) for c in BUCKET_COLUMNS]
+    model_counts = dict(
+        rollup_rows(filters)
+        .values("upstream_model")
+        .order_by()
+        .annotate(n=Sum("requests"))
+        .values_list("upstream_model", "n")
+    )
+    result = []
+    for model in set(histograms) | set(model_counts):
+        per_metric = histograms.get(model, {})
+        result.append(
+            Speed(
+                upstream_model=model,
+                count=int(model_counts.get(model) or 0),
+                percentiles={
+                    metric: histogram_percentiles(per_metric.get(metric, [0] * LATENCY_BUCKETS), metric)
+                    for metric in SPEED_COLUMNS
+                },
+                counts={metric: sum(per_metric.get(metric, [])) for metric in SPEED_COLUMNS},
+                approximate=True,
+            )
+        )
+    return sorted(result, key=lambda s: (-s.count, s.upstream_model))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recent exchanges and the export
+
+
+def recent(filters: Filters, limit: int = 50) -> list[LedgerEntry]:
+    return list(
+        rows(filters)
+        .select_related("user", "key")
+        .only(
+            "id",
+            "started_at",
+            "user__username",
+            "key__prefix",
+            "key__label",
+            "client_program",
+            "requested_model",
+            "alias",
+            "upstream",
+            "upstream_model",
+            "stream",
+            "outcome",
+            "status",
+            "error_type",
+            "error_message",
+            *_TOKENS,
+            "cost_usd",
+            "duration_ms",
+            "ttft_ms",
+            "tokens_per_second",
+        )
+        .order_by("-started_at", "-id")[:limit]
+    )
+
+
+# The export's columns: every ledger field (the user and key as names, never the key's hash, which the ledger
+# does not hold anyway), with the field's verbose name as the header.
+def export_columns() -> list[tuple[str, str]]:
+    columns: list[tuple[str, str]] = []
+    for model_field in LedgerEntry._meta.concrete_fields:
+        name = model_field.name
+        if name == "user":
+            columns.append(("user__username", "user"))
+        elif name == "key":
+            columns += [("key__prefix", "key prefix"), ("key__label", "key label")]
+        else:
+            columns.append((name, str(model_field.verbose_name)))
+    return columns
+
+
+def export_rows(filters: Filters) -> QuerySet[LedgerEntry, tuple[Any, ...]]:
+    return rows(filters).order_by("started_at", "id").values_list(*[name for name, _ in export_columns()])
