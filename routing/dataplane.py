@@ -6,11 +6,33 @@ hops per request (see docs/architecture.md) and the data plane needs none of ses
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
+
 from routing import exchange, health
-from routing.asgi_io import Receive, Request, Scope, Send
+from routing.asgi_io import Receive, Request, Scope, Send, send_bytes
 from routing.endpoints import is_data_plane
+from usage import metrics
 
 HEALTH_PATHS = {"/health": health.liveness, "/healthz": health.liveness, "/health/ready": health.readiness}
+METRICS_PATH = "/metrics"
+_TEXT = b"text/plain; charset=utf-8"
+
+
+async def serve_metrics(request: Request, send: Send) -> None:
+    """Prometheus scrape of this process (usage.metrics); a bearer token when METRICS_TOKEN is set."""
+    if request.method != "GET":
+        await send_bytes(send, 405, b"Method not allowed\n", _TEXT, [(b"allow", b"GET")])
+        return
+    token: str = settings.METRICS_TOKEN
+    if token:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        valid = scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+        if not valid:
+            await send_bytes(send, 401, b"Unauthorized\n", _TEXT, [(b"www-authenticate", b'Bearer realm="metrics"')])
+            return
+    await send_bytes(send, 200, metrics.render().encode(), metrics.CONTENT_TYPE.encode())
 
 
 class DataPlaneRouter:
@@ -26,5 +48,8 @@ class DataPlaneRouter:
             probe = HEALTH_PATHS.get(path)
             if probe is not None:
                 await probe(send)
+                return
+            if path == METRICS_PATH:
+                await serve_metrics(Request.from_scope(scope, receive), send)
                 return
         await self.django_app(scope, receive, send)  # type: ignore[operator]

@@ -6,6 +6,7 @@ from django.db import connection
 
 from routing.asgi_io import Send, send_json
 from routing.live import live_config, run_db
+from usage import ledger
 
 
 async def liveness(send: Send) -> None:
@@ -18,10 +19,13 @@ def _database_answers() -> None:
 
 
 async def readiness(send: Send) -> None:
-    """Ready when the database answers and this worker has loaded its routing configuration."""
+    """Ready when the database answers, the usage ledger is written and this worker has loaded its routing
+    configuration. The probe writes the ledger rows waiting in this worker first (so a probe, or a test,
+    finds every finished exchange in the database afterwards)."""
     await live_config.ensure_started()
     problems: list[str] = []
     try:
+        await run_db(ledger.write_pending)
         await run_db(_database_answers)
     except Exception as exc:
         problems.append(f"database: {type(exc).__name__}: {exc}")

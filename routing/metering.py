@@ -67,6 +67,7 @@ class Meter:
                     record.upstream_request_id = event.id
             elif isinstance(event, ResponseStop):
                 record.add_usage(event.usage)
+                record.answered = True
             elif isinstance(event, StreamError):
                 error = event.error
                 record.failed(error, status_for(self._dialect, error), from_upstream=True, partial=True)
@@ -77,6 +78,7 @@ class Meter:
         if not self.record.upstream_request_id and response.id:
             self.record.upstream_request_id = response.id
         self.record.output_started()
+        self.record.answered = True
 
 
 class StreamTap:

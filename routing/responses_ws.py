@@ -86,6 +86,10 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
 
+class _ClientGone(Exception):
+    """The client closed the connection while a response was being sent."""
+
+
 class _Fatal(Exception):
     """Report `error` and close the connection with `code`."""
 
@@ -163,7 +167,10 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def _serve(self) -> None:
         while True:
             frame = await self._queue.get()
-            if not await self._serve_frame(frame):
+            try:
+                if not await self._serve_frame(frame):
+                    return
+            except _ClientGone:  # while reporting an error: nobody is left to tell
                 return
 
     async def _serve_frame(self, frame: str) -> bool:
@@ -193,6 +200,9 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except asyncio.CancelledError:
             record.cancelled()
             raise
+        except _ClientGone:
+            record.cancelled()
+            return False
         except Exception:
             logger.exception("unexpected failure on a Responses WebSocket")
             error = ApiError(ErrorKind.UPSTREAM_ERROR, "Internal proxy error", status=500)
@@ -226,7 +236,12 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             data = _ws_shaped(data)
             if stream_id is not None:
                 data = {**data, "stream_id": stream_id}
-        await self.send(text_data=data if isinstance(data, str) else json.dumps(data))
+        try:
+            await self.send(text_data=data if isinstance(data, str) else json.dumps(data))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # daphne raises its WebSocket library's own error for a closed connection
+            raise _ClientGone from exc
 
     async def _send_events(self, events: list[WireEvent], stream_id: str | None) -> None:
         for wire in events:
@@ -332,10 +347,9 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
         try:
             async for chunk in response.aiter_bytes():
-                events = tap.parse(chunk)
-                for event in events:
+                for event in tap.parse(chunk):
                     await self._relay_event(event.data, conversation, answer, stream_id)
-                tap.decode(events)
+                    tap.decode([event])  # once sent: a client that leaves after the last event got it all
             for event in tap.finish():
                 await self._relay_event(event.data, conversation, answer, stream_id)
         except httpx.HTTPError as exc:

@@ -301,6 +301,8 @@ def test_responses_over_websocket_records_each_response(proxy, alice_key, upstre
     url = proxy.url.replace("http://", "ws://") + "/v1/responses"
     with ws_connect(url, additional_headers={"authorization": f"Bearer {alice_key}"}) as ws:
         ws.send(json.dumps({"type": "response.create", "model": "m", "input": "hi", "generate": False}))
+        while json.loads(ws.recv())["type"] != "response.completed":
+            pass
         for text in ("one", "two"):
             ws.send(json.dumps({"type": "response.create", "model": "m", "input": text}))
             while json.loads(ws.recv())["type"] != "response.completed":
@@ -309,11 +311,12 @@ def test_responses_over_websocket_records_each_response(proxy, alice_key, upstre
     time.sleep(0.3)
     assert LedgerEntry.objects.count() == 2  # the warm-up called no upstream and is not an exchange
     for row in rows:
-        assert (row.endpoint, row.dialect, row.stream, row.outcome) == (
+        assert (row.endpoint, row.dialect, row.stream, row.outcome, row.error_message) == (
             "ws:/v1/responses",
             "openai-responses",
             True,
             "ok",
+            "",
         )
         assert (row.input_tokens, row.output_tokens, row.cache_read_tokens) == (70, 20, 30)
         assert row.cost_usd == hand_cost(70, 20, 30)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 
 from translation.errors import ApiError, ErrorKind
 from translation.usage import Usage
@@ -70,6 +70,7 @@ class ExchangeRecord:
     stream: bool = False
     usage: Usage = field(default_factory=Usage)
     usage_partial: bool = False
+    answered: bool = False  # the whole answer reached the client; leaving after that is not a cancellation
     first_output: float | None = None
     finished: float | None = None
     outcome: str = Outcome.OK
@@ -97,8 +98,8 @@ class ExchangeRecord:
 
     def cancelled(self) -> None:
         """The client went away, or the server is stopping, before the exchange ended."""
-        if self.finished is not None:
-            return  # already recorded
+        if self.finished is not None or self.answered:
+            return  # already recorded, or complete before the client left
         self.outcome = Outcome.CANCELLED
         self.usage_partial = self.usage_partial or self.stream
         self.error_type = ""
@@ -162,7 +163,8 @@ def pending_count() -> int:
 def write_pending() -> int:
     """Price and insert every queued record (runs on the database thread). Returns the number written.
 
-    On a database error the records go back to the front of the queue for the next call.
+    If the database cannot be reached the records go back to the front of the queue for the next call; a
+    row the database refuses is logged and dropped rather than holding up every row behind it.
     """
     batch = list(_pending)
     if not batch:
@@ -170,14 +172,41 @@ def write_pending() -> int:
     for _ in batch:
         _pending.popleft()
     try:
-        prices = PriceBook.load()
-        rows = [_row(record, prices) for record in batch]
+        rows = _rows(batch)
         with transaction.atomic():
             LedgerEntry.objects.bulk_create(rows)
+    except (IntegrityError, DataError):
+        return _write_one_by_one(rows)
     except Exception:
         _pending.extendleft(reversed(batch))
         raise
     return len(rows)
+
+
+def _rows(batch: list[ExchangeRecord]) -> list[LedgerEntry]:
+    prices = PriceBook.load()
+    rows = [_row(record, prices) for record in batch]
+    # A key or user deleted since its exchange ran keeps its rows, without the reference (as SET_NULL would).
+    for field in ("key", "user"):
+        ids = {getattr(row, f"{field}_id") for row in rows} - {None}
+        related = LedgerEntry._meta.get_field(field).related_model
+        existing = set(related._default_manager.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+        for row in rows:
+            if getattr(row, f"{field}_id") not in existing:
+                setattr(row, f"{field}_id", None)
+    return rows
+
+
+def _write_one_by_one(rows: list[LedgerEntry]) -> int:
+    written = 0
+    for row in rows:
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+            written += 1
+        except (IntegrityError, DataError):
+            logger.exception("usage ledger row refused by the database and dropped: %s", row.__dict__)
+    return written
 
 
 def _row(record: ExchangeRecord, prices: PriceBook) -> LedgerEntry:
