@@ -187,13 +187,16 @@ def _rows(batch: list[ExchangeRecord]) -> list[LedgerEntry]:
     prices = PriceBook.load()
     rows = [_row(record, prices) for record in batch]
     # A key or user deleted since its exchange ran keeps its rows, without the reference (as SET_NULL would).
-    for field in ("key", "user"):
-        ids = {getattr(row, f"{field}_id") for row in rows} - {None}
-        related = LedgerEntry._meta.get_field(field).related_model
-        existing = set(related._default_manager.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+    for reference in ("key_id", "user_id"):
+        ids = {getattr(row, reference) for row in rows} - {None}
+        if not ids:
+            continue
+        related = LedgerEntry._meta.get_field(reference.removesuffix("_id")).related_model
+        assert related is not None
+        existing = set(related._default_manager.filter(pk__in=ids).values_list("pk", flat=True))
         for row in rows:
-            if getattr(row, f"{field}_id") not in existing:
-                setattr(row, f"{field}_id", None)
+            if getattr(row, reference) not in existing:
+                setattr(row, reference, None)
     return rows
 
 
