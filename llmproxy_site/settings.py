@@ -105,6 +105,9 @@ RESPONSE_STORE_TTL: int = env.int("RESPONSE_STORE_TTL", default=24 * 3600)
 RESPONSE_STORE_MAX_BYTES: int = env.int("RESPONSE_STORE_MAX_BYTES", default=8 * 1024 * 1024)
 RESPONSE_STORE_MAX_PER_KEY: int = env.int("RESPONSE_STORE_MAX_PER_KEY", default=1000)
 
+# Bearer token that `GET /metrics` (Prometheus) requires; empty: the metrics are open to anyone who can reach them.
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
