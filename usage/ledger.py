@@ -28,6 +28,7 @@ from translation.usage import Usage
 from usage import metrics
 from usage.models import LedgerEntry, Operation, Outcome
 from usage.pricing import PriceBook
+from usage.rollups import apply_rollups
 
 logger = logging.getLogger(__name__)
 
@@ -175,11 +176,15 @@ def write_pending() -> int:
         rows = _rows(batch)
         with transaction.atomic():
             LedgerEntry.objects.bulk_create(rows)
+            apply_rollups(rows)
     except (IntegrityError, DataError):
-        return _write_one_by_one(rows)
+        rows = _write_one_by_one(rows)
     except Exception:
         _pending.extendleft(reversed(batch))
         raise
+    for row in rows:
+        if row.cost_usd:
+            metrics.cost_recorded(row.alias, row.upstream, row.upstream_model, row.cost_usd)
     return len(rows)
 
 
@@ -200,13 +205,14 @@ def _rows(batch: list[ExchangeRecord]) -> list[LedgerEntry]:
     return rows
 
 
-def _write_one_by_one(rows: list[LedgerEntry]) -> int:
-    written = 0
+def _write_one_by_one(rows: list[LedgerEntry]) -> list[LedgerEntry]:
+    written = []
     for row in rows:
         try:
             with transaction.atomic():
                 row.save(force_insert=True)
-            written += 1
+                apply_rollups([row])
+            written.append(row)
         except (IntegrityError, DataError):
             logger.exception("usage ledger row refused by the database and dropped: %s", row.__dict__)
     return written
