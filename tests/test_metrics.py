@@ -412,11 +412,6 @@ def test_metrics_move_with_real_exchanges(proxy, alice_key, chat_upstream):
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(
-    reason="until usage.ledger.write_pending calls metrics.cost_recorded for each row it writes; strict: remove "
-    "this mark once it does",
-    strict=True,
-)
 def test_cost_of_priced_exchanges_reaches_the_metrics(proxy, alice_key, chat_upstream):
     """Pricing happens when the ledger writes its rows; usage.ledger.write_pending reports each priced row."""
     ModelPrice.objects.create(model_pattern="real-model", input_per_mtok=Decimal(1), output_per_mtok=Decimal(2))
