@@ -340,7 +340,8 @@ def test_a_graceful_stop_writes_every_finished_and_running_exchange(transactiona
                 json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]},
             )
             with running as response:
-                next(response.iter_lines())
+                lines = response.iter_lines()  # kept: a dropped iterator would close the response
+                next(lines)
                 assert LedgerEntry.objects.count() == 0
                 server.stop()  # SIGTERM while a stream runs
         finally:
@@ -348,4 +349,4 @@ def test_a_graceful_stop_writes_every_finished_and_running_exchange(transactiona
     rows = list(LedgerEntry.objects.order_by("started_at"))
     assert [r.outcome for r in rows] == ["ok"] * 5 + ["cancelled"], server.output()
     assert rows[-1].usage_partial is True
-    assert "shut down" in rows[-1].error_message
+    assert "shut down" in rows[-1].error_message, server.output()
