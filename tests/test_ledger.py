@@ -350,3 +350,16 @@ def test_a_graceful_stop_writes_every_finished_and_running_exchange(transactiona
     assert [r.outcome for r in rows] == ["ok"] * 5 + ["cancelled"], server.output()
     assert rows[-1].usage_partial is True
     assert "shut down" in rows[-1].error_message, server.output()
+
+
+@pytest.mark.parametrize("upstream", ["openai-responses"], indirect=True)
+def test_features_the_translation_dropped_are_recorded(proxy, alice_key, upstream):
+    proxy.sync()
+    client = anthropic.Anthropic(api_key=alice_key, base_url=proxy.url, max_retries=0)
+    body = {"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}], "stop_sequences": ["END"]}
+    with client.messages.with_streaming_response.create(**body, stream=True) as streamed:
+        header = streamed.headers["x-llmproxy-warnings"]
+        streamed.read()
+    (row,) = wait_for_rows(1)
+    assert "stop_sequences" in row.warnings.split(", ")
+    assert set(header.split(", ")) <= set(row.warnings.split(", "))
