@@ -16,7 +16,7 @@ from django.test import Client
 
 from routing.models import ProxyKey
 from usage import queries
-from usage.models import HourlyLatency, HourlyUsage, LedgerEntry, Outcome
+from usage.models import LatencyRollup, LedgerEntry, Outcome, UsageRollup
 from usage.queries import RAW, ROLLUP, Filters
 from usage.rollups import apply_rollups, bucket_bounds, bucket_of, rebuild_rollups
 
@@ -362,12 +362,12 @@ def test_speed_per_model_is_exact_for_small_views(db: None) -> None:
     m1 = speeds["m1"]
     assert not m1.approximate and m1.count == 10
     # 100, 200, ... 1000: p50 = 550, p90 = 910, p99 = 991.
-    assert m1.percentiles[HourlyLatency.Metric.DURATION] == pytest.approx((550, 910, 991))
-    assert m1.percentiles[HourlyLatency.Metric.TTFT] == pytest.approx((55, 91, 99.1))
-    assert m1.percentiles[HourlyLatency.Metric.TOKENS_PER_SECOND] == pytest.approx((5.5, 9.1, 9.91))
+    assert m1.percentiles[LatencyRollup.Metric.DURATION] == pytest.approx((550, 910, 991))
+    assert m1.percentiles[LatencyRollup.Metric.TTFT] == pytest.approx((55, 91, 99.1))
+    assert m1.percentiles[LatencyRollup.Metric.TOKENS_PER_SECOND] == pytest.approx((5.5, 9.1, 9.91))
     m2 = speeds["m2"]
-    assert m2.percentiles[HourlyLatency.Metric.DURATION] == (5000, 5000, 5000)
-    assert m2.percentiles[HourlyLatency.Metric.TTFT] is None
+    assert m2.percentiles[LatencyRollup.Metric.DURATION] == (5000, 5000, 5000)
+    assert m2.percentiles[LatencyRollup.Metric.TTFT] is None
 
 
 def test_histogram_percentiles_are_within_their_bound(db: None) -> None:
@@ -379,14 +379,14 @@ def test_histogram_percentiles_are_within_their_bound(db: None) -> None:
     exact = {s.upstream_model: s for s in queries.speed(filters, exact_limit=10_000)}["m"]
     approx = {s.upstream_model: s for s in queries.speed(filters, exact_limit=0)}["m"]
     assert approx.approximate and not exact.approximate and approx.count == 2000
-    for metric in (HourlyLatency.Metric.DURATION, HourlyLatency.Metric.TOKENS_PER_SECOND):
+    for metric in (LatencyRollup.Metric.DURATION, LatencyRollup.Metric.TOKENS_PER_SECOND):
         for got, want in zip(approx.percentiles[metric], exact.percentiles[metric], strict=True):
             assert want / 2 ** (1 / 4) <= got <= want * 2 ** (1 / 4)
-    assert approx.percentiles[HourlyLatency.Metric.TTFT] is None
+    assert approx.percentiles[LatencyRollup.Metric.TTFT] is None
 
 
 def test_bucket_bounds_hold_their_values() -> None:
-    for metric in HourlyLatency.Metric:
+    for metric in LatencyRollup.Metric:
         for value in (0, 0.005, 1, 1.5, 2, 999, 1234.5, 60_000, 10**9):
             low, high = bucket_bounds(bucket_of(value, metric), metric)
             assert low <= value < high
@@ -423,7 +423,9 @@ def test_rollups_agree_with_the_ledger_on_random_rows(db: None) -> None:
     # In several batches, as the write path sends them.
     for start in range(0, len(rows), 37):
         write(*rows[start : start + 37])
-    for params in ({}, {"range": "24h"}, {"user": str(users[1].pk)}, {"alias": "b", "bucket": "hour"}, {"alias": ""}):
+    edges = {"from": f"{NOW - timedelta(days=6):%Y-%m-%d}T13:00", "to": f"{NOW - timedelta(days=1):%Y-%m-%d}T09:00"}
+    cases = [{}, {"range": "24h"}, {"user": str(users[1].pk)}, {"alias": "b", "bucket": "hour"}, {"alias": ""}, edges]
+    for params in [*cases, {**edges, "bucket": "hour"}, {**edges, "bucket": "month"}, {"range": "30d"}]:
         filters = Filters.from_params(params)
         assert queries.totals(filters, ROLLUP) == queries.totals(filters, RAW), params
         assert queries.series(filters, ROLLUP) == queries.series(filters, RAW), params
@@ -432,8 +434,31 @@ def test_rollups_agree_with_the_ledger_on_random_rows(db: None) -> None:
             raw = queries.breakdown(filters, dimension, RAW)
             assert [(r.label, r.figures) for r in rolled.rows] == [(r.label, r.figures) for r in raw.rows]
 
-    before = list(HourlyUsage.objects.order_by("hour", "user_id", "key_id", "alias", "upstream_model").values())
+    order = ("hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program")
+    before = list(UsageRollup.objects.order_by(*order).values())
     assert rebuild_rollups() == 400
-    after = list(HourlyUsage.objects.order_by("hour", "user_id", "key_id", "alias", "upstream_model").values())
+    after = list(UsageRollup.objects.order_by(*order).values())
     strip = [{k: v for k, v in row.items() if k != "id"} for row in before]
     assert strip == [{k: v for k, v in row.items() if k != "id"} for row in after]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_export_streams_in_chunks_under_asgi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ASGI the rows go out chunk by chunk as they are read (Django would otherwise gather a synchronous
+    iterator whole before sending it)."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from usage import views
+
+    monkeypatch.setattr(views, "EXPORT_CHUNK", 2)
+    staff = await User.objects.acreate(username="boss", is_staff=True)
+    await sync_to_async(write)(*[entry(requested_model=f"m{i}") for i in range(5)])
+    client = AsyncClient()
+    await client.aforce_login(staff)
+    response: Any = await client.get("/dashboard/export.csv")
+    assert response.status_code == 200 and response.is_async
+    chunks = [chunk async for chunk in response.streaming_content]
+    assert len(chunks) == 1 + 3  # the header, then 2 + 2 + 1 rows
+    rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
+    assert sorted(r["requested model"] for r in rows) == ["m0", "m1", "m2", "m3", "m4"]

@@ -140,11 +140,19 @@ class ModelPrice(models.Model):
         return f"{self.model_pattern}{where}"
 
 
-# Hourly rollups of the ledger, for the dashboards: kept by `usage.rollups.apply_rollups`, called by the ledger's
-# write path in the same transaction as the rows it sums, so they never disagree with the ledger. Names and ids are
-# copied as plain values (0 = none: a unique constraint treats NULLs as distinct, and the write is an upsert).
-class HourlyUsage(models.Model):
-    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+# Rollups of the ledger, for the dashboards: kept by `usage.rollups.apply_rollups`, which the ledger's write path
+# calls in the transaction that inserts the rows, so they never disagree with the ledger. Each row sums one period:
+# an hour (`hours` = 1) or a UTC day (`hours` = 24; every row counts in both). A range is read from whole days plus
+# the hours at its ends. Names and ids are copied as plain values (0 = none: a unique constraint treats NULLs as
+# distinct, and the write is an upsert).
+class Period(models.IntegerChoices):
+    HOUR = 1, "hour"
+    DAY = 24, "day"
+
+
+class UsageRollup(models.Model):
+    hours = models.PositiveSmallIntegerField(choices=Period.choices)
+    period = models.DateTimeField(help_text="Start of the hour or day (UTC).")
     user_id = models.PositiveBigIntegerField(default=0)
     key_id = models.PositiveBigIntegerField(default=0)
     alias = models.CharField(max_length=200, blank=True)
@@ -167,31 +175,31 @@ class HourlyUsage(models.Model):
     unpriced = models.PositiveBigIntegerField(default=0, help_text="Rows without a cost.")
 
     class Meta:
-        verbose_name = "hourly usage"
-        verbose_name_plural = "hourly usage"
+        verbose_name = "usage rollup"
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "user_id", "key_id", "alias", "upstream_model", "client_program"],
-                name="hourly_usage_unique",
+                fields=["hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program"],
+                name="usage_rollup_unique",
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H}h {self.alias or self.upstream_model}: {self.requests} requests"
+        return f"{self.period:%Y-%m-%d %H}h+{self.hours}h {self.alias or self.upstream_model}: {self.requests}"
 
 
-# Speed histograms: quarter-octave buckets (each bucket's upper bound is 2^(1/4) ≈ 1.19 times its lower bound), one row
-# per hour, user, alias, upstream model and metric; `usage.rollups` knows the bounds and reads percentiles from them.
+# Speed histograms: quarter-octave buckets (each bucket's upper bound is 2^(1/4) ≈ 1.19 times its lower bound), one
+# row per period, user, alias, upstream model and metric; `usage.rollups` knows the bounds.
 LATENCY_BUCKETS = 96
 
 
-class HourlyLatency(models.Model):
+class LatencyRollup(models.Model):
     class Metric(models.IntegerChoices):
         DURATION = 0, "duration (ms)"
         TTFT = 1, "time to first token (ms)"
         TOKENS_PER_SECOND = 2, "output tokens/s"
 
-    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    hours = models.PositiveSmallIntegerField(choices=Period.choices)
+    period = models.DateTimeField(help_text="Start of the hour or day (UTC).")
     user_id = models.PositiveBigIntegerField(default=0)
     alias = models.CharField(max_length=200, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
@@ -199,16 +207,16 @@ class HourlyLatency(models.Model):
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        verbose_name = "hourly latency histogram"
+        verbose_name = "latency rollup"
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "user_id", "alias", "upstream_model", "metric"], name="hourly_latency_unique"
+                fields=["hours", "period", "user_id", "alias", "upstream_model", "metric"], name="latency_rollup_unique"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H}h {self.upstream_model} metric {self.metric}: {self.count}"
+        return f"{self.period:%Y-%m-%d %H}h+{self.hours}h {self.upstream_model} metric {self.metric}: {self.count}"
 
 
 for _i in range(LATENCY_BUCKETS):
-    HourlyLatency.add_to_class(f"b{_i}", models.PositiveIntegerField(default=0))
+    LatencyRollup.add_to_class(f"b{_i}", models.PositiveIntegerField(default=0))

@@ -2,8 +2,9 @@
 
 Every figure comes from one of two sources that give the same numbers:
 
-- the hourly rollups (`HourlyUsage`, `HourlyLatency`, kept by `usage.rollups` in the ledger's write
-  transaction): what the pages use, a few thousand rows a month instead of one per exchange;
+- the rollups (`UsageRollup`, `LatencyRollup`, kept by `usage.rollups` in the ledger's write transaction):
+  what the pages use. A range is read from the daily rows of the whole UTC days inside it and the hourly rows
+  of the hours at its ends, a few thousand rows for a month instead of one per exchange;
 - the ledger itself (`source=RAW`): what the tests compare the rollups against, and what the benchmark times
   to show why the rollups exist.
 
@@ -12,8 +13,9 @@ figure, chart and CSV export covers exactly the same rows.
 
 Percentiles (duration, time to first token, tokens/s per upstream model): exact when the view holds at most
 `EXACT_PERCENTILE_ROWS` exchanges (the values are read and sorted; linear interpolation between the two nearest
-ranks, as PostgreSQL's percentile_cont); above that they are read from the hourly quarter-octave histograms,
-which is approximate within ±9 % and marked as such. Both work the same on SQLite and PostgreSQL.
+ranks, as PostgreSQL's percentile_cont); above that they are read from the rollups' quarter-octave histograms,
+approximate to about one bucket (19 %, usually much less) and marked as such. Both work the same on SQLite and
+PostgreSQL (percentile_cont exists only on PostgreSQL, and sorting a month of rows per model would not be fast).
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth
 
-from usage.models import LATENCY_BUCKETS, HourlyLatency, HourlyUsage, LedgerEntry, Outcome
+from usage.models import LATENCY_BUCKETS, LatencyRollup, LedgerEntry, Outcome, Period, UsageRollup
 from usage.rollups import BUCKET_COLUMNS, NOT_ERRORS, bucket_bounds
 
-Metric = HourlyLatency.Metric
+Metric = LatencyRollup.Metric
 
 PRESETS: dict[str, str] = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days"}
 DEFAULT_PRESET = "7d"
@@ -229,8 +231,25 @@ def rows(filters: Filters) -> QuerySet[LedgerEntry]:
     return qs
 
 
-def rollup_rows(filters: Filters) -> QuerySet[HourlyUsage]:
-    qs = HourlyUsage.objects.filter(hour__gte=filters.start, hour__lt=filters.end)
+def periods(start: datetime, end: datetime, hourly: bool = False) -> Q:
+    """The rollup rows that cover [start, end) once: daily rows for the whole UTC days, hourly rows for the hours
+    before the first and after the last (or hourly rows only)."""
+    first_day = _ceil_hour(start)
+    if first_day.hour:
+        first_day = first_day.replace(hour=0) + timedelta(days=1)
+    last_day = end.replace(hour=0)
+    if hourly or first_day >= last_day:
+        return Q(hours=Period.HOUR, period__gte=start, period__lt=end)
+    cover = Q(hours=Period.DAY, period__gte=first_day, period__lt=last_day)
+    if start < first_day:
+        cover |= Q(hours=Period.HOUR, period__gte=start, period__lt=first_day)
+    if last_day < end:
+        cover |= Q(hours=Period.HOUR, period__gte=last_day, period__lt=end)
+    return cover
+
+
+def rollup_rows(filters: Filters, hourly: bool = False) -> QuerySet[UsageRollup]:
+    qs = UsageRollup.objects.filter(periods(filters.start, filters.end, hourly))
     if filters.user_id is not None:
         qs = qs.filter(user_id=filters.user_id)
     if filters.alias is not None:
@@ -272,6 +291,9 @@ class Figures:
             else:
                 setattr(figures, name, int(value))
         return figures
+
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(**{name: getattr(self, name) + getattr(other, name) for name in FIGURES})
 
     @property
     def all_input_tokens(self) -> int:
@@ -321,16 +343,38 @@ def bucket_starts(filters: Filters) -> list[datetime]:
 _TRUNC = {"hour": TruncHour, "day": TruncDay, "month": TruncMonth}
 
 
+def bucket_of(moment: datetime, bucket: str) -> datetime:
+    """The start of the hour, day or month a moment falls in (UTC)."""
+    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if bucket == "hour":
+        return moment
+    if bucket == "day":
+        return moment.replace(hour=0)
+    return moment.replace(day=1, hour=0)
+
+
 def series(filters: Filters, source: Source = ROLLUP) -> list[tuple[datetime, Figures]]:
-    """The figures per hour, day or month, every bucket of the range included."""
-    column = "hour" if source is ROLLUP else "started_at"
-    if source is ROLLUP and filters.bucket == "hour":
-        bucketed = _source_rows(filters, source).values(bucket=F("hour"))
+    """The figures per hour, day or month, every bucket of the range included.
+
+    From the rollups the database groups by their period column (no date function per row: on SQLite those are
+    Python functions) and the periods are folded into days or months here; the raw ledger is truncated in SQL.
+    """
+    found: dict[datetime, Figures] = {}
+    if source is ROLLUP:
+        by_period = (
+            rollup_rows(filters, hourly=filters.bucket == "hour")
+            .values("period")
+            .order_by()
+            .annotate(**_aggregates(source))
+        )
+        for row in by_period:
+            start = bucket_of(_as_utc(row["period"]), filters.bucket)
+            figures = Figures.of(row)
+            found[start] = found[start] + figures if start in found else figures
     else:
-        bucketed = _source_rows(filters, source).values(bucket=_TRUNC[filters.bucket](column, tzinfo=UTC))
-    found = {
-        _as_utc(row["bucket"]): Figures.of(row) for row in bucketed.order_by("bucket").annotate(**_aggregates(source))
-    }
+        truncated = rows(filters).values(bucket=_TRUNC[filters.bucket]("started_at", tzinfo=UTC))
+        for bucketed in truncated.order_by("bucket").annotate(**_aggregates(source)):
+            found[_as_utc(bucketed["bucket"])] = Figures.of(bucketed)
     return [(start, found.get(start, Figures())) for start in bucket_starts(filters)]
 
 
@@ -427,14 +471,20 @@ def key_label(prefix: str | None, label: str | None, username: str | None = None
 
 def users_with_usage() -> list[tuple[int, str]]:
     """The users a filter can offer: everyone with a proxy key or a ledger row (a team, so a few dozen)."""
-    ids = set(HourlyUsage.objects.order_by().values_list("user_id", flat=True).distinct()) - {0}
+    daily = UsageRollup.objects.filter(hours=Period.DAY).order_by()
+    ids = set(daily.values_list("user_id", flat=True).distinct()) - {0}
     users = get_user_model().objects.filter(Q(pk__in=ids) | Q(proxy_keys__isnull=False)).distinct()
     return [(pk, str(name)) for pk, name in users.order_by("username").values_list("pk", "username")]
 
 
 def aliases_with_usage() -> list[str]:
     return [
-        alias for alias in HourlyUsage.objects.order_by("alias").values_list("alias", flat=True).distinct() if alias
+        alias
+        for alias in UsageRollup.objects.filter(hours=Period.DAY)
+        .order_by("alias")
+        .values_list("alias", flat=True)
+        .distinct()
+        if alias
     ]
 
 
@@ -533,7 +583,7 @@ def _exact_speed(filters: Filters) -> list[Speed]:
 
 
 def _histogram_speed(filters: Filters) -> list[Speed]:
-    qs = HourlyLatency.objects.filter(hour__gte=filters.start, hour__lt=filters.end)
+    qs = LatencyRollup.objects.filter(periods(filters.start, filters.end))
     if filters.user_id is not None:
         qs = qs.filter(user_id=filters.user_id)
     if filters.alias is not None:

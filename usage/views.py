@@ -9,6 +9,7 @@ from decimal import Decimal
 from functools import wraps
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
@@ -312,18 +313,17 @@ def _csv_lines(rows: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:
 
 
 async def _acsv_lines(filters: Filters) -> AsyncIterator[bytes]:
-    """The ASGI flavour: Django consumes a synchronous iterator whole before sending it under ASGI, so the
-    rows are fetched in chunks (a server-side cursor on PostgreSQL) by `aiterator` and sent as they come."""
-    writer = csv.writer(_Line())
-    yield writer.writerow([header for _, header in queries.export_columns()]).encode()
-    chunk: list[str] = []
-    async for row in queries.export_rows(filters).aiterator(chunk_size=EXPORT_CHUNK):
-        chunk.append(writer.writerow([_cell(value) for value in row]))
-        if len(chunk) == EXPORT_CHUNK:
-            yield "".join(chunk).encode()
-            chunk = []
-    if chunk:
-        yield "".join(chunk).encode()
+    """The ASGI flavour. Under ASGI Django would consume a synchronous iterator whole before sending it, so the
+    synchronous generator is advanced here one chunk at a time, on the request's database thread
+    (thread-sensitive), and each chunk is sent as it comes. (QuerySet.aiterator would do this, but for
+    values_list it runs the query in the event loop's thread, which Django refuses.)"""
+    lines = _csv_lines(queries.export_rows(filters).iterator(chunk_size=EXPORT_CHUNK))  # lazy: no query yet
+
+    def advance() -> bytes | None:
+        return next(lines, None)
+
+    while (chunk := await sync_to_async(advance, thread_sensitive=True)()) is not None:
+        yield chunk
 
 
 @staff_required
