@@ -247,3 +247,37 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return self.response_id
+
+
+class AuditEntry(models.Model):
+    """One recorded change to configuration or access (written by `routing.audit`, never edited afterwards).
+
+    `actor` is a display string kept even when the user is later deleted: a username, or `command:NAME` for
+    a management command, or `system`. `changes` is {field: [before, after]} with secrets already masked.
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "create", "created"
+        UPDATE = "update", "changed"
+        DELETE = "delete", "deleted"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150, db_index=True)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    via = models.CharField(max_length=200, blank=True, help_text="The request path or management command.")
+    action = models.CharField(max_length=10, choices=Action.choices, db_index=True)
+    model = models.CharField(max_length=100, db_index=True, help_text="app_label.model_name")
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        indexes = [models.Index(fields=["model", "object_id"], name="audit_object")]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.get_action_display()} {self.model} {self.object_repr}"
