@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -9,8 +10,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from routing.models import ModelAlias, ProxyKey, Upstream
+from routing.models import AuditEntry, ModelAlias, ProxyKey, Upstream
 
 
 class UpstreamForm(forms.ModelForm[Upstream]):
@@ -160,3 +162,52 @@ class ProxyKeyAdmin(admin.ModelAdmin[ProxyKey]):
             key.save(update_fields=["revoked_at"])  # save(), not update(): the signal reloads every worker
             count += 1
         self.message_user(request, f"Revoked {count} key(s).")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin[AuditEntry]):
+    """Read-only: entries are written by routing.audit in the transaction of the change they record."""
+
+    list_display = ("at", "actor", "action", "model", "object_repr", "changed_fields")
+    list_filter = ("model", "action", "actor", "at")
+    date_hierarchy = "at"
+    search_fields = ("actor", "object_repr", "object_id", "via")
+    fields = ("at", "actor", "actor_user", "via", "action", "model", "object_id", "object_repr", "changes_table")
+    readonly_fields = fields
+    list_select_related = ("actor_user",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+    @admin.display(description="fields")
+    def changed_fields(self, obj: AuditEntry) -> str:
+        return ", ".join(obj.changes) if isinstance(obj.changes, dict) else ""
+
+    @admin.display(description="changes")
+    def changes_table(self, obj: AuditEntry) -> str:
+        changes = obj.changes if isinstance(obj.changes, dict) else {}
+        if not changes:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            ((name, *_before_after(value)) for name, value in changes.items()),
+        )
+        return format_html("<table><tr><th>field</th><th>before</th><th>after</th></tr>{}</table>", rows)
+
+
+def _before_after(value: Any) -> tuple[str, str]:
+    """A [before, after] pair as text; a secret's single word ("set", "changed", "cleared") spans both."""
+    if isinstance(value, list) and len(value) == 2:
+        return _as_text(value[0]), _as_text(value[1])
+    return "(secret)", str(value)
+
+
+def _as_text(value: Any) -> str:
+    return "—" if value is None else json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value

@@ -8,4 +8,4 @@ class RoutingConfig(AppConfig):
     verbose_name = "Routing"
 
     def ready(self) -> None:
-        from routing import signals  # noqa: F401  (connects the config-change signals)
+        from routing import audit, signals  # noqa: F401  (connect the config-change and audit signals)
