@@ -4,19 +4,31 @@ watches or nothing changed."""
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
+from websockets.sync.client import connect as websockets_connect
 
+from routing.models import ProxyKey
 from routing.responses_ws import websocket_application
+from tests.conftest import add_route
+from tests.fakes.providers import fake_upstream
+from tests.fakes.script import Reply
+from tests.liveserver import ProxyServer, free_port
 from translation.errors import ApiError, ErrorKind
 from translation.usage import Usage
 from usage import ledger, live
@@ -267,3 +279,89 @@ def test_the_page_is_for_staff_only(staff, member):
     text = page.content.decode()
     assert f'data-ws-path="{live.WS_PATH}"' in text
     assert "usage/live.js" in text
+
+
+# --- several processes through Redis ----------------------------------------------------------------------
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    if shutil.which(REDIS_SERVER) is None:
+        pytest.skip(f"{REDIS_SERVER} is not installed (apt-get install redis-server)")
+    port = free_port()
+    server = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def states(ws, until, timeout: float = 15.0) -> dict[str, Any]:
+    """Read states from the page's socket until `until(state)`; returns that state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("the expected state never arrived")
+        try:
+            state = json.loads(ws.recv(timeout=left))
+        except TimeoutError:
+            continue
+        if until(state):
+            return state
+
+
+@pytest.mark.e2e
+def test_a_page_on_one_process_sees_the_exchanges_of_another_through_redis(transactional_db, redis_url, alice):
+    _, plaintext = ProxyKey.issue(alice)
+    operator = User.objects.create_user("operator", password="operator-password", is_staff=True)
+    servers = [ProxyServer(extra_env={"REDIS_URL": redis_url}) for _ in range(2)]
+    try:
+        with fake_upstream("openai-chat") as fake:
+            add_route("up", "openai-chat", fake.url + "/v1", alias="redis-model", model="real-model")
+            fake.script(Reply(text="a"), Reply(text="one two three four", chunks=4, chunk_delay=0.7))
+            headers = {"authorization": f"Bearer {plaintext}"}
+            body = {"model": "redis-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+            for server in servers:
+                server.sync()
+            # The second process has been serving already (its background loop runs, as on any busy server).
+            assert httpx.post(servers[1].url + "/v1/chat/completions", json=body, headers=headers).status_code == 200
+
+            cookie = f"sessionid={_session_cookie(operator).decode().split('=', 1)[1]}"
+            page_url = servers[0].url.replace("http://", "ws://") + live.WS_PATH
+            with websockets_connect(page_url, additional_headers={"Cookie": cookie, "Origin": servers[0].url}) as ws:
+                own = states(ws, lambda state: True)  # the page's own process, at once
+                # The other process answers the page's announcement, or its next heartbeat when its listener was
+                # not yet in the group (it had only just started).
+                other = states(ws, lambda s: s["process"] != own["process"])
+                assert other["recent"][0]["model"] == "redis-model"
+                worker = threading.Thread(
+                    target=lambda: httpx.post(servers[1].url + "/v1/chat/completions", json=body, headers=headers)
+                )
+                worker.start()
+                flying = states(ws, lambda s: s["process"] != own["process"] and s["in_flight"])
+                assert flying["in_flight"][0]["model"] == "redis-model"
+                assert flying["in_flight"][0]["user"] == "alice"
+                done = states(ws, lambda s: s["process"] == flying["process"] and not s["in_flight"])
+                assert [item["model"] for item in done["recent"][:2]] == ["redis-model", "redis-model"]
+                assert done["recent"][0]["outcome"] == "ok"
+                worker.join(timeout=30)
+    finally:
+        for server in servers:
+            server.stop()

@@ -1,0 +1,94 @@
+"""/dashboard/live/ in a real browser: a slow streaming exchange through the real server appears while it is in
+flight, with its clock ticking, and then in the finished list."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, add_route, log_in
+from tests.fakes.providers import fake_upstream
+from tests.fakes.script import Reply, Usage
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """This module's own chromium. While Playwright's sync API is open, its asyncio loop counts as running in
+    this thread: Django then refuses synchronous ORM calls and pytest-asyncio cannot run async tests. Closed
+    at the end of the module, it leaves the tests that run after these alone."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    """The test's own ORM calls are synchronous; nothing here runs on Playwright's loop."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def operator(transactional_db) -> User:
+    return User.objects.create_user("operator", password="operator-password", is_staff=True)
+
+
+def test_non_staff_cannot_open_the_live_view(page, proxy, alice):
+    log_in(page, "alice", "alice-password", "/dashboard/live/")
+    assert "/accounts/login/" in page.url
+    expect(page.locator("text=doesn't have access")).to_be_visible()
+
+
+def test_an_exchange_shows_in_flight_then_finished(page, proxy, alice, alice_key, operator):
+    with fake_upstream("openai-chat") as fake:
+        add_route("slowup", "openai-chat", fake.url + "/v1", alias="slow-live-model", model="real-slow-model")
+        # Six stream frames a second apart: several seconds in flight.
+        fake.script(Reply(text="one two three four five six", chunks=6, chunk_delay=1.0, usage=Usage(21, 34)))
+        proxy.sync()
+
+        log_in(page, "operator", "operator-password", "/dashboard/live/")
+        assert page.url.endswith("/dashboard/live/")
+        expect(page.locator("#live-status")).to_have_text("live")
+
+        outcome: dict[str, object] = {}
+
+        def slow_request() -> None:
+            body = {"model": "slow-live-model", "stream": True, "messages": [{"role": "user", "content": "count"}]}
+            headers = {"authorization": f"Bearer {alice_key}"}
+            with httpx.stream(
+                "POST", proxy.url + "/v1/chat/completions", json=body, headers=headers, timeout=60
+            ) as response:
+                outcome["status"] = response.status_code
+                outcome["body"] = response.read().decode()
+
+        worker = threading.Thread(target=slow_request)
+        worker.start()
+        try:
+            flying = page.locator("#in-flight tbody tr", has_text="slow-live-model")
+            expect(flying).to_have_count(1)
+            expect(flying).to_contain_text("alice")
+            expect(flying).to_contain_text("slowup/real-slow-model")
+            expect(flying).to_contain_text("openai-chat")
+            elapsed = flying.locator("td.elapsed")
+            first = elapsed.inner_text()
+            page.wait_for_timeout(700)
+            assert elapsed.inner_text() != first  # the clock ticks
+
+            finished = page.locator("#finished tbody tr", has_text="slow-live-model")
+            expect(finished).to_have_count(1, timeout=20_000)
+            expect(flying).to_have_count(0)
+            expect(finished.locator(".outcome")).to_have_text("ok")
+            expect(finished).to_contain_text("alice")
+            expect(finished).to_contain_text("34")  # output tokens, from the upstream's usage report
+        finally:
+            worker.join(timeout=60)
+        assert outcome["status"] == 200
+        assert str(outcome["body"]).rstrip().endswith("data: [DONE]")
