@@ -159,6 +159,24 @@ async def test_a_page_announcing_itself_through_the_layer_wakes_the_publisher(cl
     assert message["state"]["process"] == live.process_id()
 
 
+async def test_an_unreachable_layer_pauses_publishing_instead_of_failing_every_tick(clean_live, monkeypatch, caplog):
+    calls = []
+
+    async def broken(group, message):
+        calls.append(group)
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(clean_live, "group_send", broken)
+    publisher.watched(new_viewer=True)
+    for _ in range(5):
+        await publish_live()  # never raises into the routing layer's loop
+    assert calls == [live.GROUP]
+    assert "cannot publish" in caplog.text
+    monkeypatch.setattr(publisher, "_send_failed", time.monotonic() - live.LISTENER_RETRY_SECONDS)
+    await publish_live()
+    assert calls == [live.GROUP, live.GROUP]
+
+
 async def test_failures_and_errors_are_described_without_secrets(clean_live):
     record = exchange()
     ledger.begin_exchange(record)

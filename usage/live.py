@@ -148,6 +148,7 @@ class Publisher:
         self._listener: asyncio.Task[None] | None = None
         self._listener_loop: asyncio.AbstractEventLoop | None = None
         self._listener_failed = -LISTENER_RETRY_SECONDS
+        self._send_failed = -LISTENER_RETRY_SECONDS
 
     def watched(self, *, new_viewer: bool = False) -> None:
         """A page is open (it says so every few seconds). A new one gets everything on the next tick."""
@@ -165,12 +166,23 @@ class Publisher:
         signature = _signature()
         if signature == self.last_signature and now - self.last_sent < REPUBLISH_SECONDS:
             return False
+        if now - self._send_failed < LISTENER_RETRY_SECONDS:
+            return False
         layer = get_channel_layer()
         if layer is None:
             return False
         state = current_state()
         self.last_signature, self.last_sent = signature, now
-        await layer.group_send(GROUP, {"type": "live.state", "state": state})
+        try:
+            await layer.group_send(GROUP, {"type": "live.state", "state": state})
+        except Exception as exc:
+            # Redis unreachable: say so once per pause instead of twice a second.
+            self._send_failed = now
+            self.last_signature = None
+            logger.warning(
+                "live view: cannot publish on the channel layer (%s); retrying in %.0f s", exc, LISTENER_RETRY_SECONDS
+            )
+            return False
         return True
 
     def _ensure_listening(self) -> None:
@@ -218,6 +230,7 @@ class Publisher:
         self.last_signature = None
         self.last_sent = 0.0
         self._listener_failed = -LISTENER_RETRY_SECONDS
+        self._send_failed = -LISTENER_RETRY_SECONDS
 
 
 publisher = Publisher()
