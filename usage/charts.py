@@ -42,8 +42,17 @@ def nice_ceiling(value: float) -> float:
     return float(10 ** (exponent + 1))
 
 
-def _ticks(top: float, count: int = 4) -> list[float]:
+def _ticks(top: float) -> list[float]:
+    """Ticks at round steps: 1 -> 0.2 steps, 2 -> 0.5, 2.5 -> 0.5, 5 -> 1 (times a power of ten)."""
+    mantissa = top / 10 ** math.floor(math.log10(top))
+    count = 4 if round(mantissa, 6) == 2 else 5
     return [top * i / count for i in range(count + 1)]
+
+
+def _top(values: Sequence[float], integer: bool) -> float:
+    """The axis' top: a round number at or above the largest value (whole steps for counts)."""
+    top = nice_ceiling(max(values, default=0))
+    return max(top, 5.0) if integer else top
 
 
 def _fmt(value: float) -> str:
@@ -84,11 +93,13 @@ def bar_chart(
     series: Sequence[Series],
     fmt: Callable[[float], str] = _fmt,
     tooltips: Sequence[str] | None = None,
+    integer: bool = True,
 ) -> SafeString:
-    """Bars per bucket, the series stacked; `labels` name the buckets (short), `tooltips` describe them (long)."""
+    """Bars per bucket, the series stacked; `labels` name the buckets (short), `tooltips` describe them (long).
+    `integer`: the values are counts, so the axis never shows fractions."""
     n = len(labels)
     totals = [sum(s.values[i] for s in series) for i in range(n)]
-    top = nice_ceiling(max(totals, default=0))
+    top = _top(totals, integer)
     parts = _frame(chart_id, title, top, fmt, labels)
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
@@ -134,7 +145,7 @@ def line_chart(
     """One line with a point per bucket; each point's tooltip is `tooltips[i]` (or the label) and the value
     (`value_texts[i]` instead of the formatted value when given)."""
     n = len(labels)
-    top = nice_ceiling(max(values, default=0))
+    top = _top(values, integer=False)
     parts = _frame(chart_id, title, top, fmt, labels)
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM

@@ -3,9 +3,9 @@
 `apply_rollups(rows)` adds a batch of new ledger rows to `UsageRollup` (sums per period, user, key, alias, upstream
 model and client program) and `LatencyRollup` (speed histograms per period, user, alias, upstream model and metric),
 each row both to its hour and to its UTC day. The ledger's write path calls it in the transaction that inserts the
-rows, so the rollups always agree with the ledger. Each group is one
-`INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n` (SQLite ≥ 3.24 and PostgreSQL), issued in a fixed order
-so that two processes writing at once never deadlock on PostgreSQL.
+rows, so the rollups always agree with the ledger. The groups a batch touches are written with one
+`INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n` (SQLite ≥ 3.24 and PostgreSQL) per table, in a fixed
+order so that two processes writing at once never deadlock on PostgreSQL.
 
 The histograms use quarter-octave buckets: bucket 0 holds values below the metric's base, bucket i ≥ 1 holds
 [base·2^((i-1)/4), base·2^(i/4)), the last one everything above. A percentile read from them lies in the bucket
@@ -140,14 +140,37 @@ def _usage_groups(
     return usage, latency
 
 
-def _upsert_sql(q: Callable[[str], str], table: str, key: Sequence[str], sums: Sequence[str]) -> str:
+# Groups per statement (keeps a statement well under SQLite's 1 MB limit on SQL text).
+ROWS_PER_STATEMENT = 500
+
+
+def _upsert(
+    cursor: Any, q: Callable[[str], str], table: str, key: Sequence[str], sums: Sequence[str], rows: list[list[Any]]
+) -> None:
+    """Many groups per statement: one round trip for a batch instead of one per group. A statement never names
+    one group twice (they were summed before), which `ON CONFLICT DO UPDATE` requires.
+
+    Integers (most of the values: counts, ids, histogram buckets) are written into the SQL text; only the others
+    (times, names, costs) are bound parameters. psycopg rewrites every placeholder of a statement this long on
+    each call (its cache takes short statements only), which cost 50-100 ms for a 50-row batch with a
+    placeholder per value; `str(int(...))` can only produce digits and a sign."""
     columns = [*key, *sums]
     updates = ", ".join(f"{q(name)} = {q(table)}.{q(name)} + excluded.{q(name)}" for name in sums)
-    return (
-        f"INSERT INTO {q(table)} ({', '.join(q(c) for c in columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(q(c) for c in key)}) DO UPDATE SET {updates}"
-    )
+    head = f"INSERT INTO {q(table)} ({', '.join(q(c) for c in columns)}) VALUES "
+    tail = f" ON CONFLICT ({', '.join(q(c) for c in key)}) DO UPDATE SET {updates}"
+    for first in range(0, len(rows), ROWS_PER_STATEMENT):
+        values: list[str] = []
+        params: list[Any] = []
+        for row in rows[first : first + ROWS_PER_STATEMENT]:
+            cells = []
+            for value in row:
+                if isinstance(value, int):
+                    cells.append(str(int(value)))
+                else:
+                    cells.append("%s")
+                    params.append(value)
+            values.append(f"({', '.join(cells)})")
+        cursor.execute(head + ", ".join(values) + tail, params)
 
 
 def apply_rollups(rows: Iterable[LedgerEntry], using: str | None = None) -> None:
@@ -173,12 +196,8 @@ def apply_rollups(rows: Iterable[LedgerEntry], using: str | None = None) -> None
         [group[0], when(group[1]), *group[2:], *latency[group]] for group in sorted(latency, key=_sort_key)
     ]
     with transaction.atomic(using=alias, savepoint=False), connection.cursor() as cursor:
-        cursor.executemany(_upsert_sql(ops.quote_name, UsageRollup._meta.db_table, USAGE_KEY, USAGE_SUMS), usage_params)
-        if latency_params:
-            cursor.executemany(
-                _upsert_sql(ops.quote_name, LatencyRollup._meta.db_table, LATENCY_KEY, LATENCY_SUMS),
-                latency_params,
-            )
+        _upsert(cursor, ops.quote_name, UsageRollup._meta.db_table, USAGE_KEY, USAGE_SUMS, usage_params)
+        _upsert(cursor, ops.quote_name, LatencyRollup._meta.db_table, LATENCY_KEY, LATENCY_SUMS, latency_params)
 
 
 def _sort_key(group: tuple[Any, ...]) -> tuple[str, ...]:
