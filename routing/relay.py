@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from routing.upstream import Operation, auth_headers, endpoint_url, http_client,
 from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, parse_upstream_error, status_for, stream_error_event
+from translation.redaction import SECRET_NAME, carries_error_event, redact_bytes, redact_json_body, redact_text
 from translation.sse import encode_event
 
 # Client headers that carry meaning for an upstream of the same format; everything else stays here.
@@ -64,6 +66,30 @@ def _upstream_headers(exchange: Exchange, stream: bool) -> list[tuple[str, str]]
     return headers
 
 
+def upstream_secrets(exchange: Exchange) -> tuple[str, ...]:
+    """What this exchange sent upstream that must never come back out: the credential (the configured one,
+    or the client's own with forward_client_key) and the values of secret-looking extra headers."""
+    secrets = [exchange.credential] if exchange.credential else []
+    if exchange.route is not None:
+        upstream = exchange.route.upstream
+        if upstream.credential:
+            secrets.append(upstream.credential)
+        secrets.extend(value for name, value in upstream.headers if SECRET_NAME.search(name))
+    return tuple(secrets)
+
+
+def redacted(exchange: Exchange, error: ApiError) -> ApiError:
+    """`error` with credentials taken out of its message, before a client, the ledger or a log reads it."""
+    message = redact_text(error.message, upstream_secrets(exchange))
+    return error if message == error.message else replace(error, message=message)
+
+
+def redacted_stream_chunk(exchange: Exchange, chunk: bytes) -> bytes:
+    """A relayed stream chunk that carries an error event, redacted; every other chunk goes untouched, so
+    generated output is never rewritten and costs one substring search."""
+    return redact_bytes(chunk, upstream_secrets(exchange)) if carries_error_event(chunk) else chunk
+
+
 def timeout_error(exchange: Exchange) -> ApiError:
     upstream = exchange.upstream_route.upstream
     return ApiError(ErrorKind.TIMEOUT, f"Upstream {upstream.name} did not answer within {upstream.timeout:g} s")
@@ -73,7 +99,9 @@ def broken_stream_error(exchange: Exchange, exc: httpx.HTTPError) -> ApiError:
     if isinstance(exc, httpx.TimeoutException):
         return timeout_error(exchange)
     name = exchange.upstream_route.upstream.name
-    return ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {name} broke off the answer: {exc}", status=502)
+    return redacted(
+        exchange, ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {name} broke off the answer: {exc}", status=502)
+    )
 
 
 def upstream_error(exchange: Exchange, status: int, content: bytes, retry_after: str | None) -> ExchangeError:
@@ -82,10 +110,9 @@ def upstream_error(exchange: Exchange, status: int, content: bytes, retry_after:
     name = exchange.upstream_route.upstream.name
     # An overload keeps its kind, not its number: Anthropic clients expect 529, the others 503.
     kept_status = None if error.kind is ErrorKind.OVERLOADED else status
+    message = redact_text(f"{name}: {error.message}", upstream_secrets(exchange))
     return ExchangeError(
-        ApiError(
-            error.kind, f"{name}: {error.message}", status=kept_status, retry_after=retry_after or error.retry_after
-        ),
+        ApiError(error.kind, message, status=kept_status, retry_after=retry_after or error.retry_after),
         from_upstream=True,
     )
 
@@ -98,9 +125,8 @@ async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Res
         raise ExchangeError(timeout_error(exchange)) from exc
     except httpx.HTTPError as exc:
         name = exchange.upstream_route.upstream.name
-        raise ExchangeError(
-            ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {name} is unreachable: {exc}", status=502)
-        ) from exc
+        error = ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {name} is unreachable: {exc}", status=502)
+        raise ExchangeError(redacted(exchange, error)) from exc
 
 
 async def read_body(exchange: Exchange, response: httpx.Response) -> bytes:
@@ -154,6 +180,9 @@ async def _relay_whole(
         # A JSON error body is already in the client's dialect; anything else (an HTML page from a load
         # balancer) is wrapped into the client's error envelope.
         raise upstream_error(exchange, status, content, response.headers.get("retry-after"))
+    if status >= 400:
+        # Relayed as the upstream wrote it, except for credentials it echoed (the JSON stays valid).
+        content = redact_json_body(content, upstream_secrets(exchange))
     exchange.response_started = True
     await send_bytes(exchange.send, status, content, content_type.encode() or JSON_CONTENT_TYPE, headers)
     if status >= 400:
@@ -177,12 +206,13 @@ async def _relay_stream(
     try:
         async for chunk in response.aiter_bytes():
             if hide_usage_chunk:
-                events = tap.parse(chunk)
+                events = tap.parse(redacted_stream_chunk(exchange, chunk))
                 kept = b"".join(encode_event(e.data, e.event) for e in events if not is_usage_only_chunk(e))
                 if kept:
                     await send({"type": "http.response.body", "body": kept, "more_body": True})
                 tap.decode(events)
                 continue
+            chunk = redacted_stream_chunk(exchange, chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             tap.feed(chunk)  # after the send: the client never waits for the ledger
     except httpx.HTTPError as exc:

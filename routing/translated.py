@@ -27,6 +27,7 @@ from routing.relay import (
     is_event_stream,
     open_upstream,
     read_body,
+    redacted,
     relay_passthrough,
     relayed_headers,
     upstream_error,
@@ -247,6 +248,10 @@ class TranslatedStream:
 
     def _encode(self, ir_events: Sequence[Any]) -> list[WireEvent]:
         out: list[WireEvent] = []
+        # An upstream's mid-stream error may echo its credential: redacted before the ledger or client sees it.
+        ir_events = [
+            StreamError(redacted(self._exchange, e.error)) if isinstance(e, StreamError) else e for e in ir_events
+        ]
         self._meter.observe(ir_events)
         for ir_event in ir_events:
             self._builder.feed(ir_event)
