@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -39,9 +38,8 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
 from routing.models import AuditEntry, ModelAlias, ProxyKey, Upstream
+from translation.redaction import SECRET_NAME  # names of headers and parameters that hold credentials
 
-# Names of mapping keys (headers, query parameters) whose values are credentials.
-SECRET_NAME = re.compile(r"auth|key|token|secret|passw|credential|cookie|signature|session", re.IGNORECASE)
 MASK = "***"
 # Commands that serve requests rather than change anything: their requests carry their own actors.
 UNATTRIBUTED_COMMANDS = frozenset({"runserver"})
