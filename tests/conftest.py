@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,33 +58,7 @@ def add_route(name: str, fmt: str, base_url: str, alias: str, model: str = "", *
     return upstream
 
 
-# --- browser tests ----------------------------------------------------------------------------------------
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Debian's chromium driven by Playwright (`make test` installs it; Playwright's own download cannot work
-    offline)."""
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Any, proxy: ProxyServer) -> Iterator[Any]:
-    """A fresh browser tab (own cookies) pointed at the live server."""
-    context = browser.new_context(base_url=proxy.url)
-    context.set_default_timeout(10_000)
-    yield context.new_page()
-    context.close()
+# --- browser tests (fixtures in tests/browser/conftest.py) -------------------------------------------------
 
 
 def log_in(page: Any, username: str, password: str, next_path: str = "/") -> None:

@@ -19,13 +19,6 @@ from usage.rollups import apply_rollups
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    """Playwright's sync API keeps an asyncio loop marked as running in this thread, which makes Django refuse
-    the test's own (synchronous) ORM calls; nothing here runs on that loop."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
 def ledger_rows(now: datetime) -> dict[str, User]:
     """Rows written as the ledger's write path writes them: the rows and their rollups in one transaction."""
     alice = User.objects.create_user("alice", password="alice-password")

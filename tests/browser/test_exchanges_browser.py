@@ -19,12 +19,6 @@ from usage.models import ModelPrice
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    """Playwright's sync API marks an asyncio loop as running in this thread; the test's ORM calls are sync."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
 def test_the_dashboard_shows_what_the_exchanges_used_and_cost(page, proxy, alice_key):
     User.objects.create_user("boss", password="boss-password", is_staff=True)
     ModelPrice.objects.create(

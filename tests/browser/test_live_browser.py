@@ -4,36 +4,17 @@ flight, with its clock ticking, and then in the finished list."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, add_route, log_in
+from tests.conftest import add_route, log_in
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, Usage
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """This module's own chromium. While Playwright's sync API is open, its asyncio loop counts as running in
-    this thread: Django then refuses synchronous ORM calls and pytest-asyncio cannot run async tests. Closed
-    at the end of the module, it leaves the tests that run after these alone."""
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    """The test's own ORM calls are synchronous; nothing here runs on Playwright's loop."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture
