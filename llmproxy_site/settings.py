@@ -32,6 +32,8 @@ else:
         raise ImproperlyConfigured("SECRET_KEY must be set when HOST is not a loopback address")
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", HOST])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Browser origins (scheme://host[:port]) whose pages may call the data plane (routing.cors); empty: none.
+CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
 
 # Fernet keys (comma-separated, newest first) that encrypt provider credentials stored in the database.
 # Without one, a key is derived from SECRET_KEY, which ties stored secrets to it.

@@ -10,7 +10,7 @@ import hmac
 
 from django.conf import settings
 
-from routing import exchange, health
+from routing import cors, exchange, health
 from routing.asgi_io import Receive, Request, Scope, Send, send_bytes
 from routing.endpoints import is_data_plane
 from usage import metrics
@@ -43,7 +43,11 @@ class DataPlaneRouter:
         path = scope["path"]
         if scope["type"] == "http":
             if is_data_plane(path):
-                await exchange.handle(Request.from_scope(scope, receive), send)
+                request = Request.from_scope(scope, receive)
+                if cors.is_preflight(request):
+                    await cors.answer_preflight(request, send)
+                    return
+                await exchange.handle(request, cors.with_cors(request, send))
                 return
             probe = HEALTH_PATHS.get(path)
             if probe is not None:
