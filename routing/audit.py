@@ -169,6 +169,7 @@ def track(
     )
     names = {f.name for f in fields}
     unknown = (set(secret_fields) | set(masked_mapping_fields)) - names
+    unknown |= ignored - {f.name for f in model._meta.concrete_fields}
     if unknown:
         raise ValueError(f"audit.track({model.__name__}): no such field(s) {sorted(unknown)}")
     _tracked[model] = Tracking(

@@ -313,3 +313,5 @@ def test_a_user_deleting_their_own_account_leaves_a_readable_log(operator):
 def test_other_models_register_with_one_call():
     with pytest.raises(ValueError, match="no such field"):
         audit.track(Upstream, secret_fields=("not_a_field",))
+    with pytest.raises(ValueError, match="no such field"):
+        audit.track(Upstream, ignore_fields=("typo",))
