@@ -101,6 +101,12 @@ else:
 
 # How often each worker process checks whether the routing configuration changed (seconds).
 CONFIG_REFRESH_INTERVAL: float = env.float("CONFIG_REFRESH_INTERVAL", default=0.5)
+# Team limits (routing.limits, routing.budgets): the length of a rate-limit window in seconds (the limits are per
+# minute at the default; tests shorten it), the prefix of the rate-limit counters in Redis, and how often each
+# worker re-reads budget spend from the database (its own spend it counts as it goes).
+RATE_LIMIT_WINDOW: float = env.float("RATE_LIMIT_WINDOW", default=60.0)
+RATE_LIMIT_PREFIX: str = env.str("RATE_LIMIT_PREFIX", default="llmproxy:limits:")
+BUDGET_REFRESH_INTERVAL: float = env.float("BUDGET_REFRESH_INTERVAL", default=2.0)
 # Largest request body the data plane accepts (bytes); coding agents send 100 KB+ with images far more.
 MAX_REQUEST_BYTES: int = env.int("MAX_REQUEST_BYTES", default=64 * 1024 * 1024)
 # Responses answers kept for `previous_response_id` on routes to Anthropic/Chat/Gemini (routing.conversations):

@@ -37,7 +37,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
-from routing.models import AuditEntry, ModelAlias, ProxyKey, Upstream
+from routing.models import AuditEntry, GroupPolicy, KeyPolicy, ModelAlias, ProxyKey, Upstream, UserPolicy
 from translation.redaction import SECRET_NAME  # names of headers and parameters that hold credentials
 
 MASK = "***"
@@ -377,4 +377,7 @@ track(
     m2m_fields=("groups", "user_permissions"),
 )
 track(Group, m2m_fields=("permissions",))
+track(KeyPolicy)
+track(UserPolicy)
+track(GroupPolicy)
 _attribute_commands()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from routing.asgi_io import Request, Send
 from routing.endpoints import Action, Endpoint
@@ -11,6 +12,9 @@ from translation.errors import ApiError
 from usage.clients import identify
 from usage.ledger import ExchangeRecord
 from usage.models import Operation
+
+if TYPE_CHECKING:
+    from routing.limits import Admission
 
 
 class ExchangeError(Exception):
@@ -32,6 +36,7 @@ class Exchange:
     credential: str | None = None
     response_started: bool = False
     warnings: list[str] = field(default_factory=list)
+    admission: Admission | None = None  # rate-limit counters held until the exchange ends (routing.limits)
     record: ExchangeRecord = field(init=False)
 
     def __post_init__(self) -> None:

@@ -19,8 +19,10 @@ from routing.context import Exchange, ExchangeError
 from routing.conversations import http_continuation
 from routing.counting import count_tokens
 from routing.endpoints import Action, match
+from routing.limits import admit
 from routing.live import live_config
 from routing.metering import wants_usage_injected
+from routing.policy import access_names
 from routing.registry import Route, Snapshot
 from routing.relay import build_upstream_request, relay_passthrough
 from routing.translated import forward_translated
@@ -68,13 +70,17 @@ async def handle(request: Request, send: Send) -> None:
     finally:
         if metered:
             ledger.record_exchange(record)
+        if exchange.admission is not None:
+            exchange.admission.finish(record.usage)
 
 
 async def _send_error(exchange: Exchange, error: ApiError) -> None:
     if exchange.response_started:
         return
     dialect = exchange.endpoint.dialect
-    headers = [(b"retry-after", error.retry_after.encode())] if error.retry_after else None
+    headers = [(b"retry-after", error.retry_after.encode())] if error.retry_after else []
+    if error.kind is ErrorKind.BUDGET_EXHAUSTED:
+        headers.append((b"x-should-retry", b"false"))  # the SDKs (and Claude Code) would retry a 429 in vain
     await send_json(exchange.send, status_for(dialect, error), error_body(dialect, error), headers)
 
 
@@ -121,13 +127,16 @@ async def _models(exchange: Exchange, snapshot: Snapshot) -> None:
     dialect = exchange.endpoint.dialect
     owners = {name: snapshot.upstreams[rule.upstream_id].name for name, rule in snapshot.exact_aliases.items()}
     if exchange.endpoint.action is Action.LIST_MODELS:
-        entries = [catalog.model_entry(dialect, name, owners[name]) for name in snapshot.model_names()]
+        rules = exchange.key.rules
+        names = [name for name in snapshot.model_names() if rules.allows_model(access_names(name, name))]
+        entries = [catalog.model_entry(dialect, name, owners[name]) for name in names]
         await send_json(exchange.send, 200, catalog.model_list(dialect, entries))
         return
     requested = exchange.endpoint.model or ""
     route = snapshot.resolve(requested)
     if route is None:
         raise ExchangeError(ApiError(ErrorKind.NOT_FOUND, f"Model {requested!r} is not configured on this proxy"))
+    check_access(exchange, route)
     name = requested.removeprefix("models/")
     await send_json(exchange.send, 200, catalog.model_entry(dialect, name, route.upstream.name))
 
@@ -157,6 +166,9 @@ async def _forward(exchange: Exchange, snapshot: Snapshot) -> None:
         exchange.record.client_session = identify(exchange.request.headers, payload).session
     route = authorize_route(exchange, snapshot, payload)
     operation = Operation.COUNT_TOKENS if endpoint.action is Action.COUNT_TOKENS else Operation.GENERATE
+    stream = endpoint.stream if endpoint.stream is not None else payload.get("stream") is True
+    if operation is Operation.GENERATE:
+        await admit(exchange, stream)  # budgets and rate limits (nothing to do for a key without any)
 
     if route.upstream.format is not endpoint.dialect or (
         operation is Operation.GENERATE and route.shaping.rewrites_requests
@@ -171,7 +183,6 @@ async def _forward(exchange: Exchange, snapshot: Snapshot) -> None:
         return
     if endpoint.dialect is not Dialect.GEMINI:
         payload["model"] = route.upstream_model
-    stream = endpoint.stream if endpoint.stream is not None else payload.get("stream") is True
     exchange.record.stream = stream
     hide_usage_chunk = wants_usage_injected(endpoint.dialect, payload)
     if hide_usage_chunk:
@@ -200,7 +211,20 @@ def authorize_route(exchange: Exchange, snapshot: Snapshot, payload: dict[str, A
         )
     exchange.routed(route)
     exchange.credential = credential
+    check_access(exchange, route)
     return route
+
+
+def check_access(exchange: Exchange, route: Route) -> None:
+    """Refuse a model outside the model access lists of the key, its user or their groups (403)."""
+    key = exchange.key
+    if key is None or not key.rules.access:
+        return
+    level = key.rules.refusing_level(access_names(route.requested_model, route.alias))
+    if level is not None:
+        allowed = ", ".join(level.entries)
+        message = f"Model {route.requested_model!r} is not allowed for {level.who} (allowed: {allowed})"
+        raise ExchangeError(ApiError(ErrorKind.PERMISSION, message, param="model"))
 
 
 def _credential(exchange: Exchange, route: Route | None, presented: str | None) -> str | None:

@@ -18,6 +18,8 @@ from typing import Any, TypeVar, cast
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from routing import limits
+from routing.budgets import spend_book
 from routing.models import ConfigState, ProxyKey
 from routing.registry import Snapshot, load_snapshot
 from usage import ledger
@@ -79,13 +81,23 @@ class LiveConfig:
 
     async def reload(self) -> None:
         try:
-            self.snapshot = await run_db(load_snapshot)
-            self.loaded = True
-            self.last_error = None
-            logger.info("configuration loaded (token %s)", self.snapshot.token)
+            snapshot = await run_db(load_snapshot)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             logger.exception("configuration could not be loaded")
+            return
+        # The budgets' spend before the snapshot that names them serves a request (a new budget is known spent).
+        await self.refresh_spend(snapshot)
+        self.snapshot = snapshot
+        self.loaded = True
+        self.last_error = None
+        logger.info("configuration loaded (token %s)", snapshot.token)
+
+    async def refresh_spend(self, snapshot: Snapshot) -> None:
+        try:
+            await run_db(lambda: spend_book.refresh(snapshot))
+        except Exception:
+            logger.exception("budget spend could not be read; the last known spend stays")
 
     async def _refresh_forever(self) -> None:
         interval = settings.CONFIG_REFRESH_INTERVAL
@@ -104,6 +116,9 @@ class LiveConfig:
             if token != self.snapshot.token or not self.loaded:
                 await self.reload()
             await self.write_ledger()
+            if time.monotonic() - spend_book.refreshed_at >= settings.BUDGET_REFRESH_INTERVAL:
+                await self.refresh_spend(self.snapshot)
+            await limits.renew_leases()
             if time.monotonic() - self._last_flush >= LAST_USED_FLUSH_SECONDS:
                 await self.flush_key_usage()
 

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -281,3 +281,140 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.get_action_display()} {self.model} {self.object_repr}"
+
+
+# --- Team access: model access lists, budgets and rate limits per key, user and group ---------------------
+#
+# Each level is optional (no row, or an empty field: no restriction at that level). A request must be allowed by
+# every level that restricts: the key's list, the user's list, and at least one of the lists of the user's groups
+# that have one. Budgets and limits of every level apply at once. `routing.policy` turns these rows into the
+# per-key rules of the in-memory snapshot; saving any of them changes the config token (routing.signals).
+
+
+def validate_model_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ValidationError('Give a list of model names or glob patterns, e.g. ["claude-*", "local"].')
+
+
+class BudgetPeriod(models.TextChoices):
+    DAY = "day", "per day (UTC)"
+    WEEK = "week", "per week (from Monday, UTC)"
+    MONTH = "month", "per calendar month (UTC)"
+    NONE = "none", "in total (never resets)"
+
+
+class AccessRules(models.Model):
+    """Model access and a budget: what keys, users and groups all have."""
+
+    allowed_models = models.JSONField(
+        "model access",
+        default=list,
+        blank=True,
+        validators=[validate_model_list],
+        help_text="Alias names or glob patterns (claude-*, ollama/*) this may use; empty: no restriction here.",
+    )
+    budget_usd = models.DecimalField(
+        "budget (USD)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Spend allowed per period, from the usage ledger's costs; empty: no budget. 0 blocks every request.",
+    )
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def clean(self) -> None:
+        if self.budget_usd is not None and self.budget_usd < 0:
+            raise ValidationError({"budget_usd": "A budget cannot be negative."})
+
+    @property
+    def restricts(self) -> bool:
+        return bool(self.allowed_models) or self.budget_usd is not None
+
+
+class RateLimits(models.Model):
+    """Rate limits: what keys and users have (a group has none: its members' limits apply)."""
+
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Generation requests started per minute; empty: unlimited."
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Tokens per minute (input incl. cache, and output) of finished generations; a request is refused "
+        "once the minute's tokens reach this. Empty: unlimited.",
+    )
+    concurrent_streams = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Streamed generations running at once; empty: unlimited."
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def limits(self) -> bool:
+        return any(v is not None for v in (self.requests_per_minute, self.tokens_per_minute, self.concurrent_streams))
+
+
+class KeyPolicy(AccessRules, RateLimits):
+    key = models.OneToOneField(ProxyKey, on_delete=models.CASCADE, related_name="policy")
+
+    class Meta:
+        verbose_name = "key access and limits"
+        verbose_name_plural = "key access and limits"
+
+    def __str__(self) -> str:
+        return f"limits of key {self.key}"
+
+
+class UserPolicy(AccessRules, RateLimits):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="proxy_policy")
+
+    class Meta:
+        verbose_name = "user access and limits"
+        verbose_name_plural = "user access and limits"
+
+    def __str__(self) -> str:
+        return f"limits of user {self.user}"
+
+
+class GroupPolicy(AccessRules):
+    group = models.OneToOneField(Group, on_delete=models.CASCADE, related_name="proxy_policy")
+
+    class Meta:
+        verbose_name = "group access and budget"
+        verbose_name_plural = "group access and budget"
+
+    def __str__(self) -> str:
+        return f"limits of group {self.group}"
+
+
+class RateCounter(models.Model):
+    """A rate-limit counter, used only when there is no Redis (routing.limits): the window it counts in ends at
+    `window_end` (epoch seconds). State, not configuration: saving one does not change the config token."""
+
+    name = models.CharField(max_length=120, primary_key=True)
+    window_end = models.FloatField(default=0.0)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.value}"
+
+
+class StreamLease(models.Model):
+    """One running stream counted against a concurrent-streams limit, when there is no Redis. The worker
+    serving it renews the lease while it runs, so a crashed worker's streams stop counting when theirs lapse."""
+
+    subject = models.CharField(max_length=120, db_index=True)
+    lease = models.CharField(max_length=64)
+    expires_at = models.FloatField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["subject", "lease"], name="unique_stream_lease")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.lease}"

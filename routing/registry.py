@@ -20,6 +20,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 
 from routing.models import DISPLAY_PREFIX_LENGTH, AuthHeader, ConfigState, ModelAlias, ProxyKey, Upstream, hash_key
+from routing.policy import NO_RULES, Budget, KeyRules, load_rules
 from routing.secrets import credential_from_environment, decrypt
 from routing.shaping import NO_SHAPING, Shaping
 from translation.dialect import Dialect
@@ -70,6 +71,7 @@ class KeyRecord:
     username: str
     label: str
     expires_at: datetime | None
+    rules: KeyRules = NO_RULES  # model access, budgets and rate limits of the key, its user and groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,10 @@ class Snapshot:
     exact_aliases: dict[str, _AliasRule] = field(default_factory=dict)
     pattern_aliases: list[tuple[re.Pattern[str], _AliasRule]] = field(default_factory=list)
     keys_by_prefix: dict[str, list[KeyRecord]] = field(default_factory=dict)
+    # Every budget some active key counts against, and the memberships the spend book sums them over.
+    budgets: dict[tuple[str, int], Budget] = field(default_factory=dict)
+    group_members: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    user_groups: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     def resolve(self, requested: str) -> Route | None:
         candidates = model_name_candidates(requested)
@@ -215,8 +221,20 @@ def load_snapshot() -> Snapshot:
         else:
             snapshot.exact_aliases.setdefault(alias.name, rule)
     active_users = get_user_model().objects.filter(is_active=True)
-    keys = ProxyKey.objects.filter(revoked_at__isnull=True, user__in=active_users).select_related("user")
+    keys = list(ProxyKey.objects.filter(revoked_at__isnull=True, user__in=active_users).select_related("user"))
+    rules = load_rules(keys)
+    snapshot.budgets = rules.budgets
+    snapshot.group_members = rules.group_members
+    snapshot.user_groups = rules.user_groups
     for key in keys:
-        record = KeyRecord(key.pk, key.key_hash, key.user_id, key.user.get_username(), key.label, key.expires_at)
+        record = KeyRecord(
+            key.pk,
+            key.key_hash,
+            key.user_id,
+            key.user.get_username(),
+            key.label,
+            key.expires_at,
+            rules.by_key.get(key.pk, NO_RULES),
+        )
         snapshot.keys_by_prefix.setdefault(key.prefix, []).append(record)
     return snapshot

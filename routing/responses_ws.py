@@ -46,6 +46,7 @@ from routing.context import Exchange, ExchangeError
 from routing.conversations import ConnectionHistory, not_found
 from routing.endpoints import Action, Endpoint
 from routing.exchange import authorize_route, presented_key
+from routing.limits import admit
 from routing.live import live_config
 from routing.metering import Meter, StreamTap
 from routing.relay import (
@@ -213,6 +214,8 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         finally:
             if metered:
                 ledger.record_exchange(record)
+            if exchange.admission is not None:
+                exchange.admission.finish(record.usage)
         return True
 
     def _parse(self, frame: str) -> dict[str, Any]:
@@ -272,6 +275,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if frame.get("generate") is False:
             await self._warm_up(exchange, payload, history or (), stream_id)
             return
+        await admit(exchange, stream=True)  # budgets and rate limits: every frame is a stream
         if responses_upstream and history is None and not route.shaping.rewrites_requests:
             client_request = self._decode(payload)
             conversation = client_request.messages

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -123,6 +124,9 @@ in_flight: dict[str, ExchangeRecord] = {}
 # The latest finished exchanges of this process, newest last (the live view shows them as they end).
 recent: deque[ExchangeRecord] = deque(maxlen=RECENT_MAX)
 _pending: deque[ExchangeRecord] = deque(maxlen=MAX_PENDING)
+# Called on the database thread with each batch of rows once committed (priced): routing.budgets keeps its
+# in-memory spend current this way. A hook that fails is logged; it cannot undo or hold up the write.
+after_write: list[Callable[[Sequence[LedgerEntry]], None]] = []
 
 
 def begin_exchange(record: ExchangeRecord) -> None:
@@ -185,6 +189,11 @@ def write_pending() -> int:
     for row in rows:
         if row.cost_usd:
             metrics.cost_recorded(row.alias, row.upstream, row.upstream_model, row.cost_usd)
+    for hook in after_write:
+        try:
+            hook(rows)
+        except Exception:
+            logger.exception("usage ledger hook %r failed", hook)
     return len(rows)
 
 

@@ -1,0 +1,168 @@
+"""Budget spend per key, user and group, known in memory so a request never queries the database for it.
+
+Each worker keeps `spend_book`: for every budget of the current snapshot, what was spent in its current period.
+It is set from the database (`refresh`, on the database thread: one aggregate query over the daily usage rollups
+per budget period in use) when the configuration loads and every `BUDGET_REFRESH_INTERVAL` seconds, and between
+refreshes it grows by the cost of every ledger row this worker writes (`add_rows`, a `usage.ledger` hook that runs
+on the same thread right after the rows are committed, so a refresh and a local addition never overlap).
+
+What the hot path does (`check`): per budget, one dict lookup and a comparison. A request is refused once the
+period's spend has reached the budget; the requests already running when that happens still finish, so a budget
+can be overshot by what they cost, plus what other workers spent since the last refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.db.models import Q, Sum
+
+from routing.policy import PERIOD_WORDS, Budget, KeyRules, Scope, period_bounds
+from routing.registry import Snapshot
+from translation.errors import ApiError, ErrorKind
+from usage import ledger
+from usage.models import LedgerEntry, Period, UsageRollup
+
+logger = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class _Spend:
+    start: float | None  # epoch seconds; None: all time
+    end: float | None
+    amount: Decimal
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+class SpendBook:
+    def __init__(self) -> None:
+        self._spent: dict[tuple[str, int, str], _Spend] = {}
+        self._budgets: dict[tuple[str, int], Budget] = {}
+        self._user_groups: dict[int, tuple[int, ...]] = {}
+        self.refreshed_at = 0.0
+
+    # -- the hot path --------------------------------------------------------------------------------------
+
+    def spent(self, budget: Budget, now: float) -> Decimal:
+        entry = self._spent.get((budget.scope, budget.subject_id, budget.period))
+        if entry is None or (entry.end is not None and now >= entry.end):
+            return ZERO  # not loaded yet, or its period is over (the next refresh starts the new one)
+        return entry.amount
+
+    def check(self, rules: KeyRules, now: float) -> ApiError | None:
+        """The error for the first budget of `rules` that is spent, else None."""
+        for budget in rules.budgets:
+            spent = self.spent(budget, now)
+            if spent >= budget.amount:
+                return exhausted(budget, spent, now)
+        return None
+
+    # -- the database thread -------------------------------------------------------------------------------
+
+    def refresh(self, snapshot: Snapshot, now: datetime | None = None) -> None:
+        """Recompute every budget's spend from the daily rollups (synchronous ORM; the database thread)."""
+        now = now or datetime.now(UTC)
+        by_period: dict[str, list[Budget]] = defaultdict(list)
+        for budget in snapshot.budgets.values():
+            by_period[budget.period].append(budget)
+        spent: dict[tuple[str, int, str], _Spend] = {}
+        for period, budgets in by_period.items():
+            start, end = period_bounds(period, now)
+            key_ids = {b.subject_id for b in budgets if b.scope == Scope.KEY}
+            user_ids = {b.subject_id for b in budgets if b.scope == Scope.USER}
+            for b in budgets:
+                if b.scope == Scope.GROUP:
+                    user_ids.update(snapshot.group_members.get(b.subject_id, ()))
+            rollups = UsageRollup.objects.filter(hours=Period.DAY).filter(
+                Q(key_id__in=key_ids) | Q(user_id__in=user_ids)
+            )
+            if start is not None:
+                rollups = rollups.filter(period__gte=start)
+            per_key: dict[int, Decimal] = defaultdict(Decimal)
+            per_user: dict[int, Decimal] = defaultdict(Decimal)
+            for key_id, user_id, cost in (
+                rollups.values("key_id", "user_id")
+                .annotate(cost=Sum("cost_usd"))
+                .values_list("key_id", "user_id", "cost")
+            ):
+                per_key[key_id] += cost or ZERO
+                per_user[user_id] += cost or ZERO
+            for b in budgets:
+                if b.scope == Scope.KEY:
+                    amount = per_key.get(b.subject_id, ZERO)
+                elif b.scope == Scope.USER:
+                    amount = per_user.get(b.subject_id, ZERO)
+                else:
+                    amount = sum((per_user.get(u, ZERO) for u in snapshot.group_members.get(b.subject_id, ())), ZERO)
+                spent[(b.scope, b.subject_id, period)] = _Spend(_epoch(start), _epoch(end), amount)
+        self._budgets = dict(snapshot.budgets)
+        self._user_groups = dict(snapshot.user_groups)
+        self._spent = spent
+        self.refreshed_at = time.monotonic()
+
+    def add_rows(self, rows: Sequence[LedgerEntry]) -> None:
+        """Count the cost of ledger rows this worker just committed (a `usage.ledger.after_write` hook)."""
+        if not self._budgets:
+            return
+        for row in rows:
+            if not row.cost_usd:
+                continue
+            started = row.started_at.timestamp()
+            subjects: list[tuple[str, int]] = []
+            if row.key_id is not None:
+                subjects.append((Scope.KEY, row.key_id))
+            if row.user_id is not None:
+                subjects.append((Scope.USER, row.user_id))
+                subjects.extend((Scope.GROUP, g) for g in self._user_groups.get(row.user_id, ()))
+            for subject in subjects:
+                budget = self._budgets.get(subject)
+                if budget is None:
+                    continue
+                entry = self._spent.get((*subject, budget.period))
+                if entry is None or (entry.start is not None and started < entry.start):
+                    continue  # before the period the book holds (or not loaded: the next refresh counts it)
+                entry.amount += row.cost_usd
+
+
+spend_book = SpendBook()
+ledger.after_write.append(spend_book.add_rows)
+
+
+def exhausted(budget: Budget, spent: Decimal, now: float) -> ApiError:
+    """The refusal: names the budget, what was spent, and when it resets."""
+    _, end = period_bounds(budget.period, datetime.fromtimestamp(now, tz=UTC))
+    spent_text = f"${spent:,.2f} of ${budget.amount:,.2f} {PERIOD_WORDS.get(budget.period, '')}".rstrip()
+    if end is None:
+        message = (
+            f"The budget of {budget.who} is spent ({spent_text}). It has no period and does not reset: "
+            "ask an administrator to raise it."
+        )
+        return ApiError(ErrorKind.BUDGET_EXHAUSTED, message)
+    seconds = max(1, math.ceil(end.timestamp() - now))
+    message = (
+        f"The budget of {budget.who} is spent ({spent_text}). It resets at {end:%Y-%m-%d %H:%M} UTC "
+        f"(in {_duration(seconds)})."
+    )
+    return ApiError(ErrorKind.BUDGET_EXHAUSTED, message, retry_after=str(seconds))
+
+
+def _duration(seconds: int) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 3600:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours > 1 else ''}"
+    minutes = max(1, seconds // 60)
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
