@@ -55,6 +55,7 @@ from routing.relay import (
     is_event_stream,
     open_upstream,
     read_body,
+    redacted_stream_chunk,
     upstream_error,
 )
 from routing.translated import (
@@ -351,7 +352,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
         try:
             async for chunk in response.aiter_bytes():
-                for event in tap.parse(chunk):
+                for event in tap.parse(redacted_stream_chunk(exchange, chunk)):  # an echoed key in an error event
                     await self._relay_event(event.data, conversation, answer, stream_id)
                     tap.decode([event])  # once sent: a client that leaves after the last event got it all
             for event in tap.finish():

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
@@ -104,6 +105,26 @@ def test_an_echoed_key_is_redacted_from_an_error_midway_through_a_stream(proxy, 
     assert_clean(row.error_message)
     proxy.drain()
     assert_clean(proxy.output())
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("upstream", ["openai-responses", "anthropic"], indirect=True)
+@pytest.mark.parametrize("error_event", [False, True], ids=["response.failed", "error"])
+def test_an_echoed_key_is_redacted_over_the_responses_websocket(proxy, alice_key, upstream, error_event):
+    failure = Failure(500, echo("Upstream auth broke"), error_event=error_event)
+    upstream.script(Reply(text="one two three", chunks=3, stream_error=failure))
+    proxy.sync()
+    url = proxy.url.replace("http://", "ws://") + "/v1/responses"
+    frames = []
+    with ws_connect(url, additional_headers={"authorization": f"Bearer {alice_key}"}) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "m", "input": "hi"}))
+        while not frames or json.loads(frames[-1])["type"] not in ("response.failed", "error", "response.completed"):
+            frames.append(ws.recv())
+    received = "\n".join(frames)
+    assert "Upstream auth broke" in received and REDACTED in received
+    assert_clean(received)
+    (row,) = wait_for_rows(1)
+    assert_clean(row.error_message)
 
 
 def test_redaction_keeps_json_valid_and_leaves_other_text_alone():
