@@ -318,6 +318,10 @@ def _after_save(
         _write(instance, AuditEntry.Action.CREATE, _diff(spec, None, _snapshot(spec, instance)), using)
         return
     changes = _diff(spec, before, _snapshot(spec, instance))
+    if update_fields is not None:
+        # Only these were written; a stale in-memory value of any other field changed nothing in the row.
+        written = {f.name for f in spec.fields if f.name in update_fields or f.attname in update_fields}
+        changes = {name: change for name, change in changes.items() if name in written}
     if changes:
         _write(instance, AuditEntry.Action.UPDATE, changes, using)
 

@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.test import AsyncClient, Client
+from django.utils import timezone
 
 from routing import audit
 from routing.models import AuditEntry, ModelAlias, ProxyKey, Upstream
@@ -238,6 +239,19 @@ def test_access_changes_to_users_and_groups(operator):
     assert last.changes == {"password": "changed"}
     assert last.actor == "system"
     assert bob.password not in json.dumps(last.changes)
+
+
+def test_a_save_of_some_fields_records_only_those(transactional_db):
+    owner = User.objects.create_user("frank")
+    key, _ = ProxyKey.issue(owner, label="old")
+    stale = ProxyKey.objects.get(pk=key.pk)
+    key.label = "new"
+    key.save()
+    stale.revoked_at = timezone.now()
+    stale.save(update_fields=["revoked_at"])  # its label is stale, but not written
+    revoked = entries("routing.proxykey", "update")[-1]
+    assert list(revoked.changes) == ["revoked_at"]
+    assert ProxyKey.objects.get(pk=key.pk).label == "new"
 
 
 def test_a_login_writes_nothing(operator):
