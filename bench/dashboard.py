@@ -11,7 +11,8 @@ ledger's write path writes them: `bulk_create` in chunks, each with `usage.rollu
 transaction. Then it times `GET /dashboard/` through Django's test client as a staff user (median and worst of
 `--repeat` runs after one warm-up) for the default range, 24 hours, 30 days and 30 days filtered by user, the
 24-hour CSV export, and, for comparison, the page's aggregate queries run on the raw ledger instead of the
-rollups.
+rollups. Last it checks that the rollups give the same figures as the ledger itself (and how close the histogram
+percentiles are to the exact ones).
 """
 
 from __future__ import annotations
@@ -259,6 +260,36 @@ def measure(repeat: int) -> list[dict[str, Any]]:
     return results
 
 
+def verify() -> None:
+    """The rollups against the ledger itself: the same figures, and how far the histogram percentiles are."""
+    from django.contrib.auth.models import User
+
+    from usage import queries
+
+    now = datetime.now(UTC)
+    alice = User.objects.get(username="alice").pk
+    custom = {"from": f"{now - timedelta(days=12):%Y-%m-%d}T13:00", "to": f"{now - timedelta(days=2):%Y-%m-%d}T09:00"}
+    for params in ({}, {"range": "24h"}, {"range": "30d", "user": str(alice)}, {**custom, "alias": "gpt-5"}):
+        f = queries.Filters.from_params(params)
+        same = queries.totals(f, queries.ROLLUP) == queries.totals(f, queries.RAW)
+        same = same and queries.series(f, queries.ROLLUP) == queries.series(f, queries.RAW)
+        for dimension in queries.DIMENSIONS:
+            rolled = [(r.label, r.figures) for r in queries.breakdown(f, dimension, queries.ROLLUP).rows]
+            same = same and rolled == [(r.label, r.figures) for r in queries.breakdown(f, dimension, queries.RAW).rows]
+        exact = {s.upstream_model: s for s in queries.speed(f, exact_limit=10**9)}
+        approx = {s.upstream_model: s for s in queries.speed(f, exact_limit=0)}
+        worst = max(
+            abs(a / e - 1)
+            for model, speed in exact.items()
+            for metric, found in speed.percentiles.items()
+            for e, a in zip(found or (), approx[model].percentiles[metric] or (), strict=True)
+        )
+        print(
+            f"  check {params}: rollups {'equal' if same else 'DIFFER FROM'} the ledger; percentiles within {worst:.1%}"
+        )
+        assert same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -267,6 +298,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reuse", action="store_true", help="time an already filled database")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--no-verify", action="store_true", help="skip comparing the rollups with the ledger")
     args = parser.parse_args()
 
     if not args.reuse:
@@ -290,6 +322,8 @@ def main() -> None:
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
         measure(args.repeat)
+        if not args.no_verify:
+            verify()
     finally:
         connection.close()
         if not args.keep:
