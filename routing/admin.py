@@ -7,12 +7,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from routing.models import AuditEntry, ModelAlias, ProxyKey, Upstream
+from routing.models import AuditEntry, GroupPolicy, KeyPolicy, ModelAlias, ProxyKey, Upstream, UserPolicy
 
 
 class UpstreamForm(forms.ModelForm[Upstream]):
@@ -111,6 +113,88 @@ class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
     search_fields = ("name", "upstream_model")
 
 
+# --- model access, budgets and rate limits (routing.policy) -------------------------------------------------
+
+
+class ModelListField(forms.CharField):
+    """A list of model names or patterns, edited one per line (commas work too)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.pop("encoder", None)  # what the model's JSONField hands its form field
+        kwargs.pop("decoder", None)
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 3, "cols": 40}))
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return value
+        return "\n".join(str(v) for v in value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        return [name.strip() for line in text.splitlines() for name in line.split(",") if name.strip()]
+
+
+MODEL_LIST_HELP = (
+    "One alias name or glob pattern per line (claude-*, up/*). Empty: no restriction at this level. A request must "
+    "be allowed by the key's list, its user's list and one of the lists of the user's groups (those that have one)."
+)
+BUDGET_FIELDS = ("allowed_models", "budget_usd", "budget_period", "spent_this_period")
+LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "concurrent_streams")
+
+
+def _spent(obj: KeyPolicy | UserPolicy | GroupPolicy | None) -> str:
+    if obj is None or obj.pk is None:
+        return "—"
+    from routing.budgets import period_spend
+
+    if isinstance(obj, KeyPolicy):
+        spent = period_spend(obj.budget_period, key_id=obj.key_id)
+    elif isinstance(obj, UserPolicy):
+        spent = period_spend(obj.budget_period, user_ids=[obj.user_id])
+    else:
+        spent = period_spend(obj.budget_period, user_ids=list(obj.group.user_set.values_list("pk", flat=True)))
+    return f"${spent:,.4f}"
+
+
+class PolicyInline(admin.StackedInline[Any, Any]):
+    """One optional policy row under its key, user or group."""
+
+    extra = 1
+    max_num = 1
+    readonly_fields = ("spent_this_period",)
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("field_classes", {"allowed_models": ModelListField})
+        kwargs.setdefault("help_texts", {"allowed_models": MODEL_LIST_HELP})
+        return super().get_formset(request, obj, **kwargs)
+
+    @admin.display(description="spent this period (USD)")
+    def spent_this_period(self, obj: KeyPolicy | UserPolicy | GroupPolicy | None) -> str:
+        return _spent(obj)
+
+
+class KeyPolicyInline(PolicyInline):
+    model = KeyPolicy
+    fieldsets = (("Model access and budget", {"fields": BUDGET_FIELDS}), ("Rate limits", {"fields": LIMIT_FIELDS}))
+
+
+class UserPolicyInline(PolicyInline):
+    model = UserPolicy
+    verbose_name = verbose_name_plural = "proxy: model access, budget and rate limits"
+    fieldsets = (("Model access and budget", {"fields": BUDGET_FIELDS}), ("Rate limits", {"fields": LIMIT_FIELDS}))
+
+
+class GroupPolicyInline(PolicyInline):
+    model = GroupPolicy
+    verbose_name = verbose_name_plural = "proxy: model access and budget (shared by the members)"
+    fields = BUDGET_FIELDS
+
+
 class ProxyKeyAddForm(forms.ModelForm[ProxyKey]):
     class Meta:
         model = ProxyKey
@@ -125,6 +209,7 @@ class ProxyKeyAdmin(admin.ModelAdmin[ProxyKey]):
     readonly_fields = ("prefix", "created_at", "last_used_at")
     fields = ("user", "label", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
     actions = ["revoke"]
+    inlines = [KeyPolicyInline]
 
     def get_form(self, request: HttpRequest, obj: ProxyKey | None = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
@@ -134,6 +219,9 @@ class ProxyKeyAdmin(admin.ModelAdmin[ProxyKey]):
 
     def get_fields(self, request: HttpRequest, obj: ProxyKey | None = None) -> Any:
         return ProxyKeyAddForm.Meta.fields if obj is None else self.fields
+
+    def get_inlines(self, request: HttpRequest, obj: ProxyKey | None) -> Any:
+        return [] if obj is None else self.inlines  # limits are set once the key exists
 
     def get_readonly_fields(self, request: HttpRequest, obj: ProxyKey | None = None) -> Any:
         return () if obj is None else self.readonly_fields
@@ -211,3 +299,18 @@ def _before_after(value: Any) -> tuple[str, str]:
 
 def _as_text(value: Any) -> str:
     return "—" if value is None else json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+
+
+# Users and groups (teams) get their proxy access, budget and limits on their own admin pages.
+class ProxyUserAdmin(UserAdmin[User]):
+    inlines = [*UserAdmin.inlines, UserPolicyInline]
+
+
+class ProxyGroupAdmin(GroupAdmin):
+    inlines = [*GroupAdmin.inlines, GroupPolicyInline]
+
+
+admin.site.unregister(User)
+admin.site.register(User, ProxyUserAdmin)
+admin.site.unregister(Group)
+admin.site.register(Group, ProxyGroupAdmin)

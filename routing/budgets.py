@@ -140,6 +140,17 @@ spend_book = SpendBook()
 ledger.after_write.append(spend_book.add_rows)
 
 
+def period_spend(period: str, *, key_id: int | None = None, user_ids: Sequence[int] = ()) -> Decimal:
+    """What a key (or some users together) spent in the current `period` (synchronous ORM: the admin shows it)."""
+    start, _ = period_bounds(period, datetime.now(UTC))
+    rollups = UsageRollup.objects.filter(hours=Period.DAY)
+    rollups = rollups.filter(key_id=key_id) if key_id is not None else rollups.filter(user_id__in=list(user_ids))
+    if start is not None:
+        rollups = rollups.filter(period__gte=start)
+    total: Decimal | None = rollups.aggregate(total=Sum("cost_usd"))["total"]
+    return total or ZERO
+
+
 def exhausted(budget: Budget, spent: Decimal, now: float) -> ApiError:
     """The refusal: names the budget, what was spent, and when it resets."""
     _, end = period_bounds(budget.period, datetime.fromtimestamp(now, tz=UTC))
