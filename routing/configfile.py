@@ -1,18 +1,31 @@
 """Configuration as a YAML file: `importconfig` applies one, `exportconfig` writes one.
 
-The file names upstreams and aliases by name, so applying it twice changes nothing the second time.
-Secrets never leave the database: an export shows environment-variable references only.
+The file names upstreams, aliases, groups and users by name (and users' keys by label), so applying it twice
+changes nothing the second time. Secrets never leave the database: an export shows environment-variable references
+only, and keys appear by label (a key is made with `createkey`, which shows it once). Errors name the line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import models, transaction
 
-from routing.models import AuthHeader, ModelAlias, Upstream
+from routing.models import (
+    AuthHeader,
+    BudgetPeriod,
+    GroupPolicy,
+    KeyPolicy,
+    ModelAlias,
+    ProxyKey,
+    Upstream,
+    UserPolicy,
+)
 from routing.secrets import decrypt, encrypt
 from translation.dialect import Dialect
 
@@ -54,10 +67,69 @@ ALIAS_DEFAULTS: dict[str, Any] = {
     "extra_body": {},
 }
 ALIAS_FIELDS = {"name", "upstream", "model", "priority", "enabled", *ALIAS_SETTINGS}
+SECTIONS = ("upstreams", "aliases", "groups", "users")
+# Model access, budgets and rate limits (routing.policy): a group has access and a budget, users and keys all three.
+GROUP_FIELDS = {"name", "models", "budget"}
+USER_FIELDS = {"username", "active", "groups", "models", "budget", "limits", "keys"}
+KEY_FIELDS = {"label", "models", "budget", "limits"}
+BUDGET_FIELDS = {"usd", "period"}
+LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "concurrent_streams")
 
 
 class ConfigFileError(ValueError):
     pass
+
+
+# --- reading with line numbers ----------------------------------------------------------------------------
+
+
+class _Mapping(dict[Any, Any]):
+    """A YAML mapping that remembers its line and the line of each key (1-based)."""
+
+    line = 0
+    key_lines: dict[Any, int]
+
+
+class _Sequence(list[Any]):
+    line = 0
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
+    loader.flatten_mapping(node)
+    mapping = _Mapping()
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[key] = key_node.start_mark.line + 1
+    return mapping
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _Sequence:
+    sequence = _Sequence(loader.construct_object(child, deep=True) for child in node.value)
+    sequence.line = node.start_mark.line + 1
+    return sequence
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _line(value: Any, key: Any = None) -> int:
+    """The line of `value`'s key `key` (or of `value` itself), 0 when unknown."""
+    if key is not None and isinstance(value, _Mapping) and key in value.key_lines:
+        return value.key_lines[key]
+    return int(getattr(value, "line", 0))
+
+
+def _at(value: Any, where: str, key: Any = None) -> str:
+    line = _line(value, key)
+    return f"line {line}: {where}" if line else where
 
 
 @dataclass
@@ -69,44 +141,131 @@ class ImportReport:
 
 def _require_mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ConfigFileError(f"{where}: expected a mapping, got {type(value).__name__}")
+        raise ConfigFileError(f"{_at(value, where)}: expected a mapping, got {type(value).__name__}")
     return value
 
 
-def _check_fields(entry: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(entry) - allowed)
+def _require_list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigFileError(f"{_at(value, where)}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _check_fields(entry: dict[str, Any], allowed: set[str], where: str, name: str = "name") -> None:
+    unknown = sorted(set(entry) - allowed, key=str)
     if unknown:
-        raise ConfigFileError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    if not entry.get("name"):
-        raise ConfigFileError(f"{where}: 'name' is required")
+        raise ConfigFileError(
+            f"{_at(entry, where, unknown[0])}: unknown field(s) {', '.join(map(str, unknown))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    if not entry.get(name) or not isinstance(entry.get(name), str):
+        raise ConfigFileError(f"{_at(entry, where)}: '{name}' is required")
 
 
 def parse(text: str) -> dict[str, list[dict[str, Any]]]:
     try:
-        document = yaml.safe_load(text) or {}
+        document = yaml.load(text, Loader=_Loader) or {}  # _Loader is yaml.SafeLoader that keeps line numbers
     except yaml.YAMLError as exc:
         raise ConfigFileError(f"not valid YAML: {exc}") from exc
     document = _require_mapping(document, "top level")
-    unknown = sorted(set(document) - {"upstreams", "aliases"})
+    unknown = sorted(set(document) - set(SECTIONS), key=str)
     if unknown:
-        raise ConfigFileError(f"top level: unknown section(s) {', '.join(unknown)}")
-    upstreams = document.get("upstreams") or []
-    aliases = document.get("aliases") or []
-    for index, entry in enumerate(upstreams):
+        raise ConfigFileError(f"{_at(document, 'top level', unknown[0])}: unknown section(s) {', '.join(unknown)}")
+    sections = {name: _require_list(document.get(name), name) for name in SECTIONS}
+    for index, entry in enumerate(sections["upstreams"]):
         where = f"upstreams[{index}]"
         _check_fields(_require_mapping(entry, where), UPSTREAM_FIELDS, where)
+        where = f"{where} ({entry['name']})"
         if entry.get("format") not in {d.value for d in Dialect}:
-            raise ConfigFileError(f"{where}: format must be one of {', '.join(d.value for d in Dialect)}")
+            raise ConfigFileError(
+                f"{_at(entry, where, 'format')}: format must be one of {', '.join(d.value for d in Dialect)}"
+            )
         if not entry.get("base_url"):
-            raise ConfigFileError(f"{where}: 'base_url' is required")
+            raise ConfigFileError(f"{_at(entry, where)}: 'base_url' is required")
         if entry.get("api_key") and entry.get("api_key_env"):
-            raise ConfigFileError(f"{where}: give api_key or api_key_env, not both")
-    for index, entry in enumerate(aliases):
+            raise ConfigFileError(f"{_at(entry, where, 'api_key')}: give api_key or api_key_env, not both")
+    for index, entry in enumerate(sections["aliases"]):
         where = f"aliases[{index}]"
         _check_fields(_require_mapping(entry, where), ALIAS_FIELDS, where)
         if not entry.get("upstream"):
-            raise ConfigFileError(f"{where}: 'upstream' is required")
-    return {"upstreams": upstreams, "aliases": aliases}
+            raise ConfigFileError(f"{_at(entry, where)}: 'upstream' is required")
+    _check_unique(sections["groups"], "groups", "name")
+    for index, entry in enumerate(sections["groups"]):
+        where = f"groups[{index}]"
+        _check_fields(_require_mapping(entry, where), GROUP_FIELDS, where)
+        _check_policy(entry, f"{where} ({entry['name']})", limits=False)
+    _check_unique(sections["users"], "users", "username")
+    for index, entry in enumerate(sections["users"]):
+        where = f"users[{index}]"
+        _check_fields(_require_mapping(entry, where), USER_FIELDS, where, name="username")
+        where = f"{where} ({entry['username']})"
+        if "active" in entry and not isinstance(entry["active"], bool):
+            raise ConfigFileError(f"{_at(entry, where, 'active')}: active must be true or false")
+        _check_names(entry, "groups", where)
+        _check_policy(entry, where, limits=True)
+        keys = _require_list(entry.get("keys"), f"{where}: keys")
+        _check_unique(keys, f"{where}: keys", "label")
+        for key_index, key in enumerate(keys):
+            key_where = f"{where}: keys[{key_index}]"
+            _check_fields(_require_mapping(key, key_where), KEY_FIELDS, key_where, name="label")
+            _check_policy(key, f"{key_where} ({key['label']})", limits=True)
+    return sections
+
+
+def _check_unique(entries: list[Any], where: str, name: str) -> None:
+    seen: set[Any] = set()
+    for index, entry in enumerate(entries):
+        value = entry.get(name) if isinstance(entry, dict) else None
+        if value is not None and value in seen:
+            raise ConfigFileError(f"{_at(entry, f'{where}[{index}]', name)}: {name} {value!r} appears twice")
+        seen.add(value)
+
+
+def _check_names(entry: dict[str, Any], key: str, where: str) -> None:
+    value = entry.get(key)
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigFileError(f"{_at(entry, where, key)}: {key} must be a list of names")
+
+
+def _check_policy(entry: dict[str, Any], where: str, *, limits: bool) -> None:
+    _check_names(entry, "models", where)
+    budget = entry.get("budget")
+    if budget is not None:
+        _require_mapping(budget, f"{_at(entry, where, 'budget')}: budget")
+        unknown = sorted(set(budget) - BUDGET_FIELDS, key=str)
+        if unknown:
+            raise ConfigFileError(f"{_at(budget, where, unknown[0])}: budget: unknown field(s) {', '.join(unknown)}")
+        usd = _decimal(budget.get("usd"))
+        if usd is None or usd < 0:
+            raise ConfigFileError(f"{_at(budget, where, 'usd')}: budget: usd must be a number of dollars, 0 or more")
+        if budget.get("period", BudgetPeriod.MONTH) not in BudgetPeriod.values:
+            raise ConfigFileError(
+                f"{_at(budget, where, 'period')}: budget: period must be one of {', '.join(BudgetPeriod.values)}"
+            )
+    if not limits or entry.get("limits") is None:
+        return
+    values = _require_mapping(entry["limits"], f"{_at(entry, where, 'limits')}: limits")
+    for name, value in values.items():
+        if name not in LIMIT_FIELDS:
+            raise ConfigFileError(
+                f"{_at(values, where, name)}: limits: unknown field {name}; allowed: {', '.join(LIMIT_FIELDS)}"
+            )
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigFileError(f"{_at(values, where, name)}: limits: {name} must be a whole number, 1 or more")
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 def _apply(obj: Upstream | ModelAlias, values: dict[str, Any], report: ImportReport, label: str) -> None:
@@ -138,44 +297,154 @@ def _credential_values(upstream: Upstream, entry: dict[str, Any]) -> dict[str, A
     return {}
 
 
-def import_config(text: str) -> ImportReport:
+def import_config(text: str, *, dry_run: bool = False) -> ImportReport:
+    """Apply the file in one transaction; `dry_run` checks it against the database too, then rolls back."""
     document = parse(text)
     report = ImportReport()
-    with transaction.atomic():
-        known = {u.name: u for u in Upstream.objects.all()}
-        for entry in document["upstreams"]:
-            upstream = known.get(entry["name"]) or Upstream(name=entry["name"])
-            values: dict[str, Any] = {
-                "format": entry["format"],
-                "base_url": entry["base_url"],
-                "headers": entry.get("headers") or {},
-                "query_params": entry.get("query") or {},
-                "auth_header": entry.get("auth_header", AuthHeader.AUTO),
-                "timeout": float(entry.get("timeout", 600)),
-                "connect_timeout": float(entry.get("connect_timeout", 10)),
-                "allow_direct_models": bool(entry.get("allow_direct_models", True)),
-                "forward_client_key": bool(entry.get("forward_client_key", False)),
-                "translation_flags": entry.get("translation_flags") or {},
-                "enabled": bool(entry.get("enabled", True)),
-            }
-            values.update(_credential_values(upstream, entry))
-            _apply(upstream, values, report, f"upstream {entry['name']}")
-            known[upstream.name] = upstream
-        aliases = {a.name: a for a in ModelAlias.objects.all()}
-        for index, entry in enumerate(document["aliases"]):
-            target = known.get(entry["upstream"])
-            if target is None:
-                raise ConfigFileError(f"aliases[{index}]: no upstream named {entry['upstream']!r}")
-            alias = aliases.get(entry["name"]) or ModelAlias(name=entry["name"])
-            values = {
-                "upstream_id": target.pk,
-                "upstream_model": entry.get("model", ""),
-                "priority": int(entry.get("priority", 100)),
-                "enabled": bool(entry.get("enabled", True)),
-            }
-            values.update({attr: entry.get(key, ALIAS_DEFAULTS[key]) for key, attr in ALIAS_SETTINGS.items()})
-            _apply(alias, values, report, f"alias {entry['name']}")
+    try:
+        with transaction.atomic():
+            _import(document, report)
+            if dry_run:
+                raise _RolledBack
+    except _RolledBack:
+        pass
     return report
+
+
+class _RolledBack(Exception):
+    pass
+
+
+def _import(document: dict[str, list[dict[str, Any]]], report: ImportReport) -> None:
+    known = {u.name: u for u in Upstream.objects.all()}
+    for entry in document["upstreams"]:
+        upstream = known.get(entry["name"]) or Upstream(name=entry["name"])
+        values: dict[str, Any] = {
+            "format": entry["format"],
+            "base_url": entry["base_url"],
+            "headers": entry.get("headers") or {},
+            "query_params": entry.get("query") or {},
+            "auth_header": entry.get("auth_header", AuthHeader.AUTO),
+            "timeout": float(entry.get("timeout", 600)),
+            "connect_timeout": float(entry.get("connect_timeout", 10)),
+            "allow_direct_models": bool(entry.get("allow_direct_models", True)),
+            "forward_client_key": bool(entry.get("forward_client_key", False)),
+            "translation_flags": entry.get("translation_flags") or {},
+            "enabled": bool(entry.get("enabled", True)),
+        }
+        values.update(_credential_values(upstream, entry))
+        _apply(upstream, values, report, f"upstream {entry['name']}")
+        known[upstream.name] = upstream
+    aliases = {a.name: a for a in ModelAlias.objects.all()}
+    for index, entry in enumerate(document["aliases"]):
+        target = known.get(entry["upstream"])
+        if target is None:
+            where = _at(entry, f"aliases[{index}]", "upstream")
+            raise ConfigFileError(f"{where}: no upstream named {entry['upstream']!r}")
+        alias = aliases.get(entry["name"]) or ModelAlias(name=entry["name"])
+        values = {
+            "upstream_id": target.pk,
+            "upstream_model": entry.get("model", ""),
+            "priority": int(entry.get("priority", 100)),
+            "enabled": bool(entry.get("enabled", True)),
+        }
+        values.update({attr: entry.get(key, ALIAS_DEFAULTS[key]) for key, attr in ALIAS_SETTINGS.items()})
+        _apply(alias, values, report, f"alias {entry['name']}")
+    _import_access(document, report)
+
+
+# --- groups, users and keys -------------------------------------------------------------------------------
+
+
+def _policy_values(entry: dict[str, Any], *, limits: bool) -> dict[str, Any]:
+    """The policy fields `entry` describes; what it leaves out is "no restriction"."""
+    budget = entry.get("budget") or {}
+    values: dict[str, Any] = {
+        "allowed_models": [str(m).strip() for m in entry.get("models") or []],
+        "budget_usd": _decimal(budget.get("usd")) if budget else None,
+        "budget_period": budget.get("period", BudgetPeriod.MONTH) if budget else BudgetPeriod.MONTH,
+    }
+    if limits:
+        given = entry.get("limits") or {}
+        values.update({name: given.get(name) for name in LIMIT_FIELDS})
+    return values
+
+
+def _restricts(values: dict[str, Any]) -> bool:
+    return bool(values["allowed_models"]) or any(values.get(name) is not None for name in ("budget_usd", *LIMIT_FIELDS))
+
+
+def _apply_policy(model: type[models.Model], owner: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Make the owner's policy row say `values` (no row when nothing restricts); True when something changed."""
+    existing = model._default_manager.filter(**owner).first()
+    if not _restricts(values):
+        if existing is None:
+            return False
+        existing.delete()
+        return True
+    policy = existing if existing is not None else model(**owner)
+    changed = existing is None
+    for attr, value in values.items():
+        if getattr(policy, attr) != value:
+            setattr(policy, attr, value)
+            changed = True
+    if changed:
+        policy.full_clean(exclude=list(owner))
+        policy.save()
+    return changed
+
+
+def _tally(report: ImportReport, label: str, created: bool, changed: bool) -> None:
+    (report.created if created else report.updated if changed else report.unchanged).append(label)
+
+
+def _import_access(document: dict[str, list[dict[str, Any]]], report: ImportReport) -> None:
+    groups = {g.name: g for g in Group.objects.all()}
+    for entry in document["groups"]:
+        group = groups.get(entry["name"])
+        created = group is None
+        if group is None:
+            group = groups[entry["name"]] = Group.objects.create(name=entry["name"])
+        changed = _apply_policy(GroupPolicy, {"group": group}, _policy_values(entry, limits=False))
+        _tally(report, f"group {group.name}", created, changed)
+
+    users = get_user_model()
+    for index, entry in enumerate(document["users"]):
+        where = f"users[{index}] ({entry['username']})"
+        user = users._default_manager.filter(username=entry["username"]).first()
+        created = user is None
+        if user is None:
+            user = users(username=entry["username"], is_active=entry.get("active", True))
+            user.set_unusable_password()
+            user.save()
+        changed = False
+        if "active" in entry and user.is_active != entry["active"]:
+            user.is_active = entry["active"]
+            user.save(update_fields=["is_active"])
+            changed = True
+        if entry.get("groups") is not None:
+            missing = [name for name in entry["groups"] if name not in groups]
+            if missing:
+                raise ConfigFileError(f"{_at(entry, where, 'groups')}: no group named {missing[0]!r}")
+            wanted = {groups[name].pk for name in entry["groups"]}
+            if set(user.groups.values_list("pk", flat=True)) != wanted:
+                user.groups.set(wanted)
+                changed = True
+        changed = _apply_policy(UserPolicy, {"user": user}, _policy_values(entry, limits=True)) or changed
+        _tally(report, f"user {user.get_username()}", created, changed)
+        for key_index, key_entry in enumerate(entry.get("keys") or []):
+            label = key_entry["label"]
+            keys = list(ProxyKey.objects.filter(user=user, label=label, revoked_at__isnull=True))
+            key_where = _at(key_entry, f"{where}: keys[{key_index}]", "label")
+            if not keys:
+                raise ConfigFileError(
+                    f"{key_where}: {user.get_username()} has no key labelled {label!r} (keys are made with "
+                    f"`manage.py createkey --user {user.get_username()} --label {label}`, which shows the key once)"
+                )
+            if len(keys) > 1:
+                raise ConfigFileError(f"{key_where}: {user.get_username()} has {len(keys)} keys labelled {label!r}")
+            key_changed = _apply_policy(KeyPolicy, {"key": keys[0]}, _policy_values(key_entry, limits=True))
+            _tally(report, f"key {user.get_username()}/{label}", False, key_changed)
 
 
 def export_config() -> str:
@@ -216,9 +485,65 @@ def export_config() -> str:
             if value != ALIAS_DEFAULTS[key]:
                 entry[key] = value
         aliases.append(entry)
-    body = yaml.safe_dump({"upstreams": upstreams, "aliases": aliases}, sort_keys=False, allow_unicode=True)
-    if not stored_keys:
-        return body
-    # Secrets never leave the database; importing this file back keeps the stored keys as they are.
-    note = f"# Keys stored encrypted in the database (not exported): {', '.join(stored_keys)}\n"
-    return note + body
+    groups, users, unnamed = _export_access()
+    document = {"upstreams": upstreams, "aliases": aliases, "groups": groups, "users": users}
+    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    notes = []
+    if stored_keys:
+        # Secrets never leave the database; importing this file back keeps the stored keys as they are.
+        notes.append(f"# Keys stored encrypted in the database (not exported): {', '.join(stored_keys)}\n")
+    if unnamed:
+        listed = ", ".join(unnamed)
+        notes.append(f"# Proxy keys without a unique label (not listed, nor their limits): {listed}\n")
+    return "".join(notes) + body
+
+
+def _policy_entry(policy: GroupPolicy | UserPolicy | KeyPolicy | None, *, limits: bool) -> dict[str, Any]:
+    """The file's fields for a policy, only those that restrict."""
+    if policy is None:
+        return {}
+    entry: dict[str, Any] = {}
+    if policy.allowed_models:
+        entry["models"] = list(policy.allowed_models)
+    if policy.budget_usd is not None:
+        usd = policy.budget_usd.normalize()
+        entry["budget"] = {"usd": int(usd) if usd == usd.to_integral() else float(usd), "period": policy.budget_period}
+    if limits:
+        assert isinstance(policy, UserPolicy | KeyPolicy)
+        given = {name: getattr(policy, name) for name in LIMIT_FIELDS if getattr(policy, name) is not None}
+        if given:
+            entry["limits"] = given
+    return entry
+
+
+def _export_access() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    group_policies = {p.group_id: p for p in GroupPolicy.objects.all()}
+    groups = [
+        {"name": group.name, **_policy_entry(group_policies.get(group.pk), limits=False)}
+        for group in Group.objects.order_by("name")
+    ]
+    user_policies = {p.user_id: p for p in UserPolicy.objects.all()}
+    key_policies = {p.key_id: p for p in KeyPolicy.objects.all()}
+    keys_of: dict[int, list[ProxyKey]] = {}
+    for key in ProxyKey.objects.filter(revoked_at__isnull=True).order_by("label", "created_at"):
+        keys_of.setdefault(key.user_id, []).append(key)
+    users = []
+    unnamed: list[str] = []
+    model = get_user_model()
+    for user in model._default_manager.prefetch_related("groups").order_by(model.USERNAME_FIELD):
+        username = user.get_username()
+        entry: dict[str, Any] = {"username": username, "active": user.is_active}
+        entry["groups"] = sorted(g.name for g in user.groups.all())
+        entry.update(_policy_entry(user_policies.get(user.pk), limits=True))
+        keys = keys_of.get(user.pk, [])
+        labels = [key.label for key in keys]
+        listed = []
+        for key in keys:
+            if not key.label or labels.count(key.label) > 1:
+                unnamed.append(f"{username}/{key.prefix}…")
+                continue
+            listed.append({"label": key.label, **_policy_entry(key_policies.get(key.pk), limits=True)})
+        if listed:
+            entry["keys"] = listed
+        users.append(entry)
+    return groups, users, unnamed

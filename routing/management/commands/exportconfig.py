@@ -8,7 +8,10 @@ from routing.configfile import export_config
 
 
 class Command(BaseCommand):
-    help = "Print upstreams and aliases as YAML (secrets only as environment-variable references)."
+    help = (
+        "Print upstreams, aliases, groups and users (with their keys' labels, model access, budgets and limits) as "
+        "YAML; secrets only as environment-variable references, keys never."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdout.write(export_config(), ending="")

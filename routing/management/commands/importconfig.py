@@ -6,15 +6,22 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.configfile import ConfigFileError, import_config, parse
+from routing.configfile import ConfigFileError, import_config
 
 
 class Command(BaseCommand):
-    help = "Create or update upstreams and aliases from a YAML file (idempotent; a running server picks it up live)."
+    help = (
+        "Create or update upstreams, aliases, groups and users (model access, budgets, rate limits) from a YAML file "
+        "(idempotent; a running server picks it up live)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("file", help="YAML file, or - for standard input")
-        parser.add_argument("--check", action="store_true", help="Validate the file without applying it")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Validate the file, also against the database (upstreams, groups, keys it names); apply nothing",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         import sys
@@ -23,8 +30,11 @@ class Command(BaseCommand):
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
         try:
             if options["check"]:
-                parse(text)
-                self.stdout.write("configuration file is valid")
+                report = import_config(text, dry_run=True)
+                self.stdout.write(
+                    f"configuration file is valid: it would create {len(report.created)}, "
+                    f"update {len(report.updated)} and leave {len(report.unchanged)} unchanged"
+                )
                 return
             report = import_config(text)
         except ConfigFileError as exc:
