@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from routing.budgets import spend_book
 from routing.models import RateCounter, StreamLease
@@ -352,7 +352,14 @@ class DatabaseBackend(Backend):
 def _run_db(fn: Callable[[], Any]) -> Awaitable[Any]:
     from routing.live import run_db
 
-    return run_db(fn)
+    return run_db(fn, keep_connection=True)
+
+
+def _no_durable_commit() -> None:
+    """Counters need not survive a database crash: on PostgreSQL the transaction does not wait for its WAL flush."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 def _locked_counters(names: Sequence[str]) -> dict[str, RateCounter]:
@@ -363,6 +370,7 @@ def _locked_counters(names: Sequence[str]) -> dict[str, RateCounter]:
 
 def _acquire_rows(counters: Sequence[Counter], lease: str, now: float, window: float) -> Refusal | None:
     with transaction.atomic():
+        _no_durable_commit()
         rows = _locked_counters([c.name for c in counters])
         for counter in counters:
             row = rows[counter.name]
@@ -396,6 +404,7 @@ def _finish_rows(
     tokens: Sequence[Counter], count: int, streams: Sequence[Counter], lease: str, now: float, window: float
 ) -> None:
     with transaction.atomic():
+        _no_durable_commit()
         if streams:
             StreamLease.objects.filter(lease=lease).delete()
         if tokens and count:
