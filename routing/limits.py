@@ -159,6 +159,10 @@ async def admit(exchange: Exchange, stream: bool) -> None:
     try:
         refusal = await backend.acquire(counters, lease)
     except asyncio.CancelledError:
+        # The script or transaction may have run: give back the stream slot it may have taken.
+        streams = [c for c in counters if c.kind == STREAMS]
+        if streams:
+            _background(backend.finish((), 0, streams, lease))
         raise
     except Exception as exc:
         _log_failure("rate limits could not be checked; request admitted", exc)

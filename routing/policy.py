@@ -145,9 +145,10 @@ def key_name(key: ProxyKey) -> str:
 def load_rules(keys: Sequence[ProxyKey]) -> LoadedRules:
     """Fold the policies that apply to `keys` into one `KeyRules` each (synchronous ORM; four queries)."""
     loaded = LoadedRules()
-    key_policies = {p.key_id: p for p in KeyPolicy.objects.filter(key__in=[k.pk for k in keys])}
+    # Whole tables rather than `IN (…)` lists of every key: policies are few, keys may be many.
+    key_policies = {p.key_id: p for p in KeyPolicy.objects.all()}
     user_ids = {k.user_id for k in keys}
-    user_policies = {p.user_id: p for p in UserPolicy.objects.filter(user_id__in=user_ids)}
+    user_policies = {p.user_id: p for p in UserPolicy.objects.all()}
     group_policies = {p.group_id: p for p in GroupPolicy.objects.select_related("group")}
     groups_of: dict[int, list[int]] = defaultdict(list)
     members_of: dict[int, list[int]] = defaultdict(list)
