@@ -109,8 +109,8 @@ def call(client_api: str, url: str, key: str, stream: bool, **headers: str) -> s
     if client_api == "openai-responses":
         responses = openai.OpenAI(api_key=key, base_url=url + "/v1", max_retries=0, default_headers=headers)
         if stream:
-            events = responses.responses.create(model="m", input=prompt, stream=True)
-            return "".join(e.delta for e in events if e.type == "response.output_text.delta")
+            response_events = responses.responses.create(model="m", input=prompt, stream=True)
+            return "".join(e.delta for e in response_events if e.type == "response.output_text.delta")
         return responses.responses.create(model="m", input=prompt).output_text
     gemini = genai.Client(api_key=key, http_options=genai_types.HttpOptions(base_url=url, headers=headers))
     if stream:
