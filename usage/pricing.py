@@ -22,18 +22,19 @@ every upstream, pattern. Among patterns, the one with more literal characters wi
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 import genai_prices
 from genai_prices import data_snapshot
-from genai_prices.types import TieredPrices
+from genai_prices.types import ModelInfo, Provider, TieredPrices
 
 from translation.dialect import Dialect
 from translation.usage import Usage
@@ -166,12 +167,12 @@ def _catalogue_quote(
         cache_write_tokens=usage.cache_write_tokens or 0,
         output_tokens=usage.output_tokens or 0,
     )
-    try:
-        calc = genai_prices.calc_price(
-            counts, model.removeprefix("models/"), provider_id=provider_id, genai_request_timestamp=at
-        )
-    except LookupError:
+    found = _catalogue_model(model.removeprefix("models/"), provider_id)
+    if found is None:
         return None
+    provider, info = found
+    try:
+        calc = info.calc_price(counts, provider, genai_request_timestamp=at or datetime.now(UTC))
     except ValueError:  # data genai-prices refuses: unpriced rather than a batch the ledger cannot write
         logger.exception("genai-prices could not price %s on %s", model, provider_id)
         return None
@@ -190,6 +191,17 @@ def _catalogue_quote(
     )
 
 
+# Both lookups scan the whole catalogue; the ledger prices every row with them, so they are remembered (the
+# catalogue is the one bundled with the package and never changes while the process runs).
+@functools.lru_cache(maxsize=1024)
+def _catalogue_model(model: str, provider_id: str) -> tuple[Provider, ModelInfo] | None:
+    try:
+        return data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
+    except LookupError:
+        return None
+
+
+@functools.lru_cache(maxsize=256)
 def _provider_id(base_url: str, upstream_format: str) -> str | None:
     """The genai-prices provider: the one the base URL belongs to, else the one the format implies, except
     for a self-hosted upstream (None: only an override prices it)."""
