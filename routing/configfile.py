@@ -28,6 +28,7 @@ from routing.models import (
 )
 from routing.secrets import decrypt, encrypt
 from translation.dialect import Dialect
+from translation.redaction import SECRET_NAME
 
 UPSTREAM_FIELDS = {
     "name",
@@ -322,8 +323,8 @@ def _import(document: dict[str, list[dict[str, Any]]], report: ImportReport) -> 
         values: dict[str, Any] = {
             "format": entry["format"],
             "base_url": entry["base_url"],
-            "headers": entry.get("headers") or {},
-            "query_params": entry.get("query") or {},
+            "headers": _kept_secrets(entry.get("headers") or {}, upstream.headers),
+            "query_params": _kept_secrets(entry.get("query") or {}, upstream.query_params),
             "auth_header": entry.get("auth_header", AuthHeader.AUTO),
             "timeout": float(entry.get("timeout", 600)),
             "connect_timeout": float(entry.get("connect_timeout", 10)),
@@ -447,6 +448,19 @@ def _import_access(document: dict[str, list[dict[str, Any]]], report: ImportRepo
             _tally(report, f"key {user.get_username()}/{label}", False, key_changed)
 
 
+# Written by exportconfig in place of the value of a secret-looking header or query parameter (an
+# Authorization header, an api-key parameter); importconfig keeps the value the database already holds.
+KEPT_SECRET = "(secret: kept from the database)"
+
+
+def _masked_secrets(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: KEPT_SECRET if SECRET_NAME.search(name) else value for name, value in values.items()}
+
+
+def _kept_secrets(values: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    return {name: stored.get(name, "") if value == KEPT_SECRET else value for name, value in values.items()}
+
+
 def export_config() -> str:
     upstreams = []
     stored_keys: list[str] = []
@@ -459,8 +473,8 @@ def export_config() -> str:
         entry.update(
             {
                 "auth_header": upstream.auth_header,
-                "headers": upstream.headers,
-                "query": upstream.query_params,
+                "headers": _masked_secrets(upstream.headers),
+                "query": _masked_secrets(upstream.query_params),
                 "timeout": upstream.timeout,
                 "connect_timeout": upstream.connect_timeout,
                 "allow_direct_models": upstream.allow_direct_models,

@@ -83,6 +83,26 @@ def test_export_round_trips_without_secrets(tmp_path):
 
 
 @pytest.mark.django_db
+def test_secret_headers_and_query_parameters_are_not_exported_and_survive_a_round_trip(tmp_path):
+    import_text(
+        tmp_path,
+        "upstreams:\n"
+        "  - {name: gw, format: openai-chat, base_url: 'https://gw.example/v1',\n"
+        "     headers: {Authorization: 'Bearer sk-gateway-secret-1', X-Org: acme},\n"
+        "     query: {api-key: query-secret-2, api-version: '2025-04-01'}}\n",
+    )
+    exported = run("exportconfig")
+    assert "sk-gateway-secret-1" not in exported and "query-secret-2" not in exported
+    gateway = next(u for u in yaml.safe_load(exported)["upstreams"] if u["name"] == "gw")
+    assert gateway["headers"]["X-Org"] == "acme" and gateway["query"]["api-version"] == "2025-04-01"
+
+    import_text(tmp_path, exported)
+    stored = Upstream.objects.get(name="gw")
+    assert stored.headers == {"Authorization": "Bearer sk-gateway-secret-1", "X-Org": "acme"}
+    assert stored.query_params == {"api-key": "query-secret-2", "api-version": "2025-04-01"}
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("text", "message"),
     [
