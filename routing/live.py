@@ -44,24 +44,13 @@ async def run_db(fn: Callable[[], T], *, keep_connection: bool = False) -> T:
     Each call normally starts with `close_old_connections()`, which (CONN_MAX_AGE = 0) means a new connection.
     `keep_connection` uses the connection the thread has open instead, for work done per request (rate-limit
     counters) where connecting would cost several times the work; it is still closed after an error."""
-    call = _on_open_connection(fn) if keep_connection else _with_fresh_connection(fn)
-    return await asyncio.get_running_loop().run_in_executor(db_executor, call)
+    return await asyncio.get_running_loop().run_in_executor(db_executor, _guarded(fn, fresh=not keep_connection))
 
 
-def _on_open_connection(fn: Callable[[], T]) -> Callable[[], T]:
+def _guarded(fn: Callable[[], T], *, fresh: bool) -> Callable[[], T]:
     def call() -> T:
-        try:
-            return fn()
-        except Exception:
-            connection.close()
-            raise
-
-    return call
-
-
-def _with_fresh_connection(fn: Callable[[], T]) -> Callable[[], T]:
-    def call() -> T:
-        close_old_connections()
+        if fresh:
+            close_old_connections()
         try:
             return fn()
         except Exception:
