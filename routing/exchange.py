@@ -21,7 +21,6 @@ from routing.counting import count_tokens
 from routing.endpoints import Action, match
 from routing.limits import admit
 from routing.live import live_config
-from routing.metering import wants_usage_injected
 from routing.policy import access_names
 from routing.registry import Route, Snapshot
 from routing.relay import build_upstream_request, relay_passthrough
@@ -30,6 +29,7 @@ from routing.upstream import Operation
 from translation import catalog
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, error_body, status_for
+from translation.openai_chat import wire as chat_wire
 from usage import ledger
 from usage.clients import identify
 
@@ -184,10 +184,10 @@ async def _forward(exchange: Exchange, snapshot: Snapshot) -> None:
     if endpoint.dialect is not Dialect.GEMINI:
         payload["model"] = route.upstream_model
     exchange.record.stream = stream
-    hide_usage_chunk = wants_usage_injected(endpoint.dialect, payload)
+    # Without it the ledger would see no usage; the client still gets only the chunks it asked for.
+    hide_usage_chunk = endpoint.dialect is Dialect.OPENAI_CHAT and chat_wire.usage_not_requested(payload)
     if hide_usage_chunk:
-        options = payload.get("stream_options")
-        payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        chat_wire.with_usage_requested(payload)
     upstream_request = build_upstream_request(exchange, operation, payload, stream)
     work = relay_passthrough(exchange, upstream_request, stream, hide_usage_chunk=hide_usage_chunk)
     if not await cancel_on_disconnect(exchange.request, work):

@@ -18,7 +18,6 @@ import httpx
 
 from routing.codecs import codec_for
 from routing.context import Exchange
-from translation.dialect import Dialect
 from translation.errors import status_for
 from translation.ir import (
     ReasoningDelta,
@@ -131,23 +130,3 @@ def whole_body_usage(exchange: Exchange, meter: Meter, content: bytes) -> None:
         logger.warning("usage could not be read from an upstream answer", exc_info=True)
         return
     meter.whole(decoded.value)
-
-
-def is_usage_only_chunk(event: SSEEvent) -> bool:
-    """Chat's closing `choices: []` chunk carrying usage (sent when `stream_options.include_usage` is on)."""
-    if not event.data.startswith("{") or '"usage"' not in event.data:
-        return False
-    try:
-        data = event.json()
-    except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("choices") == [] and bool(data.get("usage"))
-
-
-def wants_usage_injected(dialect: Dialect, payload: dict[str, Any]) -> bool:
-    """Without `include_usage` a Chat stream reports no usage at all (pitfall 29): the proxy asks for it and
-    keeps the extra chunk from a client that did not."""
-    if dialect is not Dialect.OPENAI_CHAT or payload.get("stream") is not True:
-        return False
-    options = payload.get("stream_options")
-    return not (isinstance(options, dict) and options.get("include_usage"))

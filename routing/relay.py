@@ -11,11 +11,12 @@ import httpx
 from routing.asgi_io import JSON_CONTENT_TYPE, SSE_HEADERS, encode_headers, send_bytes
 from routing.context import Exchange, ExchangeError
 from routing.endpoints import Action
-from routing.metering import Meter, StreamTap, is_usage_only_chunk, whole_body_usage
+from routing.metering import Meter, StreamTap, whole_body_usage
 from routing.upstream import Operation, auth_headers, endpoint_url, http_client, timeout_for
 from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, parse_upstream_error, status_for, stream_error_event
+from translation.openai_chat.wire import is_usage_only_chunk
 from translation.redaction import SECRET_NAME, carries_error_event, redact_bytes, redact_json_body, redact_text
 from translation.sse import encode_event
 
@@ -207,7 +208,7 @@ async def _relay_stream(
         async for chunk in response.aiter_bytes():
             if hide_usage_chunk:
                 events = tap.parse(redacted_stream_chunk(exchange, chunk))
-                kept = b"".join(encode_event(e.data, e.event) for e in events if not is_usage_only_chunk(e))
+                kept = b"".join(encode_event(e.data, e.event) for e in events if not is_usage_only_chunk(e.data))
                 if kept:
                     await send({"type": "http.response.body", "body": kept, "more_body": True})
                 tap.decode(events)
@@ -222,5 +223,5 @@ async def _relay_stream(
         return
     last = tap.finish()
     if hide_usage_chunk:
-        last = [e for e in last if not is_usage_only_chunk(e)]
+        last = [e for e in last if not is_usage_only_chunk(e.data)]
     await send({"type": "http.response.body", "body": b"".join(encode_event(e.data, e.event) for e in last)})

@@ -31,7 +31,7 @@ from translation.openai_chat.tools import (
     encode_tool_choice,
     encode_tools,
 )
-from translation.openai_chat.wire import DIALECT, unknown_fields
+from translation.openai_chat.wire import DIALECT, unknown_fields, with_usage_requested
 
 _MODELLED = frozenset(
     {
@@ -153,7 +153,8 @@ def encode_request(request: Request, target: TargetOptions) -> Translated[dict[s
     if request.stream:
         # Without include_usage an OpenAI-compatible stream reports no usage at all (pitfall 29).
         body["stream"] = True
-        body["stream_options"] = {**stream_options, "include_usage": True}
+        body["stream_options"] = stream_options
+        with_usage_requested(body)
     for key, value in extras.items():
         body.setdefault(key, value)
     return w.result(body)

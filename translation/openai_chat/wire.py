@@ -165,3 +165,31 @@ def stream_error(payload: Mapping[str, Any]) -> ApiError:
     code = inner.get("code") if isinstance(inner, Mapping) else None
     status = code if isinstance(code, int) and 400 <= code < 600 else 502
     return parse_upstream_error(status, json.dumps(payload).encode())
+
+
+# --- stream usage for a pass-through client ---------------------------------------------------------------
+
+
+def usage_not_requested(body: Mapping[str, Any]) -> bool:
+    """A streaming request that did not ask for `stream_options.include_usage`: its stream would report no
+    usage at all (pitfall 29), so a proxy asks for it and keeps the extra chunk from the client."""
+    if body.get("stream") is not True:
+        return False
+    options = body.get("stream_options")
+    return not (isinstance(options, dict) and options.get("include_usage"))
+
+
+def with_usage_requested(body: dict[str, Any]) -> None:
+    options = body.get("stream_options")
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+
+
+def is_usage_only_chunk(data: str) -> bool:
+    """The closing `choices: []` chunk that carries usage when `include_usage` is on."""
+    if not data.startswith("{") or '"usage"' not in data:
+        return False
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(chunk, dict) and chunk.get("choices") == [] and bool(chunk.get("usage"))
