@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
+from translation.media import media_type_for
 
 _PART_KEYS = frozenset(
     {"text", "thought", "thoughtSignature", "inlineData", "inline_data", "fileData", "file_data", "functionCall"}
@@ -285,5 +285,4 @@ class PartEncoder:
 
 def _guess_mime(url: str, part: ImagePart | DocumentPart) -> str:
     """Gemini requires fileData.mimeType; guess it from the URL when the source did not say."""
-    guessed, _ = mimetypes.guess_type(url.split("?", 1)[0])
-    return guessed or ("image/jpeg" if isinstance(part, ImagePart) else "application/pdf")
+    return media_type_for(url) or ("image/jpeg" if isinstance(part, ImagePart) else "application/pdf")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
+from translation.media import extension_for
 from translation.openai_chat.wire import (
     DIALECT,
     cache_from_wire,
@@ -180,7 +180,7 @@ def _filename(part: DocumentPart, source: InlineSource) -> str:
     name = part.filename or part.title or "document"
     if "." in name:
         return name
-    return name + (mimetypes.guess_extension(source.media_type) or "")
+    return name + (extension_for(source.media_type) or "")
 
 
 def compact_content(items: list[dict[str, Any]]) -> str | list[dict[str, Any]]:

@@ -24,12 +24,11 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
+from translation.media import media_type_for
 from translation.openai_responses.wire import DIALECT, data_url, decode_cache, encode_cache, split_data_url
 
 # Part extras key holding the enclosing output message item's id/status/phase (response output parts are flat).
 MESSAGE_KEY = "message"
-
-_MEDIA_BY_EXTENSION = {"pdf": "application/pdf", "txt": "text/plain", "md": "text/markdown", "csv": "text/csv"}
 
 
 def decode_content(content: JSON) -> tuple[Part, ...]:
@@ -89,8 +88,7 @@ def _file_source(part: Mapping[str, JSON]) -> InlineSource | UrlSource | FileSou
 
 
 def _guess_media_type(filename: Any) -> str:
-    extension = str(filename or "").rpartition(".")[2].lower()
-    return _MEDIA_BY_EXTENSION.get(extension, "application/pdf")
+    return media_type_for(str(filename or "")) or "application/pdf"
 
 
 # -- encoding ------------------------------------------------------------------------------------------------
