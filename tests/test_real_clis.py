@@ -3,9 +3,9 @@
 Each case is one agent episode against a scripted fake upstream: the model asks for the CLI's own shell tool, the
 CLI runs it, sends the result back, and the model gives a final answer. The CLIs are the pinned npm versions
 (tests/clis.py installs them once; without npm or the registry these tests are skipped, saying why). They run the
-way /work/shared/clients/run_client.sh runs them: a clean environment, a throw-away HOME, telemetry and update
-checks off, and every non-loopback request sent to a local HTTP proxy that records it and hangs up: a case fails
-when its CLI tried to reach the internet.
+way the CLIs ran when their requests were captured (see tests/fixtures/captures/README.md): a clean environment, a
+throw-away HOME, telemetry and update checks off, and every non-loopback request sent to a local HTTP proxy that
+records it and hangs up: a case fails when its CLI tried to reach the internet.
 """
 
 from __future__ import annotations

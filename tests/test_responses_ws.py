@@ -1,7 +1,8 @@
 """Responses over WebSocket (routing.responses_ws): the consumer in-process with Channels' communicator against
 fake upstreams, then the official openai SDK's `client.responses.connect()` against the live server.
 
-The frames follow Codex's WebSocket episode (/work/shared/clients/captures/codex/episode_websocket.jsonl):
+The frames follow Codex's WebSocket episode (tests/fixtures/captures/codex/episode_websocket.jsonl, captured from
+the real CLI: see tests/fixtures/captures/README.md):
 a `generate: false` warm-up with the developer message, then each turn as `response.create` with
 `previous_response_id`, only the new input items and `store: false`.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -27,6 +27,7 @@ from routing.models import ProxyKey
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, ToolCall, Usage
+from tests.fixtures import capture_records
 from tests.test_translation_matrix import BASE_PATH, tool_links
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -430,16 +431,13 @@ def _sdk_final(connection: Any) -> Any:
 
 # -- Codex's own frames ----------------------------------------------------------------------------------------
 
-CODEX_EPISODE = "/work/shared/clients/captures/codex/episode_websocket.jsonl"
+CODEX_EPISODE = "codex/episode_websocket.jsonl"
 
 
 def codex_frames() -> list[dict[str, Any]]:
-    with open(CODEX_EPISODE) as capture:
-        records = [json.loads(line) for line in capture]
-    return [r["body"] for r in records if r["kind"] == "ws_message"]
+    return [r["body"] for r in capture_records(CODEX_EPISODE) if r["kind"] == "ws_message"]
 
 
-@pytest.mark.skipif(not os.path.exists(CODEX_EPISODE), reason="the Codex capture is not on this machine")
 async def test_codex_captured_episode_replays_against_a_translated_upstream(
     live, key, translated_format, translated_upstream
 ):

@@ -13,7 +13,6 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
 
@@ -30,13 +29,13 @@ from routing.models import ProxyKey
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, Usage
+from tests.fixtures import capture_records
 
 pytestmark = pytest.mark.e2e
 
 FORMATS = ["anthropic", "openai-chat", "openai-responses", "gemini"]
 PAIRS = [(c, u) for c in FORMATS for u in FORMATS if c != u]
 BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "gemini": ""}
-CAPTURES = Path("/work/shared/clients/captures")
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
@@ -528,10 +527,7 @@ def test_several_choices_are_refused_before_any_upstream_call(proxy, key):
 
 def capture(client: str, episode: str) -> dict[str, Any]:
     """The last request of a captured two-turn tool episode (a tool call and its result in the history)."""
-    path = CAPTURES / client / f"{episode}.jsonl"
-    if not path.is_file():
-        pytest.skip(f"no capture at {path}")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = capture_records(f"{client}/{episode}.jsonl")
     return [r for r in records if r.get("kind") == "http" and r.get("method") == "POST"][-1]
 
 

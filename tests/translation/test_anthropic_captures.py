@@ -1,29 +1,23 @@
-"""Every Anthropic Messages request real clients sent (shared/clients/captures) decodes and re-encodes losslessly."""
+"""Every Anthropic Messages request real clients sent decodes and re-encodes losslessly (the requests were captured
+from the real CLIs and SDKs: see tests/fixtures/captures/README.md)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures import all_capture_records
 from translation.anthropic.request import decode_request, encode_request
 from translation.codec import TargetOptions
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared/clients/captures"
-
 
 def _anthropic_requests() -> list[Any]:
-    if not CAPTURES.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no client captures at {CAPTURES}"))]
-    params = []
-    for path in sorted(CAPTURES.glob("*/*.jsonl")):
-        for line_number, line in enumerate(path.read_text().splitlines(), start=1):
-            record = json.loads(line)
-            if str(record.get("path", "")).startswith("/v1/messages"):
-                params.append(pytest.param(record, id=f"{path.parent.name}/{path.stem}:{line_number}"))
-    return params
+    return [
+        pytest.param(record, id=name)
+        for name, record in all_capture_records()
+        if str(record.get("path", "")).startswith("/v1/messages")
+    ]
 
 
 @pytest.mark.parametrize("record", _anthropic_requests())

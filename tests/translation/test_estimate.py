@@ -9,11 +9,11 @@ import random
 import struct
 import typing
 import zlib
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures import all_capture_records
 from translation.anthropic.request import decode_request as decode_anthropic
 from translation.dialect import Dialect
 from translation.estimate import estimate_input_tokens
@@ -46,8 +46,6 @@ from translation.ir import (
     UrlSource,
 )
 from translation.openai_responses.request import decode_request as decode_responses
-
-CAPTURES = Path(__file__).resolve().parents[3] / "shared/clients/captures"
 
 PROSE = (
     "The proxy answers token-count requests locally when the upstream cannot count them, so clients that "
@@ -353,24 +351,20 @@ def test_an_empty_request_still_costs_its_framing() -> None:
 
 
 def captured_requests() -> list[Any]:
-    if not CAPTURES.is_dir():
-        return [pytest.param(None, None, None, marks=pytest.mark.skip(reason=f"no client captures at {CAPTURES}"))]
     params = []
-    for path in sorted(CAPTURES.glob("*/*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            route, body = str(record.get("path") or ""), record.get("body")
-            if not isinstance(body, dict):
-                continue
-            if route.startswith("/v1/messages"):
-                decoded = decode_anthropic(body).value
-            elif route == "/v1/responses" and "input" in body:
-                decoded = decode_responses(body).value
-            elif "/models/" in route and "contents" in body:
-                decoded = decode_gemini(body, model=route.split("/models/")[1].split(":")[0]).value
-            else:
-                continue
-            params.append(pytest.param(route, body, decoded, id=f"{path.parent.name}/{path.stem}#{record['seq']}"))
+    for name, record in all_capture_records():
+        route, body = str(record.get("path") or ""), record.get("body")
+        if not isinstance(body, dict):
+            continue
+        if route.startswith("/v1/messages"):
+            decoded = decode_anthropic(body).value
+        elif route == "/v1/responses" and "input" in body:
+            decoded = decode_responses(body).value
+        elif "/models/" in route and "contents" in body:
+            decoded = decode_gemini(body, model=route.split("/models/")[1].split(":")[0]).value
+        else:
+            continue
+        params.append(pytest.param(route, body, decoded, id=name))
     return params
 
 

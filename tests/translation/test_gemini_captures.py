@@ -1,31 +1,25 @@
-"""Every Gemini request a real client sent (/work/shared/clients/captures) decodes and re-encodes to Gemini."""
+"""Every Gemini request a real client sent decodes and re-encodes to Gemini (the requests were captured from the
+real CLIs and SDKs: see tests/fixtures/captures/README.md)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures import all_capture_records
 from translation.codec import TargetOptions
 from translation.gemini.request import decode_request, encode_request
 from translation.ir import Role, TextPart, ToolCallPart, ToolResultPart
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared/clients/captures"
-
 
 def _gemini_captures() -> list[Any]:
-    if not CAPTURES.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no client captures at {CAPTURES}"))]
-    params = []
-    for path in sorted(CAPTURES.glob("*/*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            route = record.get("path", "")
-            if "/models/" in route and route.endswith(("generateContent", "streamGenerateContent")):
-                params.append(pytest.param(record, id=f"{path.parent.name}/{path.stem}#{record['seq']}"))
-    return params
+    return [
+        pytest.param(record, id=name)
+        for name, record in all_capture_records()
+        if "/models/" in record.get("path", "")
+        and record["path"].endswith(("generateContent", "streamGenerateContent"))
+    ]
 
 
 @pytest.mark.parametrize("record", _gemini_captures())

@@ -1,4 +1,4 @@
-"""Focused tests for the pitfalls (/work/shared/docs/pitfalls.md) the Chat codec must handle."""
+"""Focused tests for the known pitfalls of Chat Completions that the Chat codec must handle."""
 
 from __future__ import annotations
 

@@ -1,31 +1,24 @@
 """Every real Responses request in the client captures decodes and re-encodes to Responses unchanged in the
-parts that matter (tools and input items), over HTTP and WebSocket alike."""
+parts that matter (tools and input items), over HTTP and WebSocket alike (the requests were captured from the
+real CLIs and SDKs: see tests/fixtures/captures/README.md)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures import all_capture_records
 from translation.codec import TargetOptions
 from translation.openai_responses.request import decode_request, encode_request
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared/clients/captures"
-
 
 def _responses_bodies() -> list[Any]:
-    if not CAPTURES.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no client captures at {CAPTURES}"))]
-    params = []
-    for path in sorted(CAPTURES.glob("*/*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            body = record.get("body")
-            if record.get("path") == "/v1/responses" and isinstance(body, dict) and "input" in body:
-                params.append(pytest.param(body, id=f"{path.parent.name}/{path.stem}#{record['seq']}"))
-    return params
+    return [
+        pytest.param(body, id=name)
+        for name, record in all_capture_records()
+        if record.get("path") == "/v1/responses" and isinstance(body := record.get("body"), dict) and "input" in body
+    ]
 
 
 @pytest.mark.parametrize("body", _responses_bodies())
