@@ -1,15 +1,18 @@
 """The contract every dialect folder implements (translation/README.md explains it in prose).
 
 The Protocols below are for the type checker and for routing, which picks a codec by `Dialect`; the codec
-modules themselves are plain functions and classes that satisfy them structurally.
+modules themselves are plain functions and classes that satisfy them structurally. Each dialect package
+exports one `Codec` built from its `request`, `response` and `stream` modules
+(`from translation.anthropic import CODEC`), so mypy checks every module against the contract.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from translation.dialect import Dialect
 from translation.ir.diagnostics import Translated, TranslationWarning
 from translation.ir.request import Request
 from translation.ir.response import Response
@@ -101,3 +104,32 @@ class ResponseCodec(Protocol):
     def decode_response(self, body: Mapping[str, Any], *, request: Request | None = None) -> Translated[Response]: ...
 
     def encode_response(self, response: Response, client: ClientContext) -> Translated[dict[str, Any]]: ...
+
+
+# Module-level names, so the StreamCodec members below can be called StreamDecoder/StreamEncoder (the class
+# names in every stream.py) without shadowing the Protocols in their own annotations.
+StreamDecoderFactory = Callable[[Request], StreamDecoder]
+StreamEncoderFactory = Callable[[ClientContext], StreamEncoder]
+
+
+class StreamCodec(Protocol):
+    """A dialect's stream module: `StreamDecoder(request)` for the upstream side, `StreamEncoder(client)` for
+    the client side."""
+
+    @property
+    def StreamDecoder(self) -> StreamDecoderFactory: ...
+
+    @property
+    def StreamEncoder(self) -> StreamEncoderFactory: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """One dialect's whole codec, as its package exports it (`CODEC`):
+    `codec.request.decode_request / encode_request`, `codec.response.decode_response / encode_response`,
+    `codec.stream.StreamDecoder(request) / StreamEncoder(client)`."""
+
+    dialect: Dialect
+    request: RequestCodec
+    response: ResponseCodec
+    stream: StreamCodec

@@ -6,3 +6,12 @@
 - `anthropic_system_messages` (bool): keep mid-conversation system messages as `{role: "system"}` on an older
   version too (Claude Code's `mid-conversation-system-*` beta); otherwise they are folded into user turns.
 """
+
+from translation.anthropic import request, response, stream
+from translation.codec import Codec
+from translation.dialect import Dialect
+
+CODEC = Codec(Dialect.ANTHROPIC, request, response, stream)
+"""This dialect's codec, checked against the contract in translation/codec.py."""
+
+__all__ = ["CODEC"]

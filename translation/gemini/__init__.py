@@ -16,3 +16,12 @@ Choices:
 - Gemini thoughts (`thought: true`) are thought summaries: they decode to `ReasoningPart(summary=True)`. Unsigned
   reasoning is not sent back to Gemini (it ignores thought text in history; only signatures matter).
 """
+
+from translation.codec import Codec
+from translation.dialect import Dialect
+from translation.gemini import request, response, stream
+
+CODEC = Codec(Dialect.GEMINI, request, response, stream)
+"""This dialect's codec, checked against the contract in translation/codec.py."""
+
+__all__ = ["CODEC"]

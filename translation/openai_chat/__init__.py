@@ -16,3 +16,12 @@
   Otherwise a CUSTOM tool is a function taking one string `input`, the grammar in its description, and calls
   to it come back as CUSTOM calls (translation/custom_tools.py, pitfall 16).
 """
+
+from translation.codec import Codec
+from translation.dialect import Dialect
+from translation.openai_chat import request, response, stream
+
+CODEC = Codec(Dialect.OPENAI_CHAT, request, response, stream)
+"""This dialect's codec, checked against the contract in translation/codec.py."""
+
+__all__ = ["CODEC"]
