@@ -135,6 +135,37 @@ def error_body(dialect: Dialect, error: ApiError) -> dict[str, Any]:
     }
 
 
+# OpenAI error `code` or `type` values (Chat error chunks, Responses `error` events and failed responses) ->
+# (kind, the HTTP status OpenAI answers that error with when it differs from the kind's default).
+_OPENAI_KINDS: dict[str, tuple[ErrorKind, int | None]] = {
+    "rate_limit_exceeded": (ErrorKind.RATE_LIMITED, None),
+    "rate_limit_error": (ErrorKind.RATE_LIMITED, None),
+    "insufficient_quota": (ErrorKind.BUDGET_EXHAUSTED, None),
+    "server_error": (ErrorKind.UPSTREAM_ERROR, 500),
+    "server_is_overloaded": (ErrorKind.OVERLOADED, None),
+    "service_unavailable": (ErrorKind.UNAVAILABLE, None),
+    "timeout": (ErrorKind.TIMEOUT, None),
+    "timeout_error": (ErrorKind.TIMEOUT, None),
+    "invalid_api_key": (ErrorKind.AUTHENTICATION, None),
+    "authentication_error": (ErrorKind.AUTHENTICATION, None),
+    "permission_error": (ErrorKind.PERMISSION, None),
+    "model_not_found": (ErrorKind.NOT_FOUND, None),
+    "not_found_error": (ErrorKind.NOT_FOUND, None),
+    "request_too_large": (ErrorKind.REQUEST_TOO_LARGE, None),
+    "invalid_request_error": (ErrorKind.INVALID_REQUEST, None),
+}
+
+
+def openai_error_kind(code: object, error_type: object = None) -> tuple[ErrorKind, int | None] | None:
+    """(kind, status or None for the kind's default) of an OpenAI error by its `code`, else its `type`;
+    None when neither is known. The code is the more specific of the two (`server_error` type, `timeout`
+    code)."""
+    for name in (code, error_type):
+        if isinstance(name, str) and name in _OPENAI_KINDS:
+            return _OPENAI_KINDS[name]
+    return None
+
+
 def kind_for_status(status: int) -> ErrorKind:
     """Classify an upstream HTTP error status."""
     if status in (529, 503):

@@ -21,6 +21,11 @@ _KINDS = {
 }
 
 
+# The HTTP status Anthropic answers each error type with (https://docs.anthropic.com/en/api/errors), where it
+# differs from the kind's default: an in-stream error carries no status line, only its type.
+_STATUS = {"api_error": 500, "billing_error": 402}
+
+
 def stream_error(payload: Mapping[str, Any]) -> ApiError:
     """`{"type": "error", "error": {"type": …, "message": …}}` as an ApiError (unknown types: upstream error)."""
     error = payload.get("error")
@@ -29,4 +34,4 @@ def stream_error(payload: Mapping[str, Any]) -> ApiError:
     message = str(error.get("message") or "the upstream reported an error mid-stream")
     # The Anthropic type is carried by `kind`; `code` is what OpenAI clients read, so it stays unset here rather
     # than showing them an Anthropic type name.
-    return ApiError(kind=_KINDS.get(error_type, ErrorKind.UPSTREAM_ERROR), message=message)
+    return ApiError(_KINDS.get(error_type, ErrorKind.UPSTREAM_ERROR), message, status=_STATUS.get(error_type))

@@ -23,6 +23,7 @@ from translation.gemini.wire import (
     finish_from_stop,
     include_thoughts,
     own_signature,
+    rpc_http_status,
     signature_of,
     stop_from_finish,
     usage_from_metadata,
@@ -181,8 +182,12 @@ def _whole_call(index: int, call: ToolCallPart) -> list[StreamEvent]:
 
 
 def _upstream_error(error: dict[str, Any]) -> ApiError:
+    """`{"code": 500, "message": …, "status": "INTERNAL"}`: the HTTP status Gemini would have answered with
+    is `code`; without a usable one, the google.rpc `status` name says it."""
     code = error.get("code")
-    status = code if isinstance(code, int) else None
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    status = code if isinstance(code, int) and 400 <= code < 600 else rpc_http_status(error.get("status"))
     kind = kind_for_status(status) if status is not None else ErrorKind.UPSTREAM_ERROR
     return ApiError(kind, str(error.get("message") or "Gemini stream error"), status=status)
 

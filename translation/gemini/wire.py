@@ -157,3 +157,31 @@ def leftovers(obj: Mapping[str, Any], known: frozenset[str] | set[str]) -> dict[
 def include_thoughts(request: Request) -> bool:
     """Gemini returns thoughts only to clients that set thinkingConfig.includeThoughts."""
     return bool(request.reasoning is not None and request.reasoning.include_thoughts)
+
+
+# -- errors --------------------------------------------------------------------------------------------------
+
+# google.rpc status names -> the HTTP status the Gemini API answers with (https://ai.google.dev/gemini-api/docs/troubleshooting).
+_RPC_HTTP_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "INTERNAL": 500,
+    "UNKNOWN": 500,
+    "DATA_LOSS": 500,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+
+def rpc_http_status(status: object) -> int | None:
+    """The HTTP status for a google.rpc status name (`"INTERNAL"` -> 500), None when unknown."""
+    return _RPC_HTTP_STATUS.get(status) if isinstance(status, str) else None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from translation.dialect import Dialect
-from translation.errors import ApiError, parse_upstream_error
+from translation.errors import ApiError, openai_error_kind, parse_upstream_error
 from translation.ir import CacheHint, InlineSource, MediaSource, StopReason, UrlSource, Usage, Warnings
 
 DIALECT = Dialect.OPENAI_CHAT
@@ -162,12 +163,23 @@ def cache_to_wire(hint: CacheHint) -> dict[str, Any]:
 def stream_error(payload: Mapping[str, Any]) -> ApiError:
     """An `{"error": …}` chunk: OpenAI-compatible servers sometimes put the HTTP status in `error.code`."""
     inner = payload.get("error")
-    code = inner.get("code") if isinstance(inner, Mapping) else None
-    status = code if isinstance(code, int) and 400 <= code < 600 else 502
-    return parse_upstream_error(status, json.dumps(payload).encode())
+    inner = inner if isinstance(inner, Mapping) else {}
+    code = inner.get("code")
+    if isinstance(code, int) and 400 <= code < 600:
+        return parse_upstream_error(code, json.dumps(payload).encode())
+    error = parse_upstream_error(502, json.dumps(payload).encode())
+    known = openai_error_kind(code, inner.get("type"))
+    if known is None:
+        return error
+    kind, status = known
+    return replace(error, kind=kind, status=status)  # what the chunk says, not the 502 of an unknown failure
 
 
 # --- stream usage for a pass-through client ---------------------------------------------------------------
+
+
+# Request fields the Chat stream encoder honours itself whatever the upstream (the usage chunk): never "unmapped".
+CLIENT_SIDE_FIELDS = frozenset({"stream_options"})
 
 
 def usage_not_requested(body: Mapping[str, Any]) -> bool:

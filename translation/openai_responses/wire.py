@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from translation.dialect import Dialect
-from translation.errors import ApiError, ErrorKind, kind_for_status, stream_error_event
+from translation.errors import ApiError, ErrorKind, kind_for_status, openai_error_kind, stream_error_event
 from translation.ir import JSON, CacheHint, InlineSource, Response, StopReason, ToolCallPart, Usage
 from translation.sse import SSEParser
 
@@ -153,27 +153,23 @@ def encode_usage(usage: Usage) -> dict[str, JSON] | None:
 
 # -- errors ----------------------------------------------------------------------------------------------------
 
-_ERROR_KINDS = {
-    "rate_limit_exceeded": ErrorKind.RATE_LIMITED,
-    "insufficient_quota": ErrorKind.BUDGET_EXHAUSTED,
-    "server_error": ErrorKind.UPSTREAM_ERROR,
-    "server_is_overloaded": ErrorKind.OVERLOADED,
-    "service_unavailable": ErrorKind.UNAVAILABLE,
-}
-
 
 def decode_error(error: JSON, status: JSON = None) -> ApiError:
     """An `error` event body, a WebSocket error's `error` object, or a failed response's `error`."""
     fields = error if isinstance(error, Mapping) else {}
     code = fields.get("code")
     code = str(code) if code else None
+    known = openai_error_kind(code, fields.get("type"))
+    http_status: int | None = None
     if isinstance(status, int):
-        kind = kind_for_status(status)
+        kind, http_status = kind_for_status(status), status  # the WebSocket error carries the HTTP status
+    elif known is not None:
+        kind, http_status = known
     else:
-        kind = _ERROR_KINDS.get(code or "", ErrorKind.INVALID_REQUEST if code else ErrorKind.UPSTREAM_ERROR)
+        kind = ErrorKind.INVALID_REQUEST if code else ErrorKind.UPSTREAM_ERROR
     message = str(fields.get("message") or "the upstream response failed")
     param = fields.get("param")
-    return ApiError(kind, message, status if isinstance(status, int) else None, param, code)
+    return ApiError(kind, message, http_status, param, code)
 
 
 def error_event(error: ApiError) -> dict[str, JSON]:
