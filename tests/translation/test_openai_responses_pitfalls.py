@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.translation.vectorlib import Vector, load_vectors
+from tests.translation.test_vectors import Vector, load_vectors
 from translation.codec import ClientContext, TargetOptions
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind

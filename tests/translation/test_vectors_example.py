@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.translation.vectorlib import Vector, chunkings, load_vectors, vector_params
+from tests.translation.test_vectors import Vector, chunkings, load_vectors, vector_params
 from translation.ir import Request, Response, StreamEvent, from_json, to_json
 from translation.sse import SSEParser, encode_event
 from translation.streaming import ResponseBuilder, response_events
