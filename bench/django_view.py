@@ -21,8 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 application = get_asgi_application()
 
-from routing import exchange  # noqa: E402
-from routing.asgi_io import Request  # noqa: E402
+from routing.dataplane import pipeline  # noqa: E402
+from routing.dataplane.asgi_io import Request  # noqa: E402
 
 
 @csrf_exempt
@@ -43,7 +43,7 @@ async def data_plane_view(request: ASGIRequest) -> HttpResponseBase:
         await messages.put(message)
 
     scope = dict(request.scope)
-    task = asyncio.ensure_future(exchange.handle(Request.from_scope(scope, receive), send))
+    task = asyncio.ensure_future(pipeline.handle_http(Request.from_scope(scope, receive), body, send))
     start = await messages.get()
 
     async def body_chunks() -> AsyncIterator[bytes]:

@@ -40,7 +40,7 @@ class UpstreamForm(forms.ModelForm[Upstream]):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        from routing.upstream import ENDPOINT_SUFFIXES
+        from routing.upstream.client import ENDPOINT_SUFFIXES
 
         base_url = cleaned.get("base_url") or ""
         if base_url.rstrip("/").endswith(ENDPOINT_SUFFIXES):

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -36,11 +36,9 @@ from django.db import connection, transaction
 from routing.budgets import spend_book
 from routing.models import RateCounter, StreamLease
 from routing.policy import RateLimit
+from routing.registry import KeyRecord
 from translation.errors import ApiError, ErrorKind
 from translation.usage import Usage
-
-if TYPE_CHECKING:
-    from routing.context import Exchange
 
 logger = logging.getLogger(__name__)
 
@@ -137,23 +135,29 @@ class Admission:
             _background(self.backend.finish(self.tokens if tokens else (), tokens, self.streams, self.lease))
 
 
-async def admit(exchange: Exchange, stream: bool) -> None:
-    """Refuse a generation over a budget or a rate limit (ExchangeError), else note what it holds."""
-    from routing.context import ExchangeError
+class Refused(Exception):
+    """A budget or a rate limit refuses the generation; `error` says which, in the client's terms."""
 
-    key = exchange.key
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+async def admit(key: KeyRecord | None, stream: bool) -> Admission | None:
+    """Refuse a generation over a budget or a rate limit (`Refused`), else return what it holds until it
+    ends (None when nothing is counted)."""
     if key is None:
-        return
+        return None
     rules = key.rules
     if rules.budgets:
         error = spend_book.check(rules, time.time())
         if error is not None:
-            raise ExchangeError(error)
+            raise Refused(error)
     if not rules.limits:
-        return
+        return None
     counters = counters_for(rules.limits, stream)
     if not counters:
-        return
+        return None
     backend = current_backend()
     lease = uuid.uuid4().hex
     try:
@@ -166,13 +170,13 @@ async def admit(exchange: Exchange, stream: bool) -> None:
         raise
     except Exception as exc:
         _log_failure("rate limits could not be checked; request admitted", exc)
-        return
+        return None
     if refusal is not None:
-        raise ExchangeError(rate_limited(refusal))
+        raise Refused(rate_limited(refusal))
     admission = Admission(backend, counters, lease)
-    exchange.admission = admission
     if admission.streams:
         _active[lease] = admission
+    return admission
 
 
 def _background(work: Awaitable[None]) -> None:

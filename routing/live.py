@@ -61,6 +61,12 @@ def _guarded(fn: Callable[[], T], *, fresh: bool) -> Callable[[], T]:
     return call
 
 
+def database_answers() -> None:
+    """Raises unless the database answers a trivial query (the readiness probe)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
 class LiveConfig:
     def __init__(self) -> None:
         self.snapshot = Snapshot()

@@ -22,8 +22,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from websockets.sync.client import connect as websockets_connect
 
+from llmproxy_site.asgi import application as websocket_application
 from routing.models import ProxyKey
-from routing.responses_ws import websocket_application
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply

@@ -19,10 +19,11 @@ from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, Usage
 from tests.liveserver import ProxyServer
 from translation.errors import ApiError, ErrorKind
+from translation.operation import Operation
 from translation.usage import Usage as TokenUsage
 from usage import metrics
 from usage.ledger import ExchangeRecord
-from usage.models import ModelPrice, Operation, Outcome
+from usage.models import ModelPrice, Outcome
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FAMILIES = {

@@ -19,8 +19,9 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from django.utils import timezone
 
-from routing.conversations import _read, _write, continued
+from routing.dataplane.conversations import continued
 from routing.models import ProxyKey, StoredResponse
+from routing.stored_responses import _read, _write
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, ToolCall, Usage

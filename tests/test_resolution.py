@@ -6,7 +6,8 @@ import pytest
 
 from routing.models import ModelAlias, Upstream
 from routing.registry import load_snapshot
-from routing.upstream import Operation, endpoint_url
+from routing.upstream.client import endpoint_url
+from translation.operation import Operation
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 
 from llmproxy_site.asgi import application
-from routing import upstream as upstream_module
 from routing.live import live_config
 from routing.models import ProxyKey
+from routing.upstream import client as upstream_module
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, ToolCall, Usage

@@ -25,9 +25,10 @@ from typing import Any
 from django.db import DataError, IntegrityError, transaction
 
 from translation.errors import ApiError, ErrorKind
+from translation.operation import Operation
 from translation.usage import Usage
 from usage import metrics
-from usage.models import LedgerEntry, Operation, Outcome
+from usage.models import LedgerEntry, Outcome
 from usage.pricing import PriceBook
 from usage.rollups import apply_rollups
 
@@ -52,7 +53,7 @@ class ExchangeRecord:
 
     dialect: str
     endpoint: str
-    operation: str = Operation.GENERATE
+    operation: Operation = Operation.GENERATE
     started_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     id: str = field(default_factory=lambda: f"{os.getpid()}-{next(_ids)}")

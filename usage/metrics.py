@@ -39,6 +39,8 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from translation.operation import Operation
+
 if TYPE_CHECKING:
     from usage.ledger import ExchangeRecord
 
@@ -49,7 +51,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
-_GENERATE = "generate"  # usage.models.Operation.GENERATE (not imported: models need a configured Django)
+_GENERATE = Operation.GENERATE
 
 Labels = tuple[str, ...]
 N = TypeVar("N", int, Decimal)

@@ -12,6 +12,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from translation.operation import Operation
+
 
 class Outcome(models.TextChoices):
     OK = "ok", "OK"
@@ -21,9 +23,8 @@ class Outcome(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled by client"
 
 
-class Operation(models.TextChoices):
-    GENERATE = "generate", "Generate"
-    COUNT_TOKENS = "count_tokens", "Count tokens"
+# The operations a ledger row can record (translation.operation.Operation is the one enum; these are its labels).
+OPERATION_CHOICES = [(Operation.GENERATE.value, "Generate"), (Operation.COUNT_TOKENS.value, "Count tokens")]
 
 
 # Token counts: None means the upstream did not report the number, which is not the same as 0.
@@ -54,7 +55,7 @@ class LedgerEntry(models.Model):
     # What was asked, and where it went.
     dialect = models.CharField("client API", max_length=32)
     endpoint = models.CharField(max_length=200, help_text="Request path; ws: for Responses over WebSocket.")
-    operation = models.CharField(max_length=16, choices=Operation.choices, default=Operation.GENERATE)
+    operation = models.CharField(max_length=16, choices=OPERATION_CHOICES, default=Operation.GENERATE.value)
     stream = models.BooleanField(default=False)
     requested_model = models.CharField(max_length=200, blank=True)
     alias = models.CharField(max_length=200, blank=True)

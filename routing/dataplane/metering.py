@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from routing.codecs import codec_for
-from routing.context import Exchange
+from routing.dataplane.codecs import codec_for
+from routing.dataplane.exchange import Exchange
 from translation.errors import status_for
 from translation.ir import (
     ReasoningDelta,

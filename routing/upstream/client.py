@@ -7,21 +7,14 @@ The HTTP client sits behind this one module so that the transport can be chosen 
 from __future__ import annotations
 
 import asyncio
-from enum import Enum
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from routing.models import AuthHeader
 from routing.registry import UpstreamRoute
-from routing.transport import AiohttpTransport
+from routing.upstream.transport import AiohttpTransport
 from translation.dialect import Dialect
-
-
-class Operation(Enum):
-    GENERATE = "generate"
-    COUNT_TOKENS = "count_tokens"
-
+from translation.operation import Operation
 
 # Paths that mean an operator pasted a full endpoint URL instead of a base URL.
 ENDPOINT_SUFFIXES = ("/chat/completions", "/responses", "/messages", ":generateContent", ":streamGenerateContent")
@@ -54,20 +47,21 @@ def endpoint_url(upstream: UpstreamRoute, operation: Operation, model: str, stre
             return url + "?alt=sse" if stream and operation is Operation.GENERATE else url
 
 
+# How each `routing.models.AuthHeader` choice carries the credential (by value: upstream I/O keeps off the ORM).
+_AUTH_TEMPLATES = {
+    "bearer": ("authorization", "Bearer {}"),
+    "x-api-key": ("x-api-key", "{}"),
+    "api-key": ("api-key", "{}"),
+    "x-goog-api-key": ("x-goog-api-key", "{}"),
+}
+
+
 def auth_headers(upstream: UpstreamRoute, credential: str | None) -> list[tuple[str, str]]:
-    if not credential:
+    template = _AUTH_TEMPLATES.get(str(upstream.auth_header.value)) if credential else None
+    if template is None:
         return []
-    match upstream.auth_header:
-        case AuthHeader.BEARER:
-            return [("authorization", f"Bearer {credential}")]
-        case AuthHeader.X_API_KEY:
-            return [("x-api-key", credential)]
-        case AuthHeader.API_KEY:
-            return [("api-key", credential)]
-        case AuthHeader.X_GOOG_API_KEY:
-            return [("x-goog-api-key", credential)]
-        case _:
-            return []
+    name, value = template
+    return [(name, value.format(credential))]
 
 
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}

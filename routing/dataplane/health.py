@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from django.db import connection
-
-from routing.asgi_io import Send, send_json
-from routing.live import live_config, run_db
+from routing.dataplane.asgi_io import Send, send_json
+from routing.live import database_answers, live_config, run_db
 from usage import ledger
 
 
 async def liveness(send: Send) -> None:
     await send_json(send, 200, {"status": "ok"})
-
-
-def _database_answers() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
 
 
 async def readiness(send: Send) -> None:
@@ -26,7 +19,7 @@ async def readiness(send: Send) -> None:
     problems: list[str] = []
     try:
         await run_db(ledger.write_pending)
-        await run_db(_database_answers)
+        await run_db(database_answers)
     except Exception as exc:
         problems.append(f"database: {type(exc).__name__}: {exc}")
     if not live_config.loaded:

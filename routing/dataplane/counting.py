@@ -1,8 +1,8 @@
 """Token counting for every client API: the upstream's own count when its API has one, else an estimate.
 
 Counting never answers 404: Anthropic `count_tokens`, Gemini `countTokens` and Responses `input_tokens` are
-served for any upstream. A request whose upstream speaks the client's API is passed through (see exchange);
-this module handles the rest.
+served for any upstream. A request whose upstream speaks the client's API is passed through (routing.dataplane.relay);
+this module handles the rest, through the same upstream call (routing.dataplane.upstream_call).
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ import json
 import logging
 from typing import Any
 
-from routing.asgi_io import send_json
-from routing.codecs import codec_for
-from routing.context import Exchange, ExchangeError
-from routing.relay import build_upstream_request, open_upstream, read_body
-from routing.upstream import Operation
+from routing.dataplane.codecs import codec_for
+from routing.dataplane.exchange import Exchange, ExchangeError
+from routing.dataplane.upstream_call import build_upstream_request, open_upstream, read_body
 from translation import catalog
 from translation.codec import TargetOptions
 from translation.dialect import Dialect
 from translation.estimate import estimate_input_tokens
 from translation.ir import Request, TranslationError
+from translation.operation import Operation
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +40,7 @@ async def count_tokens(exchange: Exchange, payload: dict[str, Any]) -> None:
     if counted is None:
         counted = estimate_input_tokens(request)
         headers.append((b"x-llmproxy-estimated", b"true"))
-    exchange.response_started = True
-    await send_json(exchange.send, 200, catalog.token_count(endpoint.dialect, counted), headers)
+    await exchange.sink.json(200, catalog.token_count(endpoint.dialect, counted), headers)
 
 
 async def _upstream_count(exchange: Exchange, request: Request) -> int | None:

@@ -1,19 +1,24 @@
-"""What one data-plane exchange has established so far, shared by the pipeline's stages."""
+"""One data-plane exchange: the transport-free facts the pipeline establishes, and the sink that delivers.
+
+Whether the client came over HTTP (JSON or SSE) or the Responses WebSocket only shows in `sink`; everything
+else (who asked, which route, what the ledger will record) is the same for both transports.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from routing.asgi_io import Request, Send
-from routing.endpoints import Action, Endpoint
+from routing.dataplane.asgi_io import Request
+from routing.dataplane.endpoints import Endpoint
 from routing.registry import KeyRecord, Route
 from translation.errors import ApiError
+from translation.operation import Operation
 from usage.clients import identify
 from usage.ledger import ExchangeRecord
-from usage.models import Operation
 
 if TYPE_CHECKING:
+    from routing.dataplane.sinks import Sink
     from routing.limits import Admission
 
 
@@ -30,18 +35,19 @@ class ExchangeError(Exception):
 class Exchange:
     request: Request
     endpoint: Endpoint
-    send: Send
+    sink: Sink
     key: KeyRecord | None = None
     route: Route | None = None
     credential: str | None = None
-    response_started: bool = False
     warnings: list[str] = field(default_factory=list)
     admission: Admission | None = None  # rate-limit counters held until the exchange ends (routing.limits)
     record: ExchangeRecord = field(init=False)
+    # Whether the exchange becomes a ledger row: it reaches, or was meant to reach, an upstream.
+    metered: bool = field(init=False)
 
     def __post_init__(self) -> None:
         endpoint = self.endpoint
-        operation = Operation.COUNT_TOKENS if endpoint.action is Action.COUNT_TOKENS else Operation.GENERATE
+        operation = endpoint.operation if endpoint.operation is Operation.COUNT_TOKENS else Operation.GENERATE
         client = identify(self.request.headers)
         self.record = ExchangeRecord(
             endpoint.dialect.value,
@@ -53,6 +59,7 @@ class Exchange:
         )
         # The ledger lists the features translation dropped: the same list the client is told about.
         self.record.warnings = self.warnings
+        self.metered = endpoint.operation is not None and endpoint.operation.calls_upstream
 
     def authenticated(self, key: KeyRecord) -> None:
         self.key = key

@@ -1,4 +1,5 @@
-"""Talking to the upstream on behalf of one exchange: the call, its failures, and the pass-through relay."""
+"""The upstream call of one exchange: the HTTP request, its failures in the client's terms, and credentials
+kept out of whatever comes back (error bodies, stream error events, the ledger, logs)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,14 @@ from typing import Any
 
 import httpx
 
-from routing.asgi_io import JSON_CONTENT_TYPE, SSE_HEADERS, encode_headers, send_bytes
-from routing.context import Exchange, ExchangeError
-from routing.endpoints import Action
-from routing.metering import Meter, StreamTap, whole_body_usage
-from routing.upstream import Operation, auth_headers, endpoint_url, http_client, timeout_for
+from routing.dataplane.asgi_io import encode_headers
+from routing.dataplane.exchange import Exchange, ExchangeError
+from routing.upstream.client import auth_headers, endpoint_url, http_client, timeout_for
 from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
-from translation.errors import ApiError, ErrorKind, parse_upstream_error, status_for, stream_error_event
-from translation.openai_chat.wire import is_usage_only_chunk
-from translation.redaction import SECRET_NAME, carries_error_event, redact_bytes, redact_json_body, redact_text
-from translation.sse import encode_event
+from translation.errors import ApiError, ErrorKind, parse_upstream_error
+from translation.operation import Operation
+from translation.redaction import SECRET_NAME, carries_error_event, redact_bytes, redact_text
 
 # Client headers that carry meaning for an upstream of the same format; everything else stays here.
 FORWARDED_REQUEST_HEADERS = {
@@ -148,80 +146,3 @@ def relayed_headers(exchange: Exchange, response: httpx.Response) -> list[tuple[
 
 def is_event_stream(response: httpx.Response) -> bool:
     return "text/event-stream" in response.headers.get("content-type", "")
-
-
-async def relay_passthrough(
-    exchange: Exchange, request: httpx.Request, stream: bool, *, hide_usage_chunk: bool = False
-) -> None:
-    """Same dialect on both sides: status, body and stream go back as the upstream sent them.
-
-    `hide_usage_chunk`: the proxy asked a Chat upstream for stream usage the client did not ask for
-    (routing.metering), so that one chunk is kept from the client.
-    """
-    response = await open_upstream(exchange, request)
-    meter = Meter(exchange)
-    meter.response_headers(response)
-    try:
-        headers = relayed_headers(exchange, response)
-        if response.status_code >= 400 or not stream or not is_event_stream(response):
-            await _relay_whole(exchange, response, headers, meter)
-        else:
-            await _relay_stream(exchange, response, headers, StreamTap(exchange, meter), hide_usage_chunk)
-    finally:
-        await response.aclose()
-
-
-async def _relay_whole(
-    exchange: Exchange, response: httpx.Response, headers: list[tuple[bytes, bytes]], meter: Meter
-) -> None:
-    content = await read_body(exchange, response)
-    content_type = response.headers.get("content-type", "")
-    status = response.status_code
-    if status >= 400 and "json" not in content_type:
-        # A JSON error body is already in the client's dialect; anything else (an HTML page from a load
-        # balancer) is wrapped into the client's error envelope.
-        raise upstream_error(exchange, status, content, response.headers.get("retry-after"))
-    if status >= 400:
-        # Relayed as the upstream wrote it, except for credentials it echoed (the JSON stays valid).
-        content = redact_json_body(content, upstream_secrets(exchange))
-    exchange.response_started = True
-    await send_bytes(exchange.send, status, content, content_type.encode() or JSON_CONTENT_TYPE, headers)
-    if status >= 400:
-        # Relayed as it came; the ledger still wants to know what kind of error it was.
-        error = upstream_error(exchange, status, content, None)
-        exchange.record.failed(error.error, status, from_upstream=True)
-    elif exchange.endpoint.action is Action.GENERATE:
-        whole_body_usage(exchange, meter, content)
-
-
-async def _relay_stream(
-    exchange: Exchange,
-    response: httpx.Response,
-    headers: list[tuple[bytes, bytes]],
-    tap: StreamTap,
-    hide_usage_chunk: bool,
-) -> None:
-    send = exchange.send
-    await send({"type": "http.response.start", "status": response.status_code, "headers": SSE_HEADERS + headers})
-    exchange.response_started = True
-    try:
-        async for chunk in response.aiter_bytes():
-            if hide_usage_chunk:
-                events = tap.parse(redacted_stream_chunk(exchange, chunk))
-                kept = b"".join(encode_event(e.data, e.event) for e in events if not is_usage_only_chunk(e.data))
-                if kept:
-                    await send({"type": "http.response.body", "body": kept, "more_body": True})
-                tap.decode(events)
-                continue
-            chunk = redacted_stream_chunk(exchange, chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            tap.feed(chunk)  # after the send: the client never waits for the ledger
-    except httpx.HTTPError as exc:
-        error = broken_stream_error(exchange, exc)
-        exchange.record.failed(error, status_for(exchange.endpoint.dialect, error), from_upstream=True, partial=True)
-        await send({"type": "http.response.body", "body": stream_error_event(exchange.endpoint.dialect, error)})
-        return
-    last = tap.finish()
-    if hide_usage_chunk:
-        last = [e for e in last if not is_usage_only_chunk(e.data)]
-    await send({"type": "http.response.body", "body": b"".join(encode_event(e.data, e.event) for e in last)})

@@ -24,10 +24,6 @@ SSE_EXTRA_HEADERS: list[tuple[bytes, bytes]] = [
 SSE_HEADERS = [(b"content-type", SSE_CONTENT_TYPE), *SSE_EXTRA_HEADERS]
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class ClientDisconnected(Exception):
     pass
 
@@ -50,21 +46,6 @@ class Request:
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         return cls(scope, receive, scope["path"], scope["method"], headers, query)
-
-    async def body(self, limit: int) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     async def wait_for_disconnect(self) -> None:
         """Returns when the client goes away (the body has been read, so nothing else can arrive)."""

@@ -11,7 +11,7 @@ import functools
 
 from django.conf import settings
 
-from routing.asgi_io import Message, Request, Send, send_bytes
+from routing.dataplane.asgi_io import Message, Request, Send, send_bytes
 
 ALLOWED_METHODS = b"GET, POST, OPTIONS"
 # What the official SDKs send from a browser: credentials, versions and betas, and the Stainless SDKs'

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
 
 from translation.dialect import Dialect
-
-
-class Action(Enum):
-    GENERATE = "generate"
-    COUNT_TOKENS = "count_tokens"
-    LIST_MODELS = "list_models"
-    GET_MODEL = "get_model"
-    NOT_FOUND = "not_found"
+from translation.operation import Operation
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     dialect: Dialect
-    action: Action
+    operation: Operation | None  # None: no such endpoint (answered 404 in the dialect)
     model: str | None = None  # from the path (Gemini, or GET …/models/{id})
     stream: bool | None = None  # decided by the path (Gemini) rather than the body
 
@@ -33,16 +25,16 @@ _GEMINI_METHOD = re.compile(r"^/v1(?:beta|alpha)?/models/(?P<model>[^:]+):(?P<me
 _MODEL_ITEM = re.compile(r"^/v1(?P<beta>beta|alpha)?/models/(?P<model>[^:]+)$")
 
 _POST_ROUTES = {
-    "/v1/messages": (Dialect.ANTHROPIC, Action.GENERATE),
-    "/v1/messages/count_tokens": (Dialect.ANTHROPIC, Action.COUNT_TOKENS),
-    "/v1/chat/completions": (Dialect.OPENAI_CHAT, Action.GENERATE),
-    "/v1/responses": (Dialect.OPENAI_RESPONSES, Action.GENERATE),
-    "/v1/responses/input_tokens": (Dialect.OPENAI_RESPONSES, Action.COUNT_TOKENS),
+    "/v1/messages": (Dialect.ANTHROPIC, Operation.GENERATE),
+    "/v1/messages/count_tokens": (Dialect.ANTHROPIC, Operation.COUNT_TOKENS),
+    "/v1/chat/completions": (Dialect.OPENAI_CHAT, Operation.GENERATE),
+    "/v1/responses": (Dialect.OPENAI_RESPONSES, Operation.GENERATE),
+    "/v1/responses/input_tokens": (Dialect.OPENAI_RESPONSES, Operation.COUNT_TOKENS),
 }
 _GEMINI_METHODS = {
-    "generateContent": (Action.GENERATE, False),
-    "streamGenerateContent": (Action.GENERATE, True),
-    "countTokens": (Action.COUNT_TOKENS, None),
+    "generateContent": (Operation.GENERATE, False),
+    "streamGenerateContent": (Operation.GENERATE, True),
+    "countTokens": (Operation.COUNT_TOKENS, None),
 }
 
 
@@ -79,17 +71,17 @@ def match(method: str, path: str, headers: dict[str, str], query: dict[str, str]
             return Endpoint(Dialect.GEMINI, action, model=gemini["model"], stream=stream)
     elif method == "GET":
         if path in ("/v1beta/models", "/v1alpha/models"):
-            return Endpoint(Dialect.GEMINI, Action.LIST_MODELS)
+            return Endpoint(Dialect.GEMINI, Operation.LIST_MODELS)
         if path == "/v1/models":
-            return Endpoint(fallback, Action.LIST_MODELS)
+            return Endpoint(fallback, Operation.LIST_MODELS)
         item = _MODEL_ITEM.match(path)
         if item:
             dialect = Dialect.GEMINI if item["beta"] else fallback
-            return Endpoint(dialect, Action.GET_MODEL, model=item["model"])
+            return Endpoint(dialect, Operation.GET_MODEL, model=item["model"])
     if path.startswith("/v1beta/") or path.startswith("/v1alpha/") or _GEMINI_METHOD.match(path):
-        return Endpoint(Dialect.GEMINI, Action.NOT_FOUND)
+        return Endpoint(Dialect.GEMINI, None)
     if path.startswith("/v1/messages"):
-        return Endpoint(Dialect.ANTHROPIC, Action.NOT_FOUND)
+        return Endpoint(Dialect.ANTHROPIC, None)
     if path.startswith("/v1/responses"):
-        return Endpoint(Dialect.OPENAI_RESPONSES, Action.NOT_FOUND)
-    return Endpoint(fallback, Action.NOT_FOUND)
+        return Endpoint(Dialect.OPENAI_RESPONSES, None)
+    return Endpoint(fallback, None)

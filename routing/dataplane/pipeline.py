@@ -1,0 +1,246 @@
+"""The exchange pipeline: resolve → authorise → admit → plan → relay → record, for every data-plane request,
+whichever transport it came over (HTTP, or a `response.create` frame of the Responses WebSocket).
+
+Reads only the in-memory snapshot (no database query on this path, but for the documented exceptions in
+docs/architecture.md) and answers every failure in the client's own dialect, through the exchange's sink.
+`serve` is the one place that owns the beginning and the end of an exchange: the ledger record, the
+errors, the release of what admission took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from routing.dataplane.asgi_io import ClientDisconnected, Request, Send, cancel_on_disconnect
+from routing.dataplane.conversations import ConnectionHistory, continuation
+from routing.dataplane.counting import count_tokens
+from routing.dataplane.endpoints import match
+from routing.dataplane.exchange import Exchange, ExchangeError
+from routing.dataplane.plan import Plan, plan_generation
+from routing.dataplane.relay import relay
+from routing.dataplane.sinks import HttpSink
+from routing.dataplane.upstream_call import build_upstream_request
+from routing.limits import Refused, admit
+from routing.live import live_config
+from routing.policy import access_names
+from routing.registry import Route, Snapshot
+from translation import catalog
+from translation.dialect import Dialect
+from translation.errors import ApiError, ErrorKind, status_for
+from translation.operation import Operation
+from usage import ledger
+from usage.clients import identify
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR = ApiError(ErrorKind.UPSTREAM_ERROR, "Internal proxy error", status=500)
+
+
+async def serve(exchange: Exchange, work: Callable[[], Awaitable[None]]) -> ApiError | None:
+    """Run one exchange's `work` and own its end: the error the client is told (in its dialect, through the
+    sink), the ledger row, and the release of rate-limit counters. Returns the error that ended it, if any
+    (`INTERNAL_ERROR` for a proxy bug)."""
+    record = exchange.record
+    metered = exchange.metered
+    if metered:
+        ledger.begin_exchange(record)
+    failure: ApiError | None = None
+    try:
+        await work()
+    except ExchangeError as exc:
+        failure = exc.error
+        record.failed(exc.error, status_for(exchange.endpoint.dialect, exc.error), from_upstream=exc.from_upstream)
+        await exchange.sink.fail(exc.error)
+    except ClientDisconnected:
+        record.cancelled()
+    except asyncio.CancelledError:
+        record.cancelled()  # the server dropped the connection (client gone, or shutting down)
+        raise
+    except Exception:
+        logger.exception("unexpected failure on %s %s", exchange.request.method, exchange.request.path)
+        failure = INTERNAL_ERROR
+        record.failed(INTERNAL_ERROR, 500, from_upstream=False)
+        with contextlib.suppress(ClientDisconnected):  # nobody left to tell
+            await exchange.sink.fail(INTERNAL_ERROR)
+    finally:
+        try:
+            if metered:
+                ledger.record_exchange(record)
+        finally:
+            if exchange.admission is not None:
+                exchange.admission.finish(record.usage)
+    return failure
+
+
+async def handle_http(request: Request, body: bytes | None, send: Send) -> None:
+    """An HTTP data-plane request whose body has been read (None: it is over MAX_REQUEST_BYTES)."""
+    endpoint = match(request.method, request.path, request.headers, request.query)
+    exchange = Exchange(request, endpoint, HttpSink(endpoint.dialect, send))
+
+    async def work() -> None:
+        await live_config.ensure_started()
+        snapshot = live_config.snapshot
+        match endpoint.operation:
+            case Operation.GENERATE | Operation.COUNT_TOKENS:
+                if body is None:
+                    limit = settings.MAX_REQUEST_BYTES
+                    raise ExchangeError(ApiError(ErrorKind.REQUEST_TOO_LARGE, f"Request body exceeds {limit} bytes"))
+                payload = parse_body(body, "Request body")
+                if not await cancel_on_disconnect(request, forward(exchange, snapshot, payload)):
+                    exchange.record.cancelled()
+            case Operation.LIST_MODELS | Operation.GET_MODEL:
+                await _models(exchange, snapshot)
+            case None:
+                raise ExchangeError(ApiError(ErrorKind.NOT_FOUND, f"Unknown endpoint: {request.method} {request.path}"))
+
+    await serve(exchange, work)
+
+
+def parse_body(raw: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise ExchangeError(ApiError(ErrorKind.INVALID_REQUEST, f"{what} is not valid JSON: {exc}")) from exc
+    if not isinstance(payload, dict):
+        raise ExchangeError(ApiError(ErrorKind.INVALID_REQUEST, f"{what} must be a JSON object"))
+    return payload
+
+
+async def forward(
+    exchange: Exchange, snapshot: Snapshot, payload: dict[str, Any], connection: ConnectionHistory | None = None
+) -> None:
+    """Generation or token counting, for either transport. `connection`: the Responses WebSocket's own
+    conversation history."""
+    if not exchange.record.client_session and "metadata" in payload:
+        exchange.record.client_session = identify(exchange.request.headers, payload).session
+    route = authorize_route(exchange, snapshot, payload)
+    if exchange.endpoint.operation is Operation.COUNT_TOKENS:
+        await _count(exchange, route, payload)
+        return
+    stream = exchange.endpoint.stream if exchange.endpoint.stream is not None else payload.get("stream") is True
+    try:
+        exchange.admission = await admit(exchange.key, stream)  # nothing to do for a key without limits
+    except Refused as exc:
+        raise ExchangeError(exc.error) from exc
+    history, recorder = await continuation(exchange, payload, connection)
+    plan = plan_generation(exchange, payload, history, keep_conversation=recorder is not None)
+    await relay(exchange, plan, recorder)
+
+
+async def _count(exchange: Exchange, route: Route, payload: dict[str, Any]) -> None:
+    if route.upstream.format is not exchange.endpoint.dialect:
+        await count_tokens(exchange, payload)
+        return
+    if exchange.endpoint.dialect is not Dialect.GEMINI:
+        payload["model"] = route.upstream_model
+    request = build_upstream_request(exchange, Operation.COUNT_TOKENS, payload, stream=False)
+    await relay(exchange, Plan(request, False, False, None, None, ()))
+
+
+# --- keys -------------------------------------------------------------------------------------------------
+
+
+def presented_key(request: Request) -> str | None:
+    """The key, wherever this client's SDK puts it."""
+    headers = request.headers
+    if headers.get("x-api-key"):
+        return headers["x-api-key"]
+    authorization = headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer " and authorization[7:].strip():
+        return authorization[7:].strip()
+    return headers.get("x-goog-api-key") or headers.get("api-key") or request.query.get("key") or None
+
+
+def _authenticate(exchange: Exchange, snapshot: Snapshot) -> str | None:
+    """Sets `exchange.key`; returns the presented key (for upstreams that take the client's own key)."""
+    presented = presented_key(exchange.request)
+    if presented:
+        key = snapshot.authenticate(presented, datetime.now(UTC))
+        if key is not None:
+            exchange.authenticated(key)
+            live_config.note_key_used(key.id)
+    return presented
+
+
+def _unauthenticated(presented: str | None) -> ExchangeError:
+    if not presented:
+        message = "Missing API key: send your proxy key as x-api-key, Authorization: Bearer, x-goog-api-key or ?key="
+    else:
+        message = "Invalid proxy key: it is unknown, expired or revoked"
+    return ExchangeError(ApiError(ErrorKind.AUTHENTICATION, message))
+
+
+# --- models -----------------------------------------------------------------------------------------------
+
+
+async def _models(exchange: Exchange, snapshot: Snapshot) -> None:
+    presented = _authenticate(exchange, snapshot)
+    if exchange.key is None:
+        raise _unauthenticated(presented)
+    dialect = exchange.endpoint.dialect
+    owners = {name: snapshot.upstreams[rule.upstream_id].name for name, rule in snapshot.exact_aliases.items()}
+    if exchange.endpoint.operation is Operation.LIST_MODELS:
+        rules = exchange.key.rules
+        names = [name for name in snapshot.model_names() if rules.allows_model(access_names(name, name))]
+        entries = [catalog.model_entry(dialect, name, owners[name]) for name in names]
+        await exchange.sink.json(200, catalog.model_list(dialect, entries))
+        return
+    requested = exchange.endpoint.model or ""
+    route = snapshot.resolve(requested)
+    if route is None:
+        raise ExchangeError(ApiError(ErrorKind.NOT_FOUND, f"Model {requested!r} is not configured on this proxy"))
+    check_access(exchange, route)
+    name = requested.removeprefix("models/")
+    await exchange.sink.json(200, catalog.model_entry(dialect, name, route.upstream.name))
+
+
+# --- routes -----------------------------------------------------------------------------------------------
+
+
+def authorize_route(exchange: Exchange, snapshot: Snapshot, payload: dict[str, Any]) -> Route:
+    """Check the key and resolve the model: sets `exchange.key`, `.route` and `.credential`, or raises."""
+    endpoint = exchange.endpoint
+    presented = _authenticate(exchange, snapshot)
+    model = endpoint.model if endpoint.dialect is Dialect.GEMINI else payload.get("model")
+    if not isinstance(model, str) or not model:
+        if exchange.key is None:
+            raise _unauthenticated(presented)
+        raise ExchangeError(ApiError(ErrorKind.INVALID_REQUEST, "Missing required field: model", param="model"))
+    route = snapshot.resolve(model)
+    credential = _credential(exchange, route, presented)
+    if route is None:
+        raise ExchangeError(
+            ApiError(ErrorKind.NOT_FOUND, f"Model {model!r} is not configured on this proxy", param="model")
+        )
+    exchange.routed(route)
+    exchange.credential = credential
+    check_access(exchange, route)
+    return route
+
+
+def check_access(exchange: Exchange, route: Route) -> None:
+    """Refuse a model outside the model access lists of the key, its user or their groups (403)."""
+    key = exchange.key
+    if key is None or not key.rules.access:
+        return
+    level = key.rules.refusing_level(access_names(route.requested_model, route.alias))
+    if level is not None:
+        allowed = ", ".join(level.entries)
+        message = f"Model {route.requested_model!r} is not allowed for {level.who} (allowed: {allowed})"
+        raise ExchangeError(ApiError(ErrorKind.PERMISSION, message, param="model"))
+
+
+def _credential(exchange: Exchange, route: Route | None, presented: str | None) -> str | None:
+    if exchange.key is not None:
+        return route.upstream.credential if route else None
+    if route is not None and route.upstream.forward_client_key and presented:
+        return presented
+    raise _unauthenticated(presented)
