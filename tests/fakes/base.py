@@ -107,6 +107,7 @@ class ProviderFake:
                 headers={"content-type": stream_type, "cache-control": "no-cache", **(headers or {})},
                 stream=render_stream(),
                 chunk_delay=reply.chunk_delay,
+                prefill=reply.prefill,
                 stall_after=reply.stall_after,
             )
         response.latency = reply.latency

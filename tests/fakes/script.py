@@ -65,6 +65,7 @@ class Reply:
     stall_after: int | None = None  # send this many stream frames, then go silent with the connection open
     latency: float = 0.0  # seconds before the status line
     chunk_delay: float = 0.0  # seconds between stream frames
+    prefill: float = 0.0  # seconds between the stream's headers and its first frame
 
     @property
     def stop_reason(self) -> Stop:

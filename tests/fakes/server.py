@@ -89,6 +89,7 @@ class Response:
     stream: Iterable[bytes] | None = None  # when set: sent chunked, one HTTP chunk per item, drained each time
     latency: float = 0.0  # seconds before the status line
     chunk_delay: float = 0.0  # seconds between stream items
+    prefill: float = 0.0  # seconds between the headers and the first stream item (a slow prompt prefill)
     stall_after: int | None = None  # send this many stream items, then keep the connection open and send nothing
     hang: bool = False  # never answer; wait for the client to give up
 
@@ -416,6 +417,8 @@ class FakeUpstream(Generic[H]):
             return await conn.send(head + response.body)
         chunked = request.version == "HTTP/1.1"
         if not await conn.send(_head(response.status, response.headers, None, keep_alive)):
+            return False
+        if response.prefill and await conn.idle(response.prefill):
             return False
         for sent, frame in enumerate(response.stream):
             if sent == response.stall_after:
