@@ -85,10 +85,9 @@ async def _relay_whole(
 ) -> None:
     content = await read_body(exchange, response)
     sink = exchange.sink
-    headers = relayed_headers(exchange, response)
     if not plan.translate_answer and not (plan.stream and sink.events_only):
         content_type = response.headers.get("content-type", "application/json").encode()
-        await sink.whole(response.status_code, content, content_type, headers)
+        await sink.whole(response.status_code, content, content_type, relayed_headers(exchange, response))
         if recorder is not None:
             with_body = _json_object(content)
             if with_body is not None:
@@ -107,7 +106,7 @@ async def _relay_whole(
         note(exchange, encoder.warnings)
         if recorder is not None:
             recorder.events(events, lambda _body: decoded)
-        await sink.open_stream(headers)
+        await sink.open_stream(relayed_headers(exchange, response))  # after translating: its warnings included
         await sink.events(events)
         await sink.close_stream()
         return
@@ -115,7 +114,7 @@ async def _relay_whole(
     note(exchange, encoded.warnings)
     if recorder is not None:
         recorder.body(encoded.value, decoded)
-    await sink.json(200, encoded.value, headers)
+    await sink.json(200, encoded.value, relayed_headers(exchange, response))
 
 
 def _client_context(exchange: Exchange, plan: Plan) -> ClientContext:
