@@ -155,7 +155,7 @@ def test_cached_tokens_stay_inside_input_tokens_30() -> None:
     assert body["usage"]["input_tokens_details"]["cached_tokens"] == 90
     assert decode_response(
         {"id": "r", "status": "completed", "output": [], "usage": body["usage"]}
-    ).value.usage == Usage(10, 90, None, 5, 0)
+    ).value.usage == Usage(10, 90, 0, 5, 0)  # the wire's required cache_write_tokens and reasoning_tokens are 0
 
 
 def test_a_response_survives_encode_then_decode() -> None:
@@ -164,7 +164,7 @@ def test_a_response_survives_encode_then_decode() -> None:
         "m",
         (TextPart("a"), ToolCallPart.from_raw("call_1", "f", '{"x":1}')),
         StopReason.TOOL_USE,
-        Usage(1, 2, None, 3, 1),
+        Usage(1, 2, 0, 3, 1),  # every count the wire requires is known (cache_write_tokens is never null there)
     )
     decoded = decode_response(encode_response(response, CLIENT).value).value
     assert [(type(p), getattr(p, "text", None)) for p in decoded.parts] == [

@@ -172,9 +172,13 @@ class StreamEncoder:
         return [self._event(f"response.{status}", response=response)]
 
     def _fail(self, error: ApiError) -> list[WireEvent]:
-        """The `error` event, then `response.failed`: never a successful end for a broken stream."""
+        """Close what is still streaming as `incomplete`, then the `error` event and `response.failed` (its
+        `error` object, its output the partial items): never a successful end for a broken stream."""
         self._finished = True
         out = [] if self._started else self._start(None)
+        for index, item in sorted(self._open.items(), key=lambda entry: entry[1].output_index):
+            del self._open[index]
+            out += self._close(item, incomplete=True)
         fields = {k: v for k, v in error_event(error).items() if k != "type"}
         out.append(self._event("error", **fields))
         response = self._envelope("failed", error=failed_error(error))
@@ -229,8 +233,13 @@ class StreamEncoder:
         out.append(self._event("response.reasoning_summary_text.delta", **item.ref(), summary_index=0, delta=text))
         return out
 
-    def _close(self, item: _Item) -> list[WireEvent]:
+    def _close(self, item: _Item, *, incomplete: bool = False) -> list[WireEvent]:
+        """The item's closing events. `incomplete`: the upstream failed while it streamed, so its text is what
+        arrived and its item says `status: "incomplete"`; a call's arguments are not declared done (they are
+        a fragment, not a call to run), and a custom tool call, whose item has no status field, is not
+        closed at all nor listed in the failed response."""
         text = item.text
+        status = "incomplete" if incomplete else "completed"
         out: list[WireEvent] = []
         if item.kind in ("text", "refusal"):
             if item.kind == "text":
@@ -242,12 +251,21 @@ class StreamEncoder:
                 part = {"type": "refusal", "refusal": text}
                 out.append(self._event("response.refusal.done", **item.ref(), content_index=0, refusal=text))
             out.append(self._event("response.content_part.done", **item.ref(), content_index=0, part=part))
-            wire = message_item(item.id, [part])
+            wire = message_item(item.id, [part], status=status)
         elif item.kind == "reasoning":
             out += self._close_reasoning(item)
             warnings = Warnings()
             wire = reasoning_item(item.id, text, item.summary, item.signature, warnings)
+            if incomplete:
+                wire["status"] = status
             self.warnings.extend(warnings.items)
+        elif incomplete and item.kind == "custom_tool_call":
+            self.warnings.append(
+                TranslationWarning("custom_tool_call", "a custom tool call cut short by the upstream was withheld")
+            )
+            return []
+        elif incomplete:
+            wire = {**item.call, "arguments": text, "status": status}
         else:
             if item.signature is not None and item.signature.dialect is not DIALECT:
                 self.warnings.append(

@@ -134,14 +134,16 @@ def decode_usage(usage: JSON) -> Usage:
 
 
 def encode_usage(usage: Usage) -> dict[str, JSON] | None:
-    """The wire usage object, or None when nothing is known. Its counts are required integers (Codex
-    deserialises them strictly), so once anything is known an unknown count is written as 0."""
+    """The wire usage object, or None when nothing is known. Its counts, cache and reasoning details included,
+    are required integers (the SDK's ResponseUsage; Codex deserialises them strictly), so once anything is
+    known an unknown count is written as 0."""
     if usage.total is None:
         return None
     numbers = usage.to_openai()
-    input_details: dict[str, JSON] = {"cached_tokens": numbers.cached_tokens or 0}
-    if numbers.cache_write_tokens is not None:
-        input_details["cache_write_tokens"] = numbers.cache_write_tokens
+    input_details: dict[str, JSON] = {
+        "cached_tokens": numbers.cached_tokens or 0,
+        "cache_write_tokens": numbers.cache_write_tokens or 0,
+    }
     return {
         "input_tokens": numbers.prompt_tokens or 0,
         "input_tokens_details": input_details,
@@ -179,10 +181,20 @@ def error_event(error: ApiError) -> dict[str, JSON]:
     return body
 
 
+# `response.error.code` is a closed set (the SDK's ResponseError): the codes a proxied failure can take.
+_FAILED_CODES = {"server_error", "rate_limit_exceeded", "invalid_prompt"}
+
+
 def failed_error(error: ApiError) -> dict[str, JSON]:
-    """`response.error` of a failed response: the same code and message as the `error` event."""
+    """`response.error` of a failed response: the `error` event's message, and its code when the closed set
+    of response error codes has it, else `rate_limit_exceeded` for rate and quota limits and `server_error`
+    for everything else (the `error` event before it carries the precise code)."""
     event = error_event(error)
-    return {"code": event["code"], "message": event["message"]}
+    code = event["code"]
+    if code not in _FAILED_CODES:
+        limited = error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXHAUSTED)
+        code = "rate_limit_exceeded" if limited else "server_error"
+    return {"code": code, "message": event["message"]}
 
 
 def response_failed_error(response: Response) -> dict[str, JSON]:
