@@ -44,6 +44,7 @@ SERVERS = {
         "warning",
         "llmproxy_site.asgi:application",
     ],
+    "raw-router": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "bench.raw_router:application"],
     "django-view": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "bench.django_view:application"],
 }
 
