@@ -11,11 +11,11 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmproxy_site.settings")
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
-from llmproxy_site.asgi import application as site  # noqa: E402
-from routing.dataplane import pipeline  # noqa: E402
-from routing.dataplane.asgi_io import Receive, Request, Scope, Send  # noqa: E402
+from llmproxy_site.asgi import application as site
+from routing.dataplane import pipeline
+from routing.dataplane.asgi_io import Receive, Request, Scope, Send
 
 DATA_PLANE_ROOTS = ("/v1/", "/v1beta/", "/v1alpha/", "/anthropic/", "/openai/", "/gemini/")
 

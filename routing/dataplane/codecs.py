@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from types import ModuleType
-
+from translation.anthropic import CODEC as ANTHROPIC
+from translation.codec import Codec
 from translation.dialect import Dialect
+from translation.gemini import CODEC as GEMINI
+from translation.openai_chat import CODEC as OPENAI_CHAT
+from translation.openai_responses import CODEC as OPENAI_RESPONSES
 
-_FOLDERS = {
-    Dialect.ANTHROPIC: "anthropic",
-    Dialect.OPENAI_CHAT: "openai_chat",
-    Dialect.OPENAI_RESPONSES: "openai_responses",
-    Dialect.GEMINI: "gemini",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Codec:
-    """A dialect's `request`, `response` and `stream` modules (the contract in translation/README.md)."""
-
-    request: ModuleType
-    response: ModuleType
-    stream: ModuleType
-
-
-def _load(dialect: Dialect) -> Codec:
-    folder = _FOLDERS[dialect]
-    modules = (importlib.import_module(f"translation.{folder}.{name}") for name in ("request", "response", "stream"))
-    return Codec(*modules)
-
-
-_codecs: dict[Dialect, Codec] = {}
+CODECS: dict[Dialect, Codec] = {codec.dialect: codec for codec in (ANTHROPIC, OPENAI_CHAT, OPENAI_RESPONSES, GEMINI)}
 
 
 def codec_for(dialect: Dialect) -> Codec:
-    codec = _codecs.get(dialect)
-    if codec is None:
-        codec = _codecs[dialect] = _load(dialect)
-    return codec
+    return CODECS[dialect]

@@ -137,7 +137,7 @@ def _decode_whole(exchange: Exchange, content: bytes, upstream_ir: Request | Non
         raise upstream_error(exchange, 502, content, None)
     decoded = codec_for(exchange.upstream_route.upstream.format).response.decode_response(body, request=upstream_ir)
     note(exchange, decoded.warnings)
-    return decoded.value  # type: ignore[no-any-return]
+    return decoded.value
 
 
 def _decoded_or_none(exchange: Exchange, body: dict[str, Any]) -> Response | None:
@@ -220,6 +220,7 @@ class TranslatedStream:
     arrive; `response()` is the answer so far as an IR response."""
 
     def __init__(self, exchange: Exchange, plan: Plan) -> None:
+        assert plan.upstream_ir is not None, "a translated answer comes from a request encoded for the upstream"
         self._exchange = exchange
         self._parser = SSEParser()
         self._decoder = codec_for(exchange.upstream_route.upstream.format).stream.StreamDecoder(plan.upstream_ir)

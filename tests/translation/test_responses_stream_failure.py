@@ -44,12 +44,13 @@ REQUEST = Request(
 def run(events: list[StreamEvent], *, finish: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     encoder = CODEC.stream.StreamEncoder(ClientContext(REQUEST, 1_700_000_000))
     wire = [w for event in events for w in encoder.feed(event)] + (encoder.finish() if finish else [])
-    frames = [w.data for w in wire]
+    frames: list[dict[str, Any]] = []
     for w in wire:
         assert isinstance(w.data, dict) and w.event == w.data["type"]
+        frames.append(w.data)
         EVENT.validate_json(json.dumps(w.data), strict=True)
     assert [f["sequence_number"] for f in frames] == list(range(len(frames)))
-    return frames, [w.feature for w in encoder.warnings]  # type: ignore[misc]
+    return frames, [w.feature for w in encoder.warnings]
 
 
 START = ResponseStart("up1", "m", Usage.from_openai(100, 0, cached_tokens=40))
