@@ -25,19 +25,10 @@ from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, ToolCall
 from tests.test_ledger import wait_for_rows
-from tests.test_responses_ws import TERMINAL, live, reload  # noqa: F401  (`live` is a fixture)
+from tests.test_responses_ws import TERMINAL, _sdk_final, live, reload  # noqa: F401  (`live` is a fixture)
 from tests.test_translation_matrix import BASE_PATH
 
 PREFILL = 2.5  # seconds the fake upstream waits between its headers and its first event
-
-
-def _sdk_final(connection: Any) -> Any:
-    for event in connection:
-        if event.type == "error":
-            raise AssertionError(f"error event: {event}")
-        if event.type in TERMINAL:
-            return event.response
-    raise AssertionError("the connection closed before the response finished")
 
 
 @pytest.fixture
@@ -203,3 +194,23 @@ def test_a_gemini_500_midway_stays_500(proxy, alice_key):
     assert caught.value.body["error"]["type"] == "api_error"  # Anthropic's name for a 500, not bad gateway
     (row,) = wait_for_rows(1)
     assert row.status == 500 and row.outcome == "upstream_error" and row.usage_partial
+
+
+@pytest.mark.e2e
+def test_a_responses_stream_failing_midway_ends_failed_with_its_partial_item_incomplete(proxy, alice_key):
+    with fake_upstream("openai-chat") as fake:
+        add_route("up", "openai-chat", fake.url + "/v1", alias="m", model="real-model")
+        # The message is still open (no finish_reason) when the error comes.
+        fake.script(Reply(text="half an answer", stream_error=Failure(500, "The server had an error")))
+        proxy.sync()
+        client = openai.OpenAI(api_key=alice_key, base_url=proxy.url + "/v1", max_retries=0)
+        events = list(client.responses.create(model="m", input="hi", stream=True))
+    kinds = [event.type for event in events]
+    assert kinds[-1] == "response.failed", kinds
+    assert "response.completed" not in kinds
+    (done,) = [event for event in events if event.type == "response.output_item.done"]
+    assert done.item.type == "message" and done.item.status == "incomplete"
+    assert done.item.content[0].text == "half an answer"
+    failed = events[-1].response
+    assert failed.status == "failed" and failed.error is not None
+    assert [item.status for item in failed.output] == ["incomplete"]
