@@ -145,7 +145,9 @@ async def test_stream_id_lanes_run_at_the_same_time(live, alice_key, anthropic_u
     connected, _ = await ws.connect()
     assert connected
     for lane in ("a", "b"):
-        await ws.send_json_to({"type": "response.create", "model": "m", "input": "hi", "stream_id": lane})
+        # store: false (as Codex sends): nothing is written to the database while the test data is torn down.
+        frame = {"type": "response.create", "model": "m", "input": "hi", "stream_id": lane, "store": False}
+        await ws.send_json_to(frame)
     order: list[tuple[str, str]] = []
     finished: set[str] = set()
     while finished != {"a", "b"}:
