@@ -101,9 +101,9 @@ else:
 
 # How often each worker process checks whether the routing configuration changed (seconds).
 CONFIG_REFRESH_INTERVAL: float = env.float("CONFIG_REFRESH_INTERVAL", default=0.5)
-# Team limits (routing.limits, routing.budgets): the length of a rate-limit window in seconds (the limits are per
-# minute at the default; tests shorten it), the prefix of the rate-limit counters in Redis, and how often each
-# worker re-reads budget spend from the database (its own spend it counts as it goes).
+# Team limits (routing.access.limits, routing.access.budgets): the length of a rate-limit window in seconds
+# (the limits are per minute at the default; tests shorten it), the prefix of the rate-limit counters in Redis,
+# and how often each worker re-reads budget spend from the database (its own spend it counts as it goes).
 RATE_LIMIT_WINDOW: float = env.float("RATE_LIMIT_WINDOW", default=60.0)
 RATE_LIMIT_PREFIX: str = env.str("RATE_LIMIT_PREFIX", default="llmproxy:limits:")
 BUDGET_REFRESH_INTERVAL: float = env.float("BUDGET_REFRESH_INTERVAL", default=2.0)

@@ -2,7 +2,7 @@
 
 Any active user may use it, for their own keys and ledger rows only: a key id that is not theirs is a 404.
 A new key's plaintext is shown once, on the page the creation redirects to. Between the POST and that GET
-it waits in the session encrypted (`routing.secrets`), and the GET removes it, so no later render (a reload,
+it waits in the session encrypted (`routing.config.secrets`), and the GET removes it, so no later render (a reload,
 the back button) can show it again. Pages carrying it are marked uncacheable.
 
 The staff live view's page (`usage.live.live_page`) is routed from here too, so that the site's URL list
@@ -28,8 +28,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
+from routing.config.secrets import decrypt, encrypt
 from routing.models import ProxyKey
-from routing.secrets import decrypt, encrypt
 from usage import live
 from usage.models import LedgerEntry
 

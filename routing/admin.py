@@ -113,7 +113,7 @@ class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
     search_fields = ("name", "upstream_model")
 
 
-# --- model access, budgets and rate limits (routing.policy) -------------------------------------------------
+# --- model access, budgets and rate limits (routing.access.policy) -------------------------------------------------
 
 
 class ModelListField(forms.CharField):
@@ -150,7 +150,7 @@ LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "concurrent_streams"
 def _spent(obj: KeyPolicy | UserPolicy | GroupPolicy | None) -> str:
     if obj is None or obj.pk is None:
         return "—"
-    from routing.budgets import period_spend
+    from routing.access.budgets import period_spend
 
     if isinstance(obj, KeyPolicy):
         spent = period_spend(obj.budget_period, key_id=obj.key_id)

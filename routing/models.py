@@ -1,6 +1,6 @@
 """Live configuration that operators edit in the admin: upstreams, model aliases and proxy keys.
 
-The request path never queries these tables: `routing.registry` keeps an in-memory snapshot that each worker
+The request path never queries these tables: `routing.config.registry` keeps an in-memory snapshot that each worker
 reloads when `ConfigState.token` changes (every save or delete here changes it, see `routing.signals`).
 """
 
@@ -87,7 +87,7 @@ class Upstream(models.Model):
         return bool(self.api_key_encrypted)
 
     def set_api_key(self, plaintext: str) -> None:
-        from routing.secrets import encrypt
+        from routing.config.secrets import encrypt
 
         self.api_key_encrypted = encrypt(plaintext) if plaintext else ""
 
@@ -287,7 +287,7 @@ class AuditEntry(models.Model):
 #
 # Each level is optional (no row, or an empty field: no restriction at that level). A request must be allowed by
 # every level that restricts: the key's list, the user's list, and at least one of the lists of the user's groups
-# that have one. Budgets and limits of every level apply at once. `routing.policy` turns these rows into the
+# that have one. Budgets and limits of every level apply at once. `routing.access.policy` turns these rows into the
 # per-key rules of the in-memory snapshot; saving any of them changes the config token (routing.signals).
 
 
@@ -394,7 +394,7 @@ class GroupPolicy(AccessRules):
 
 
 class RateCounter(models.Model):
-    """A rate-limit counter, used only when there is no Redis (routing.limits): the window it counts in ends at
+    """A rate-limit counter, used only when there is no Redis (routing.access.limits): the window it counts in ends at
     `window_end` (epoch seconds). State, not configuration: saving one does not change the config token."""
 
     name = models.CharField(max_length=120, primary_key=True)

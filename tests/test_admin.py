@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from routing.config.secrets import decrypt
 from routing.models import ModelAlias, ProxyKey, Upstream, hash_key
-from routing.secrets import decrypt
 
 
 @pytest.fixture

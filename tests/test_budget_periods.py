@@ -1,4 +1,5 @@
-"""Budget periods and the in-memory spend book, with a clock the test controls (routing.policy, routing.budgets)."""
+"""Budget periods and the in-memory spend book, with a clock the test controls (routing.access.policy,
+routing.access.budgets)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from routing.budgets import SpendBook, exhausted
-from routing.policy import Budget, KeyRules, period_bounds
-from routing.registry import Snapshot
+from routing.access.budgets import SpendBook, exhausted
+from routing.access.policy import Budget, KeyRules, period_bounds
+from routing.config.registry import Snapshot
 from usage.models import LedgerEntry, Period, UsageRollup
 
 

@@ -1,4 +1,4 @@
-"""Budgets per key, user and group (routing.budgets) through the live server: under, at and over, the refusal in
+"""Budgets per key, user and group (routing.access.budgets) through the live server: under, at and over, the refusal in
 each client dialect naming the budget and when it resets, and the reset itself.
 
 Each answer of the fake upstream costs exactly $0.02 (12 input and 8 output tokens at $1,000 per million). The

@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
+from routing.config.secrets import decrypt
 from routing.models import ModelAlias, ProxyKey, Upstream, hash_key
-from routing.secrets import decrypt
 
 CONFIG = """
 upstreams:

@@ -1,4 +1,4 @@
-"""Model access lists per key, user and group (routing.policy), through the live server with the official SDKs:
+"""Model access lists per key, user and group (routing.access.policy), through the live server with the official SDKs:
 what is allowed goes through, what is not is a 403 in the client's own dialect naming the level that refused it,
 and model listings show only what the key may use."""
 

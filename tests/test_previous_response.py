@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from routing.dataplane.conversations import continued
 from routing.models import ProxyKey, StoredResponse
-from routing.stored_responses import _read, _write
+from routing.runtime.stored_responses import _read, _write
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, ToolCall, Usage

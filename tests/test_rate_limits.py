@@ -1,5 +1,6 @@
-"""Rate limits per key and per user (routing.limits): requests per minute, tokens per minute and concurrent streams,
-under, at and over each limit and after its window resets, with counters in the database (no Redis) and in Redis.
+"""Rate limits per key and per user (routing.access.limits): requests per minute, tokens per minute and concurrent
+streams, under, at and over each limit and after its window resets, with counters in the database (no Redis) and
+in Redis.
 
 The server runs with a 3-second window (RATE_LIMIT_WINDOW) so a reset takes seconds, not a minute.
 """

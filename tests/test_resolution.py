@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from routing.config.registry import load_snapshot
 from routing.models import ModelAlias, Upstream
-from routing.registry import load_snapshot
 from routing.upstream.client import endpoint_url
 from translation.operation import Operation
 

@@ -21,8 +21,8 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 
 from llmproxy_site.asgi import application
-from routing.live import live_config
 from routing.models import ProxyKey
+from routing.runtime.live import live_config
 from routing.upstream import client as upstream_module
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream

@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
+from routing.config.secrets import decrypt
 from routing.models import ProxyKey, Upstream
-from routing.secrets import decrypt
 
 pytestmark = pytest.mark.django_db
 

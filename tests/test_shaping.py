@@ -6,8 +6,8 @@ import anthropic
 import openai
 import pytest
 
+from routing.config.shaping import Shaping, merge_extra_body, shape, tool_history_summary
 from routing.models import ModelAlias
-from routing.shaping import Shaping, merge_extra_body, shape, tool_history_summary
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from translation.anthropic.request import decode_request

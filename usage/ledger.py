@@ -125,7 +125,7 @@ in_flight: dict[str, ExchangeRecord] = {}
 # The latest finished exchanges of this process, newest last (the live view shows them as they end).
 recent: deque[ExchangeRecord] = deque(maxlen=RECENT_MAX)
 _pending: deque[ExchangeRecord] = deque(maxlen=MAX_PENDING)
-# Called on the database thread with each batch of rows once committed (priced): routing.budgets keeps its
+# Called on the database thread with each batch of rows once committed (priced): routing.access.budgets keeps its
 # in-memory spend current this way. A hook that fails is logged; it cannot undo or hold up the write.
 after_write: list[Callable[[Sequence[LedgerEntry]], None]] = []
 

@@ -11,7 +11,7 @@ upstream that issued them, byte for byte), the same for both transports:
 - `ConnectionHistory`: in memory, for one Responses WebSocket connection (Codex's WebSocket mode sends
   `store: false` and relies on the connection's state). Forgotten when the connection closes. It also
   expands ids for a Responses upstream, which with `store: false` has nothing stored either.
-- The per-key store (`routing.stored_responses`), for every answer whose request did not say
+- The per-key store (`routing.runtime.stored_responses`), for every answer whose request did not say
   `store: false`, whichever transport created it: a response created over the WebSocket can be continued
   over HTTP and the other way round.
 
@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from routing import stored_responses
 from routing.dataplane.exchange import Exchange, ExchangeError
+from routing.runtime import stored_responses
 from translation.codec import WireEvent
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind

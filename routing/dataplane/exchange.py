@@ -9,17 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from routing.config.registry import KeyRecord, Route
 from routing.dataplane.asgi_io import Request
 from routing.dataplane.endpoints import Endpoint
-from routing.registry import KeyRecord, Route
 from translation.errors import ApiError
 from translation.operation import Operation
 from usage.clients import identify
 from usage.ledger import ExchangeRecord
 
 if TYPE_CHECKING:
+    from routing.access.limits import Admission
     from routing.dataplane.sinks import Sink
-    from routing.limits import Admission
 
 
 class ExchangeError(Exception):
@@ -40,7 +40,7 @@ class Exchange:
     route: Route | None = None
     credential: str | None = None
     warnings: list[str] = field(default_factory=list)
-    admission: Admission | None = None  # rate-limit counters held until the exchange ends (routing.limits)
+    admission: Admission | None = None  # rate-limit counters held until the exchange ends (routing.access.limits)
     record: ExchangeRecord = field(init=False)
     # Whether the exchange becomes a ledger row: it reaches, or was meant to reach, an upstream.
     metered: bool = field(init=False)

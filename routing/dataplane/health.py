@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from routing.dataplane.asgi_io import Send, send_json
-from routing.live import database_answers, live_config, run_db
+from routing.runtime.live import database_answers, live_config, run_db
 from usage import ledger
 
 

@@ -19,6 +19,9 @@ from typing import Any
 
 from django.conf import settings
 
+from routing.access.limits import Refused, admit
+from routing.access.policy import access_names
+from routing.config.registry import Route, Snapshot
 from routing.dataplane.asgi_io import ClientDisconnected, Request, Send, cancel_on_disconnect
 from routing.dataplane.conversations import ConnectionHistory, continuation
 from routing.dataplane.counting import count_tokens
@@ -28,10 +31,7 @@ from routing.dataplane.plan import Plan, plan_generation
 from routing.dataplane.relay import relay
 from routing.dataplane.sinks import HttpSink
 from routing.dataplane.upstream_call import build_upstream_request
-from routing.limits import Refused, admit
-from routing.live import live_config
-from routing.policy import access_names
-from routing.registry import Route, Snapshot
+from routing.runtime.live import live_config
 from translation import catalog
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, status_for

@@ -1,7 +1,7 @@
 """What goes upstream for a generation, decided once per exchange: the client's body as it came (same API on
 both sides, only `model` and credentials rewritten), or decoded, shaped and re-encoded for the upstream.
 
-Same API but an alias that rewrites requests (routing.shaping), or a Responses conversation the proxy expands
+Same API but an alias that rewrites requests (routing.config.shaping), or a Responses conversation the proxy expands
 from its own store: the request is re-encoded in its own dialect and the answer relayed untouched.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
+from routing.config.shaping import merge_extra_body, shape
 from routing.dataplane.codecs import codec_for
 from routing.dataplane.exchange import Exchange, ExchangeError
 from routing.dataplane.upstream_call import build_upstream_request
-from routing.shaping import merge_extra_body, shape
 from translation.codec import TargetOptions
 from translation.dialect import Dialect
 from translation.ir import Message, Request, TranslationError, TranslationWarning, extras_for

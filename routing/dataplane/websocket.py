@@ -52,7 +52,7 @@ from routing.dataplane.exchange import Exchange, ExchangeError
 from routing.dataplane.http import NO_CHANNEL_LAYER
 from routing.dataplane.plan import decode_client_request
 from routing.dataplane.sinks import WebSocketSink
-from routing.live import live_config
+from routing.runtime.live import live_config
 from translation.codec import ClientContext, WireEvent
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from routing.registry import UpstreamRoute
+from routing.config.registry import UpstreamRoute
 from routing.upstream.transport import AiohttpTransport
 from translation.dialect import Dialect
 from translation.operation import Operation

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from routing.quickstart import create_from_environment
+from routing.config.quickstart import create_from_environment
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from routing.configfile import export_config
+from routing.config.configfile import export_config
 
 
 class Command(BaseCommand):

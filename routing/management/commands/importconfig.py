@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.configfile import ConfigFileError, import_config
+from routing.config.configfile import ConfigFileError, import_config
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from routing.config.secrets import reencrypt
 from routing.models import Upstream
-from routing.secrets import reencrypt
 
 
 class Command(BaseCommand):

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import models, transaction
 
+from routing.config.secrets import decrypt, encrypt
 from routing.models import (
     AuthHeader,
     BudgetPeriod,
@@ -26,7 +27,6 @@ from routing.models import (
     Upstream,
     UserPolicy,
 )
-from routing.secrets import decrypt, encrypt
 from translation.dialect import Dialect
 from translation.redaction import SECRET_NAME
 
@@ -69,7 +69,8 @@ ALIAS_DEFAULTS: dict[str, Any] = {
 }
 ALIAS_FIELDS = {"name", "upstream", "model", "priority", "enabled", *ALIAS_SETTINGS}
 SECTIONS = ("upstreams", "aliases", "groups", "users")
-# Model access, budgets and rate limits (routing.policy): a group has access and a budget, users and keys all three.
+# Model access, budgets and rate limits (routing.access.policy): a group has access and a budget, users and keys
+# all three.
 GROUP_FIELDS = {"name", "models", "budget"}
 USER_FIELDS = {"username", "active", "groups", "models", "budget", "limits", "keys"}
 KEY_FIELDS = {"label", "models", "budget", "limits"}

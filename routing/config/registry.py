@@ -19,10 +19,10 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
+from routing.access.policy import NO_RULES, Budget, KeyRules, load_rules
+from routing.config.secrets import credential_from_environment, decrypt
+from routing.config.shaping import NO_SHAPING, Shaping
 from routing.models import DISPLAY_PREFIX_LENGTH, AuthHeader, ConfigState, ModelAlias, ProxyKey, Upstream, hash_key
-from routing.policy import NO_RULES, Budget, KeyRules, load_rules
-from routing.secrets import credential_from_environment, decrypt
-from routing.shaping import NO_SHAPING, Shaping
 from translation.dialect import Dialect
 
 logger = logging.getLogger(__name__)

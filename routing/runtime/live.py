@@ -18,10 +18,10 @@ from typing import Any, TypeVar, cast
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from routing import limits
-from routing.budgets import spend_book
+from routing.access import limits
+from routing.access.budgets import spend_book
+from routing.config.registry import Snapshot, load_snapshot
 from routing.models import ConfigState, ProxyKey
-from routing.registry import Snapshot, load_snapshot
 from usage import ledger
 from usage.live import publish_live
 

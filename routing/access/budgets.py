@@ -24,8 +24,8 @@ from decimal import Decimal
 
 from django.db.models import Q, Sum
 
-from routing.policy import PERIOD_WORDS, Budget, KeyRules, Scope, period_bounds
-from routing.registry import Snapshot
+from routing.access.policy import PERIOD_WORDS, Budget, KeyRules, Scope, period_bounds
+from routing.config.registry import Snapshot
 from translation.errors import ApiError, ErrorKind
 from usage import ledger
 from usage.models import LedgerEntry, Period, UsageRollup

@@ -61,7 +61,7 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """The limits of one key or user; `None` is unlimited. Counters are named `scope:id` (routing.limits)."""
+    """The limits of one key or user; `None` is unlimited. Counters are named `scope:id` (routing.access.limits)."""
 
     scope: str
     subject_id: int
@@ -107,7 +107,7 @@ class LoadedRules:
 
 def access_names(requested: str, alias: str | None) -> list[str]:
     """The names an access list is compared with for a request of `requested` served by `alias`."""
-    from routing.registry import model_name_candidates
+    from routing.config.registry import model_name_candidates
 
     names = model_name_candidates(requested)
     if alias and alias not in names:

@@ -1,4 +1,4 @@
-"""Admission of a generation: budgets (in memory, `routing.budgets`) and rate limits shared by every worker.
+"""Admission of a generation: budgets (in memory, `routing.access.budgets`) and rate limits shared by every worker.
 
 `admit()` runs after the route is authorised and before anything goes upstream. With no budget and no rate limit
 on the key, its user or groups, it does nothing (a tuple is empty). Otherwise:
@@ -33,10 +33,10 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
-from routing.budgets import spend_book
+from routing.access.budgets import spend_book
+from routing.access.policy import RateLimit
+from routing.config.registry import KeyRecord
 from routing.models import RateCounter, StreamLease
-from routing.policy import RateLimit
-from routing.registry import KeyRecord
 from translation.errors import ApiError, ErrorKind
 from translation.usage import Usage
 
@@ -358,7 +358,7 @@ class DatabaseBackend(Backend):
 
 
 def _run_db(fn: Callable[[], Any]) -> Awaitable[Any]:
-    from routing.live import run_db
+    from routing.runtime.live import run_db
 
     return run_db(fn, keep_connection=True)
 
