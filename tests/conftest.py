@@ -17,7 +17,7 @@ def _close_in_process_db_thread(django_db_setup: None) -> Iterator[None]:
     yield
     from django.db import connections
 
-    from routing.runtime.live import db_executor
+    from routing.runtime.database import db_executor
 
     db_executor.submit(connections.close_all).result(timeout=10)
 

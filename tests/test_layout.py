@@ -67,7 +67,7 @@ MODULES = project_modules()
 def test_the_data_plane_and_upstream_io_do_not_import_the_orm(name):
     imported = set(module_imports(MODULES[name]))
     offending = sorted(m for m in imported if m.startswith(ORM_MODULES))
-    assert not offending, f"{name} imports {offending}: go through routing.runtime.live.run_db or the snapshot instead"
+    assert not offending, f"{name} imports {offending}: use routing.runtime.database.run_db or the snapshot instead"
 
 
 def test_no_import_cycles():

@@ -23,6 +23,7 @@ from django.test import override_settings
 from llmproxy_site.asgi import application
 from routing.models import ProxyKey
 from routing.runtime.live import live_config
+from routing.runtime.worker import worker
 from routing.upstream import client as upstream_module
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
@@ -76,9 +77,7 @@ def create(**fields: Any) -> dict[str, Any]:
 async def live() -> AsyncIterator[None]:
     """The in-process snapshot, reloaded from this test's data; its refresher stopped afterwards."""
     yield
-    task = live_config._task
-    if task is not None:
-        task.cancel()
+    worker.halt()
     client = upstream_module._clients.pop(asyncio.get_running_loop(), None)
     if client is not None:
         await client.aclose()

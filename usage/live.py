@@ -5,7 +5,7 @@ them, keyed by its process id, to the Channels group `GROUP`, and every open pag
 WebSocket at `WS_PATH`) is in that group and merges what the processes send. With the in-memory channel layer
 that is one process; with Redis (`REDIS_URL`) every process of every host reaches every page.
 
-`publish_live()` runs about twice a second in each process (the routing layer's background loop) and is
+`publish_live()` runs about twice a second in each process (a job of routing.runtime.worker) and is
 built to cost nothing when nobody watches and when nothing changed:
 
 - Pages announce themselves: on connect, and every `WATCH_HEARTBEAT_SECONDS` while open, a page sends
@@ -37,6 +37,7 @@ from django.contrib.auth.decorators import user_passes_test
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from routing.runtime.worker import worker
 from usage import ledger
 from usage.ledger import ExchangeRecord
 
@@ -237,8 +238,11 @@ publisher = Publisher()
 
 
 async def publish_live() -> None:
-    """Called by the routing layer's background loop about twice a second (see the module docstring)."""
+    """A job of the process's background worker, every pass (see the module docstring)."""
     await publisher.publish()
+
+
+worker.register("live view", publish_live)
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]

@@ -37,6 +37,8 @@ from routing.access.budgets import spend_book
 from routing.access.policy import RateLimit
 from routing.config.registry import KeyRecord
 from routing.models import RateCounter, StreamLease
+from routing.runtime.database import run_db
+from routing.runtime.worker import worker
 from translation.errors import ApiError, ErrorKind
 from translation.usage import Usage
 
@@ -200,7 +202,7 @@ def _log_failure(what: str, exc: BaseException) -> None:
 
 
 async def renew_leases() -> None:
-    """Keep this worker's running streams counted (the background loop calls this every interval)."""
+    """Keep this worker's running streams counted (a job of the background worker, every pass)."""
     global _last_renewal
     now = time.monotonic()
     if not _active or now - _last_renewal < LEASE_RENEW_SECONDS:
@@ -358,8 +360,6 @@ class DatabaseBackend(Backend):
 
 
 def _run_db(fn: Callable[[], Any]) -> Awaitable[Any]:
-    from routing.runtime.live import run_db
-
     return run_db(fn, keep_connection=True)
 
 
@@ -436,3 +436,6 @@ def current_backend() -> Backend:
         backend = RedisBackend(url, prefix) if url else DatabaseBackend()
         _backends[(url, prefix)] = backend
     return backend
+
+
+worker.register("stream leases", renew_leases)

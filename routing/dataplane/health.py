@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from routing.dataplane.asgi_io import Send, send_json
-from routing.runtime.live import database_answers, live_config, run_db
+from routing.runtime.database import database_answers, run_db
+from routing.runtime.live import live_config
 from usage import ledger
 
 

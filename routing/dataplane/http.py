@@ -5,7 +5,7 @@ The consumer keeps what a bare ASGI function had and Channels' generic one does 
 - no channel layer (the data plane never joins a group; a configured layer would cost a channel per request);
 - no thread hop per message: `AsyncConsumer.dispatch` closes stale ORM connections through `sync_to_async`
   before every message, and the data plane uses no ORM connection on the event loop (database work runs on
-  the database thread, routing.runtime.live.run_db);
+  the database thread, routing.runtime.database.run_db);
 - a body limit applied as the body arrives (a `Content-Length` over it is refused before any of it is read);
 - the client's disconnect noticed while the answer streams (routing.dataplane.asgi_io.cancel_on_disconnect),
   which the generic consumer only sees after `handle` returns.

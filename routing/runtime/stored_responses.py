@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from routing.models import StoredResponse
-from routing.runtime.live import run_db
+from routing.runtime.database import run_db
 from translation.ir import Message, Part, Response, Role
 from translation.ir.serde import from_json, to_json
 
