@@ -11,6 +11,7 @@ therefore lose the records of the last half second or so (and exchanges still in
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -24,6 +25,8 @@ from typing import Any
 
 from django.db import DataError, IntegrityError, transaction
 
+from routing.runtime.database import run_db
+from routing.runtime.worker import worker
 from translation.errors import ApiError, ErrorKind
 from translation.operation import Operation
 from translation.usage import Usage
@@ -299,3 +302,28 @@ def tokens_per_second(output_tokens: int | None, ttft: float | None, duration: f
         return None
     generating = duration - ttft if ttft is not None and duration - ttft > 0.001 else duration
     return round(output_tokens / generating, 2) if generating > 0 else None
+
+
+# --- the ledger's background jobs (routing.runtime.worker) ------------------------------------------------
+
+# How long a stopping server lets running exchanges finish before recording them as interrupted.
+SHUTDOWN_GRACE_SECONDS = 2.0
+
+
+async def write_queued() -> None:
+    """Write the exchanges finished since the last pass (the records stay queued if the write fails)."""
+    if pending_count():
+        await run_db(write_pending)
+
+
+async def write_at_stop() -> None:
+    """Let the exchanges the stopping server has just cancelled record themselves, then write everything."""
+    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+    while in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    interrupt_in_flight()
+    await write_queued()
+
+
+worker.on_stopping(server_stopping)
+worker.register("usage ledger", write_queued, at_stop=write_at_stop)
