@@ -70,6 +70,38 @@ def test_the_data_plane_and_upstream_io_do_not_import_the_orm(name):
     assert not offending, f"{name} imports {offending}: use routing.runtime.database.run_db or the snapshot instead"
 
 
+# `translation/` is pure and deterministic: no framework, no network, files, clock, randomness or host tables.
+TRANSLATION_FORBIDDEN = (
+    "django",
+    "channels",
+    "daphne",
+    "httpx",
+    "aiohttp",
+    "asyncio",
+    "socket",
+    "ssl",
+    "os",
+    "pathlib",
+    "io",
+    "mimetypes",
+    "time",
+    "datetime",
+    "random",
+    "uuid",
+    "urllib.request",
+    "routing",
+    "usage",
+    "llmproxy_site",
+)
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("translation")))
+def test_translation_imports_no_framework_and_does_no_io(name):
+    imported = set(module_imports(MODULES[name]))
+    offending = sorted(m for m in imported if m.split(".")[0] in TRANSLATION_FORBIDDEN or m in TRANSLATION_FORBIDDEN)
+    assert not offending, f"{name} imports {offending}: translation/ stays pure (no Django, no I/O)"
+
+
 def test_no_import_cycles():
     graph = {
         name: {target for target in module_imports(path) if target in MODULES and target != name}
