@@ -2,7 +2,14 @@
 
 The parser takes bytes exactly as they come off the socket. Chunk boundaries may fall anywhere, including
 between the \\r and \\n of a CRLF and inside a multi-byte UTF-8 character, so lines are split on bytes and
-decoded only once complete. Gemini ends events with \\r\\n\\r\\n, the others with \\n\\n; both work.
+decoded only once complete. Lines may end in \\n, \\r\\n or \\r (Gemini ends events with \\r\\n\\r\\n, the
+others with \\n\\n); all work, mixed too.
+
+It runs in time linear in the bytes fed, however the stream is chunked: each byte is searched for a line
+break once (`scanned_bytes` counts it), the buffer only ever holds the unfinished line, and a long line
+arriving in many chunks is never re-scanned or re-copied. It holds at most `max_event_bytes` of one event
+(its data lines and its unfinished line): beyond that `feed` raises `EventTooLarge`, so an upstream cannot
+make the proxy hold an unbounded event in memory.
 """
 
 from __future__ import annotations
@@ -12,8 +19,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_END_OF_LINE = re.compile(rb"\r\n|\r|\n")
+# What a proxy holds of one upstream event at most unless told otherwise (UPSTREAM_MAX_EVENT_BYTES).
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+_LINE_BREAK = re.compile(rb"[\r\n]")
 _TEXT_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_CR, _LF = 0x0D, 0x0A
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,33 +39,85 @@ class SSEEvent:
         return json.loads(self.data)
 
 
+class EventTooLarge(ValueError):
+    """One event grew past the parser's `max_event_bytes`. `events`: the complete events the same `feed` had
+    parsed before it, so a caller can still deliver them. The parser is spent: later feeds raise again."""
+
+    def __init__(self, limit: int, events: list[SSEEvent]) -> None:
+        super().__init__(f"a stream event is larger than {limit} bytes")
+        self.limit = limit
+        self.events = events
+
+
 class SSEParser:
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
+        self.scanned_bytes = 0  # bytes searched for a line break so far: the parser's work, linear in its input
+        self._buffer = bytearray()  # the unfinished line, nothing else
+        self._scanned = 0  # how much of `_buffer` is known to hold no line break
         self._pending_cr = False  # the last chunk ended in \r: a \n starting the next one belongs to it
         self._data: list[str] = []
+        self._data_bytes = 0  # bytes of the data lines held for the event being read
         self._event: str | None = None
         self._id: str | None = None
+        self._too_large = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._too_large:
+            raise EventTooLarge(self._limit, [])
         if not chunk:
             return []
-        if self._pending_cr and chunk.startswith(b"\n"):
-            chunk = chunk[1:]
-        self._buffer += chunk
+        start = 0
+        if self._pending_cr:
+            self._pending_cr = False
+            if chunk[0] == _LF:
+                start = 1
+        buffer = self._buffer
+        buffer += memoryview(chunk)[start:]
         events: list[SSEEvent] = []
-        for line in self._complete_lines():
-            event = self._process(line)
+        line_start = 0
+        position = self._scanned
+        end = len(buffer)
+        while (found := _LINE_BREAK.search(buffer, position)) is not None:
+            at = found.start()
+            self.scanned_bytes += at + 1 - position
+            position = at + 1
+            if buffer[at] == _CR:
+                if position == end:
+                    self._pending_cr = True  # maybe the first half of a \r\n split across chunks
+                elif buffer[position] == _LF:
+                    position += 1
+            event = self._process(bytes(buffer[line_start:at]))
+            line_start = position
             if event is not None:
                 events.append(event)
+            elif self._data_bytes > self._limit:
+                self._overflow(events)
+        self.scanned_bytes += end - position
+        del buffer[:line_start]  # cheap: a bytearray drops its head without moving the rest
+        self._scanned = len(buffer)
+        if self._data_bytes + len(buffer) > self._limit:
+            self._overflow(events)
         return events
+
+    @property
+    def _limit(self) -> int:
+        return self.max_event_bytes if self.max_event_bytes is not None else 1 << 62
+
+    def _overflow(self, events: list[SSEEvent]) -> None:
+        self._too_large = True
+        self._buffer = bytearray()
+        self._data = []
+        raise EventTooLarge(self._limit, events)
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: a last line without terminator is processed; an event missing its blank line is
         dispatched anyway (lenient, like the SDKs, so a truncated last event is not lost)."""
+        if self._too_large:
+            return []
         events: list[SSEEvent] = []
         if self._buffer:
-            line, self._buffer = self._buffer, b""
+            line, self._buffer, self._scanned = bytes(self._buffer), bytearray(), 0
             event = self._process(line)
             if event is not None:
                 events.append(event)
@@ -62,17 +125,6 @@ class SSEParser:
         if event is not None:
             events.append(event)
         return events
-
-    def _complete_lines(self) -> list[bytes]:
-        lines: list[bytes] = []
-        start = 0
-        for match in _END_OF_LINE.finditer(self._buffer):
-            lines.append(self._buffer[start : match.start()])
-            start = match.end()
-        # A lone \r at the very end may be the first half of a \r\n split across chunks.
-        self._pending_cr = start == len(self._buffer) and self._buffer.endswith(b"\r")
-        self._buffer = self._buffer[start:]
-        return lines
 
     def _process(self, raw: bytes) -> SSEEvent | None:
         if not raw:
@@ -85,6 +137,7 @@ class SSEParser:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._data_bytes += len(raw)
         elif name == "event":
             self._event = value
         elif name == "id" and "\0" not in value:
@@ -97,6 +150,7 @@ class SSEParser:
             return None
         event = SSEEvent(data="\n".join(self._data), event=self._event or None, id=self._id)
         self._data = []
+        self._data_bytes = 0
         self._event = None
         return event
 
