@@ -17,14 +17,14 @@ from django.utils.html import format_html, format_html_join
 from routing.models import AuditEntry, GroupPolicy, KeyPolicy, ModelAlias, ProxyKey, Upstream, UserPolicy
 
 
+def _upstream_formfield(db_field: Any, kwargs: dict[str, Any]) -> Any:
+    if db_field.name == "base_url":
+        # Local upstreams (Ollama, vLLM) are plain http: never guess https for a scheme-less URL.
+        kwargs.update(assume_scheme="http", widget=forms.URLInput(attrs={"size": 60}))
+    return db_field.formfield(**kwargs)
+
+
 class UpstreamForm(forms.ModelForm[Upstream]):
-    # Local upstreams (Ollama, vLLM) are plain http: never guess https for a scheme-less URL.
-    base_url = forms.URLField(
-        assume_scheme="http",
-        max_length=500,
-        help_text=Upstream._meta.get_field("base_url").help_text,
-        widget=forms.URLInput(attrs={"size": 60}),
-    )
     # Write-only: a stored key is never rendered back into the page.
     api_key = forms.CharField(
         label="API key (stored encrypted)",
@@ -37,6 +37,7 @@ class UpstreamForm(forms.ModelForm[Upstream]):
     class Meta:
         model = Upstream
         fields = "__all__"
+        formfield_callback = staticmethod(lambda db_field, **kwargs: _upstream_formfield(db_field, kwargs))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -61,6 +62,17 @@ class UpstreamForm(forms.ModelForm[Upstream]):
         return upstream
 
 
+# Shown read-only to staff who are not superusers (with the form fields that set a key left out).
+SUPERUSER_ONLY_FIELDS = (
+    "base_url",
+    "credential_source",
+    "auth_header",
+    "forward_client_key",
+    "api_key",
+    "clear_api_key",
+)
+
+
 class ModelAliasInline(admin.TabularInline[ModelAlias, Upstream]):
     model = ModelAlias
     extra = 0
@@ -80,6 +92,28 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         ("Request options", {"fields": ("headers", "query_params", "timeout", "connect_timeout", "translation_flags")}),
         ("Routing", {"fields": ("allow_direct_models",)}),
     )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A new upstream sets a base URL and a credential: superusers only (see `get_readonly_fields`).
+        return bool(request.user.is_superuser) and super().has_add_permission(request)
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "base_url":
+            return _upstream_formfield(db_field, kwargs)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
+        # The base URL and the credential decide where a stored key is sent: staff who could change them could
+        # point an upstream at a server of their own and read the key. They see them, read-only.
+        return () if request.user.is_superuser else SUPERUSER_ONLY_FIELDS
+
+    def get_fieldsets(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
+        if request.user.is_superuser:
+            return self.fieldsets
+        credential = ("credential_source", "auth_header", "forward_client_key")
+        return [
+            (name, {"fields": credential if name == "Credential" else opts["fields"]}) for name, opts in self.fieldsets
+        ]
 
     @admin.display(description="credential")
     def credential_source(self, obj: Upstream) -> str:

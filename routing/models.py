@@ -94,6 +94,12 @@ class Upstream(models.Model):
     def clean(self) -> None:
         if self.api_key_env and self.api_key_encrypted:
             raise ValidationError("Give the key either as an environment variable or stored, not both.")
+        if self.api_key_env:
+            from routing.config.secrets import credential_variable_problem
+
+            problem = credential_variable_problem(self.api_key_env)
+            if problem is not None:
+                raise ValidationError({"api_key_env": problem})
 
 
 class ModelAlias(models.Model):

@@ -100,3 +100,86 @@ def test_a_key_made_in_the_admin_is_shown_once_and_works_at_once(operator, proxy
     operator.post("/admin/routing/proxykey/", {"action": "revoke", "_selected_action": [str(key.pk)]})
     proxy.sync()
     assert httpx.get(proxy.url + "/v1/models", headers={"authorization": f"Bearer {plaintext}"}).status_code == 401
+
+
+# --- who may point an upstream somewhere, and which variables may be named as its credential ---------------
+
+
+@pytest.fixture
+def staff_editor(transactional_db) -> Client:
+    """Staff who may change upstreams, but not a superuser."""
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user("editor", password="editor-password", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_upstream", "change_upstream"]))
+    client = Client()
+    assert client.login(username="editor", password="editor-password")
+    return client
+
+
+def change_form(upstream: Upstream, **fields: str) -> dict[str, str]:
+    form = {**UPSTREAM_FORM, "name": upstream.name, "aliases-TOTAL_FORMS": "0", "api_key": ""}
+    form.update(fields)
+    return form
+
+
+def test_staff_who_are_not_superusers_cannot_redirect_an_upstream_or_its_credential(staff_editor):
+    upstream = Upstream.objects.create(
+        name="gem", format="gemini", base_url="https://generativelanguage.googleapis.com"
+    )
+    upstream.set_api_key("AIza-stored-secret")
+    upstream.save()
+
+    page = staff_editor.get(f"/admin/routing/upstream/{upstream.pk}/change/").content.decode()
+    assert 'name="base_url"' not in page and 'name="api_key_env"' not in page and 'name="api_key"' not in page
+    assert "https://generativelanguage.googleapis.com" in page  # shown, read-only
+
+    response = staff_editor.post(
+        f"/admin/routing/upstream/{upstream.pk}/change/",
+        change_form(upstream, base_url="http://attacker.example", api_key_env="GEMINI_API_KEY", timeout="30"),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    upstream.refresh_from_db()
+    assert upstream.timeout == 30  # what staff may change, changed
+    assert upstream.base_url == "https://generativelanguage.googleapis.com"
+    assert upstream.api_key_env == "" and decrypt(upstream.api_key_encrypted) == "AIza-stored-secret"
+    assert staff_editor.get("/admin/routing/upstream/add/").status_code == 403
+
+
+def test_a_superuser_may_change_the_base_url(operator):
+    upstream = Upstream.objects.create(
+        name="gem", format="gemini", base_url="https://generativelanguage.googleapis.com"
+    )
+    response = operator.post(
+        f"/admin/routing/upstream/{upstream.pk}/change/", change_form(upstream, base_url="http://127.0.0.1:8001")
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    upstream.refresh_from_db()
+    assert upstream.base_url == "http://127.0.0.1:8001"
+
+
+@pytest.mark.parametrize("variable", ["SECRET_KEY", "ENCRYPTION_KEYS", "DATABASE_URL", "METRICS_TOKEN", "HOME"])
+def test_the_proxys_own_settings_cannot_be_named_as_an_upstream_credential(operator, variable):
+    response = operator.post("/admin/routing/upstream/add/", {**UPSTREAM_FORM, "api_key": "", "api_key_env": variable})
+    assert response.status_code == 200
+    assert "not a provider credential" in response.content.decode() or "does not look like a credential" in (
+        response.content.decode()
+    )
+    assert not Upstream.objects.filter(name="gem").exists()
+
+
+def test_a_stored_row_naming_secret_key_sends_no_credential(transactional_db, monkeypatch):
+    """A row written before the rule (or by a raw update) still sends nothing upstream."""
+    from routing.config.registry import load_snapshot
+
+    monkeypatch.setenv("SECRET_KEY", "the-proxys-own-secret")
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-from-env")
+    upstream = Upstream.objects.create(name="gem", format="gemini", base_url="http://127.0.0.1:9")
+    ModelAlias.objects.create(name="pro", upstream=upstream, upstream_model="gemini-2.5-pro")
+    Upstream.objects.filter(pk=upstream.pk).update(api_key_env="SECRET_KEY")
+    route = load_snapshot().resolve("pro")
+    assert route is not None and route.upstream.credential is None
+
+    Upstream.objects.filter(pk=upstream.pk).update(api_key_env="GEMINI_API_KEY")
+    route = load_snapshot().resolve("pro")
+    assert route is not None and route.upstream.credential == "AIza-from-env"

@@ -111,6 +111,14 @@ def test_secret_headers_and_query_parameters_are_not_exported_and_survive_a_roun
         ("aliases: [{name: a, upstream: nowhere}]", "no upstream named 'nowhere'"),
         ("upstreams: [{name: a, format: gemini, base_url: 'http://x', colour: red}]", "unknown field(s) colour"),
         ("upstreams: [", "not valid YAML"),
+        (
+            "upstreams: [{name: a, format: gemini, base_url: 'http://x', api_key_env: SECRET_KEY}]",
+            "SECRET_KEY is one of the proxy's own settings",
+        ),
+        (
+            "upstreams: [{name: a, format: gemini, base_url: 'http://x', api_key_env: PATH}]",
+            "PATH does not look like a credential variable",
+        ),
     ],
 )
 def test_import_rejects_bad_files_with_a_precise_message(tmp_path, text, message):

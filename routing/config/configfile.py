@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import models, transaction
 
-from routing.config.secrets import decrypt, encrypt
+from routing.config.secrets import credential_variable_problem, decrypt, encrypt
 from routing.models import (
     AuthHeader,
     BudgetPeriod,
@@ -188,6 +188,8 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
             raise ConfigFileError(f"{_at(entry, where)}: 'base_url' is required")
         if entry.get("api_key") and entry.get("api_key_env"):
             raise ConfigFileError(f"{_at(entry, where, 'api_key')}: give api_key or api_key_env, not both")
+        if entry.get("api_key_env") and (problem := credential_variable_problem(str(entry["api_key_env"]))):
+            raise ConfigFileError(f"{_at(entry, where, 'api_key_env')}: {problem}")
     for index, entry in enumerate(sections["aliases"]):
         where = f"aliases[{index}]"
         _check_fields(_require_mapping(entry, where), ALIAS_FIELDS, where)

@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
+import re
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# What an upstream's `api_key_env` may name: a credential variable (OPENAI_API_KEY, ANTHROPIC_AUTH_TOKEN,
+# AWS_SECRET_ACCESS_KEY, MISTRAL_SECRET, AWS_ACCESS_KEY_ID), never the proxy's own settings: the value of the
+# named variable is sent upstream, so naming SECRET_KEY would hand it to whoever controls the upstream URL.
+CREDENTIAL_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*_(API_KEY|KEY|TOKEN|SECRET|KEY_ID)")
+PROXY_OWN_VARIABLES = frozenset(
+    {"SECRET_KEY", "ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "ADMIN_PASSWORD"}
+)
 
 
 def _fernet() -> MultiFernet:
@@ -39,6 +51,24 @@ def reencrypt(token: str) -> str:
     return _fernet().rotate(token.encode()).decode()
 
 
+def credential_variable_problem(variable: str) -> str | None:
+    """Why `variable` may not be named as an upstream credential, or None when it may."""
+    if variable in PROXY_OWN_VARIABLES or variable.startswith(("DJANGO_", "LLMPROXY_")):
+        return f"{variable} is one of the proxy's own settings, not a provider credential"
+    if not CREDENTIAL_VARIABLE.fullmatch(variable):
+        return (
+            f"{variable} does not look like a credential variable: use upper-case letters, digits and _, "
+            "ending in _API_KEY, _KEY, _TOKEN, _SECRET or _KEY_ID"
+        )
+    return None
+
+
 def credential_from_environment(variable: str) -> str | None:
-    """An upstream credential named by its environment variable (read here, when the route table loads)."""
+    """An upstream credential named by its environment variable (read here, when the route table loads).
+    A name that is not a credential variable yields nothing, whatever is stored (a row written before the rule
+    existed, or by a raw update)."""
+    problem = credential_variable_problem(variable)
+    if problem is not None:
+        logger.error("upstream credential refused: %s", problem)
+        return None
     return os.environ.get(variable) or None
