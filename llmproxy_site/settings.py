@@ -167,3 +167,9 @@ QUICKSTART: dict[str, str] = {
         "SMALL_MODEL",
     )
 }
+
+# The usage ledger's spool (usage.spool): finished exchanges on local disk until their rows are committed, so a
+# crash or a database outage loses none. The directory (one subdirectory per database, then per process; empty:
+# no spool, rows wait in memory only) and the most bytes of spooled rows one process keeps.
+LEDGER_SPOOL_DIR: str = env.str("LEDGER_SPOOL_DIR", default=str(BASE_DIR / "var" / "spool"))
+LEDGER_SPOOL_MAX_BYTES: int = env.int("LEDGER_SPOOL_MAX_BYTES", default=1024 * 1024 * 1024)

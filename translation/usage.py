@@ -16,7 +16,36 @@ upstream did not report it, which the ledger must keep distinct from 0. Codecs c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
+from typing import Any
+
+# Counts are stored in 64-bit signed integer columns (the ledger, the rollups, the rate-limit counters).
+COUNT_LIMIT = 2**63
+
+
+def count(value: Any) -> int | None:
+    """A token count as an upstream reported it, made safe to add and store: a non-negative integer below 2^63,
+    else None (unknown). Upstreams have sent counts as strings ("7") and floats (7.0); a negative, fractional
+    beyond rounding, boolean or absurd value is not a count. One bad number must never stop the ledger."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        value = round(value)
+    if isinstance(value, int) and 0 <= value < COUNT_LIMIT:
+        return value
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +87,16 @@ class Usage:
     @classmethod
     def from_openai(
         cls,
-        prompt_tokens: int | None,
-        completion_tokens: int | None,
-        cached_tokens: int | None = None,
-        cache_write_tokens: int | None = None,
-        reasoning_tokens: int | None = None,
+        prompt_tokens: Any,
+        completion_tokens: Any,
+        cached_tokens: Any = None,
+        cache_write_tokens: Any = None,
+        reasoning_tokens: Any = None,
     ) -> Usage:
         """From Chat `prompt_tokens`/`completion_tokens`(+details) or Responses `input_tokens`/`output_tokens`."""
+        prompt_tokens, completion_tokens = count(prompt_tokens), count(completion_tokens)
+        cached_tokens, cache_write_tokens = count(cached_tokens), count(cache_write_tokens)
+        reasoning_tokens = count(reasoning_tokens)
         fresh = None
         if prompt_tokens is not None:
             fresh = max(prompt_tokens - (cached_tokens or 0) - (cache_write_tokens or 0), 0)
@@ -85,13 +117,19 @@ class Usage:
     @classmethod
     def from_anthropic(
         cls,
-        input_tokens: int | None,
-        output_tokens: int | None,
-        cache_read_input_tokens: int | None = None,
-        cache_creation_input_tokens: int | None = None,
-        thinking_tokens: int | None = None,
+        input_tokens: Any,
+        output_tokens: Any,
+        cache_read_input_tokens: Any = None,
+        cache_creation_input_tokens: Any = None,
+        thinking_tokens: Any = None,
     ) -> Usage:
-        return cls(input_tokens, cache_read_input_tokens, cache_creation_input_tokens, output_tokens, thinking_tokens)
+        return cls(
+            count(input_tokens),
+            count(cache_read_input_tokens),
+            count(cache_creation_input_tokens),
+            count(output_tokens),
+            count(thinking_tokens),
+        )
 
     def to_anthropic(self) -> AnthropicUsage:
         return AnthropicUsage(
@@ -107,19 +145,23 @@ class Usage:
     @classmethod
     def from_gemini(
         cls,
-        prompt_token_count: int | None,
-        candidates_token_count: int | None,
-        cached_content_token_count: int | None = None,
-        thoughts_token_count: int | None = None,
-        tool_use_prompt_token_count: int | None = None,
+        prompt_token_count: Any,
+        candidates_token_count: Any,
+        cached_content_token_count: Any = None,
+        thoughts_token_count: Any = None,
+        tool_use_prompt_token_count: Any = None,
     ) -> Usage:
+        prompt_token_count, candidates_token_count = count(prompt_token_count), count(candidates_token_count)
+        cached_content_token_count = count(cached_content_token_count)
+        thoughts_token_count = count(thoughts_token_count)
+        tool_use_prompt_token_count = count(tool_use_prompt_token_count)
         fresh = None
         if prompt_token_count is not None or tool_use_prompt_token_count is not None:
             prompt = (prompt_token_count or 0) + (tool_use_prompt_token_count or 0)
-            fresh = max(prompt - (cached_content_token_count or 0), 0)
+            fresh = count(max(prompt - (cached_content_token_count or 0), 0))
         output = None
         if candidates_token_count is not None or thoughts_token_count is not None:
-            output = (candidates_token_count or 0) + (thoughts_token_count or 0)
+            output = count((candidates_token_count or 0) + (thoughts_token_count or 0))
         return cls(fresh, cached_content_token_count, None, output, thoughts_token_count)
 
     def to_gemini(self) -> GeminiUsage:

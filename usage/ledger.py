@@ -1,10 +1,20 @@
 """The single write path of the usage ledger.
 
 On the request path an exchange fills in an `ExchangeRecord` (plain attribute writes, no I/O) and ends with
-`record_exchange(record)`, which only appends it to this process's queue. The routing layer's background
-loop calls `write_pending()` on its database thread about twice a second, and once more when the server
-stops gracefully: each call prices the queued records and inserts them with one bulk INSERT. A crash can
-therefore lose the records of the last half second or so (and exchanges still in flight); nothing else.
+`record_exchange(record)`, which turns it into one JSON line appended to this process's spool file (one write
+system call: `usage.spool`), or to an in-memory queue when there is no spool. The ledger's job on the
+process's background worker calls `write_pending()` on the database thread every pass, and once more when the
+server stops gracefully: it fsyncs the spool, prices the spooled and queued records and inserts them in
+batches. A crash loses only the exchanges still in flight; a database outage loses nothing (up to
+LEDGER_SPOOL_MAX_BYTES of rows on disk, then `MAX_PENDING` in memory).
+
+Only exchanges of a known proxy key become rows: a request refused for a missing or unknown key, or one
+forwarded with the client's own upstream key, is counted in the metrics and nowhere else.
+
+One bad row never stops the ledger: usage numbers are coerced when decoded (`translation.usage.count`) and
+again when the row is built; a row the database or the rollups refuse for any reason (while the database
+answers) is dropped with one log line, and the rows behind it are written. Only an unreachable database keeps
+rows waiting.
 
 `in_flight` holds the exchanges that have begun and not ended, for the live view and the metrics.
 """
@@ -13,24 +23,25 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
-import os
+import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import connection, transaction
 
 from routing.runtime.database import run_db
 from routing.runtime.worker import worker
 from translation.errors import ApiError, ErrorKind
 from translation.operation import Operation
-from translation.usage import Usage
-from usage import metrics
+from translation.usage import Usage, count
+from usage import metrics, spool
 from usage.models import LedgerEntry, Outcome
 from usage.pricing import PriceBook
 from usage.rollups import apply_rollups
@@ -42,7 +53,15 @@ MAX_PENDING = 100_000
 ERROR_MESSAGE_MAX = 500
 WARNINGS_MAX = 500
 RECENT_MAX = 200
+# Rows per INSERT (and per rollup statement group) when writing.
+BATCH_ROWS = 500
+# How often a serving process looks for the spools of processes that died while it runs (it adopts them at its
+# first pass anyway).
+ADOPT_EVERY_SECONDS = 60.0
 
+# Exchange ids are unique across processes and restarts (a process token, then a counter): the ledger's
+# `exchange_id` uses them to write a replayed row once.
+_PROCESS = secrets.token_hex(6)
 _ids = itertools.count(1)
 _stopping = False
 _STOPPING_MESSAGE = "The server shut down before the answer was complete"
@@ -59,7 +78,7 @@ class ExchangeRecord:
     operation: Operation = Operation.GENERATE
     started_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
-    id: str = field(default_factory=lambda: f"{os.getpid()}-{next(_ids)}")
+    id: str = field(default_factory=lambda: f"{_PROCESS}-{next(_ids)}")
     client_program: str = ""
     client_version: str = ""
     client_session: str = ""
@@ -127,10 +146,15 @@ def _outcome(error: ApiError, status: int, from_upstream: bool) -> str:
 in_flight: dict[str, ExchangeRecord] = {}
 # The latest finished exchanges of this process, newest last (the live view shows them as they end).
 recent: deque[ExchangeRecord] = deque(maxlen=RECENT_MAX)
-_pending: deque[ExchangeRecord] = deque(maxlen=MAX_PENDING)
+# Finished exchanges (as `facts` dicts) waiting in memory: those the spool did not take (no spool, spool full).
+_pending: deque[dict[str, Any]] = deque(maxlen=MAX_PENDING)
 # Called on the database thread with each batch of rows once committed (priced): routing.access.budgets keeps its
 # in-memory spend current this way. A hook that fails is logged; it cannot undo or hold up the write.
 after_write: list[Callable[[Sequence[LedgerEntry]], None]] = []
+
+
+class DatabaseUnavailable(Exception):
+    """The database did not answer: the rows stay (spooled or queued) for the next pass."""
 
 
 def begin_exchange(record: ExchangeRecord) -> None:
@@ -139,16 +163,32 @@ def begin_exchange(record: ExchangeRecord) -> None:
 
 
 def record_exchange(record: ExchangeRecord) -> None:
-    """The one way an exchange reaches the ledger: queues the finished record (no I/O here)."""
+    """The one way an exchange ends: counted in the metrics, and queued as a ledger row when it belongs to a
+    known key (no database I/O here; one write system call to the spool). Never raises: the caller's
+    exchange is over, and what follows it (releasing its rate-limit slot) must run."""
     if record.finished is not None:
         return  # already recorded
     record.finished = time.perf_counter()
     in_flight.pop(record.id, None)
+    recent.append(record)
+    try:
+        metrics.exchange_finished(record)
+    except Exception:
+        logger.exception("metrics of exchange %s could not be counted", record.id)
+    if record.key_id is None:
+        return  # anonymous or unauthenticated: metrics only
+    try:
+        facts = record_facts(record)
+        line = (json.dumps(facts, separators=(",", ":"), default=str) + "\n").encode()
+    except Exception:
+        logger.exception("usage ledger row of exchange %s could not be serialised and is dropped", record.id)
+        return
+    current = spool.current()
+    if current is not None and current.append(line):
+        return
     if len(_pending) == MAX_PENDING:
         logger.error("usage ledger queue full (database unreachable?): dropping the oldest record")
-    _pending.append(record)
-    recent.append(record)
-    metrics.exchange_finished(record)
+    _pending.append(facts)
 
 
 def server_stopping() -> None:
@@ -166,45 +206,134 @@ def interrupt_in_flight() -> None:
 
 
 def pending_count() -> int:
-    return len(_pending)
+    """Rows waiting to be written (an adopted spool segment counts as one until it is read)."""
+    current = spool.current()
+    return len(_pending) + (current.unwritten if current is not None else 0)
+
+
+def record_facts(record: ExchangeRecord) -> dict[str, Any]:
+    """What the row needs, as JSON-safe values (times as wall-clock seconds; perf_counter means nothing to
+    another process)."""
+    finished = record.finished if record.finished is not None else time.perf_counter()
+    usage = record.usage
+    return {
+        "id": record.id,
+        "started_at": record.started_at,
+        "duration": finished - record.started,
+        "ttft": record.first_output - record.started if record.first_output is not None else None,
+        "key_id": record.key_id,
+        "user_id": record.user_id,
+        "client_program": record.client_program,
+        "client_version": record.client_version,
+        "client_session": record.client_session,
+        "dialect": record.dialect,
+        "endpoint": record.endpoint,
+        "operation": str(record.operation),
+        "stream": record.stream,
+        "requested_model": record.requested_model,
+        "alias": record.alias,
+        "upstream": record.upstream,
+        "upstream_model": record.upstream_model,
+        "upstream_base_url": record.upstream_base_url,
+        "upstream_format": record.upstream_format,
+        "upstream_request_id": record.upstream_request_id,
+        "outcome": str(record.outcome),
+        "status": record.status,
+        "error_type": record.error_type,
+        "error_message": record.error_message,
+        "warnings": ", ".join(dict.fromkeys(record.warnings)),
+        "usage": [
+            usage.input_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+        ],
+        "usage_partial": record.usage_partial,
+    }
 
 
 def write_pending() -> int:
-    """Price and insert every queued record (runs on the database thread). Returns the number written.
+    """Write every waiting row (database thread): fsync the spool, then the rows queued in memory, then the
+    closed spool segments, oldest first, each deleted once its rows are in. Returns the number of rows written.
 
-    If the database cannot be reached the records go back to the front of the queue for the next call; a
-    row the database refuses is logged and dropped rather than holding up every row behind it.
+    Raises `DatabaseUnavailable` (or the database's own error) when the database cannot be reached: what was
+    not written stays for the next call. A row refused while the database answers is dropped (one log line).
     """
-    batch = list(_pending)
-    if not batch:
+    current = spool.current()
+    if current is not None:
+        current.sync()
+    written = 0
+    if _pending:
+        batch = list(_pending)
+        for _ in batch:
+            _pending.popleft()
+        try:
+            for first in range(0, len(batch), BATCH_ROWS):
+                written += _write_facts(batch[first : first + BATCH_ROWS])
+        except Exception:
+            # Everything goes back: the rows already committed are recognised by their exchange id.
+            _pending.extendleft(reversed(batch))
+            raise
+    if current is not None:
+        for segment in current.closed_segments():
+            lines = 0
+            chunk: list[dict[str, Any]] = []
+            for raw in spool.read_lines(segment):
+                lines += 1
+                try:
+                    chunk.append(json.loads(raw))
+                except ValueError:
+                    logger.error("usage ledger spool line unreadable, dropped: %r", raw[:200])
+                if len(chunk) == BATCH_ROWS:
+                    written += _write_facts(chunk)
+                    chunk = []
+            if chunk:
+                written += _write_facts(chunk)
+            current.finished(segment, lines)
+    return written
+
+
+def _write_facts(batch: list[dict[str, Any]]) -> int:
+    """Insert the rows of `batch` not already in the ledger, with their rollups, in one transaction; if that
+    fails while the database answers, row by row, dropping the rows it refuses."""
+    prices = PriceBook.load()
+    rows: list[LedgerEntry] = []
+    for facts in batch:
+        try:
+            rows.append(_row(facts, prices))
+        except Exception as exc:
+            logger.error("usage ledger row dropped, unreadable (%s: %s): %.300r", type(exc).__name__, exc, facts)
+    rows = _new_rows(rows)
+    if not rows:
         return 0
-    for _ in batch:
-        _pending.popleft()
+    _unlink_deleted(rows)
     try:
-        rows = _rows(batch)
         with transaction.atomic():
             LedgerEntry.objects.bulk_create(rows)
             apply_rollups(rows)
-    except (IntegrityError, DataError):
-        rows = _write_one_by_one(rows)
     except Exception:
-        _pending.extendleft(reversed(batch))
-        raise
-    for row in rows:
-        if row.cost_usd:
-            metrics.cost_recorded(row.alias, row.upstream, row.upstream_model, row.cost_usd)
-    for hook in after_write:
-        try:
-            hook(rows)
-        except Exception:
-            logger.exception("usage ledger hook %r failed", hook)
+        _check_database()
+        rows = _write_one_by_one(rows)
+    _after(rows)
     return len(rows)
 
 
-def _rows(batch: list[ExchangeRecord]) -> list[LedgerEntry]:
-    prices = PriceBook.load()
-    rows = [_row(record, prices) for record in batch]
-    # A key or user deleted since its exchange ran keeps its rows, without the reference (as SET_NULL would).
+def _new_rows(rows: list[LedgerEntry]) -> list[LedgerEntry]:
+    """Drop the rows the ledger already has (replayed from a spool segment whose deletion a crash prevented),
+    and repeats of one exchange within the batch."""
+    ids = [row.exchange_id for row in rows]
+    existing = set(LedgerEntry.objects.filter(exchange_id__in=ids).values_list("exchange_id", flat=True))
+    fresh = []
+    for row in rows:
+        if row.exchange_id not in existing:
+            existing.add(row.exchange_id)
+            fresh.append(row)
+    return fresh
+
+
+def _unlink_deleted(rows: list[LedgerEntry]) -> None:
+    """A key or user deleted since its exchange ran keeps its rows, without the reference (as SET_NULL would)."""
     for reference in ("key_id", "user_id"):
         ids = {getattr(row, reference) for row in rows} - {None}
         if not ids:
@@ -215,7 +344,16 @@ def _rows(batch: list[ExchangeRecord]) -> list[LedgerEntry]:
         for row in rows:
             if getattr(row, reference) not in existing:
                 setattr(row, reference, None)
-    return rows
+
+
+def _check_database() -> None:
+    """Raise `DatabaseUnavailable` unless the database answers a trivial query: a failed write is the rows'
+    fault only if the database is there to refuse them."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _write_one_by_one(rows: list[LedgerEntry]) -> list[LedgerEntry]:
@@ -226,62 +364,98 @@ def _write_one_by_one(rows: list[LedgerEntry]) -> list[LedgerEntry]:
                 row.save(force_insert=True)
                 apply_rollups([row])
             written.append(row)
-        except (IntegrityError, DataError):
-            logger.exception("usage ledger row refused by the database and dropped: %s", row.__dict__)
+        except Exception as exc:
+            _check_database()
+            logger.error(
+                "usage ledger row dropped, refused by the database (%s: %s): exchange %s %s %s tokens %s/%s",
+                type(exc).__name__,
+                str(exc)[:300],
+                row.exchange_id,
+                row.endpoint,
+                row.outcome,
+                row.input_tokens,
+                row.output_tokens,
+            )
     return written
 
 
-def _row(record: ExchangeRecord, prices: PriceBook) -> LedgerEntry:
-    usage = record.usage
-    finished = record.finished if record.finished is not None else time.perf_counter()
-    duration = finished - record.started
-    ttft = record.first_output - record.started if record.first_output is not None else None
+def _after(rows: Iterable[LedgerEntry]) -> None:
+    rows = list(rows)
+    for row in rows:
+        if row.cost_usd:
+            try:
+                metrics.cost_recorded(row.alias, row.upstream, row.upstream_model, row.cost_usd)
+            except Exception:
+                logger.exception("cost metric of exchange %s could not be counted", row.exchange_id)
+    for hook in after_write:
+        try:
+            hook(rows)
+        except Exception:
+            logger.exception("usage ledger hook %r failed", hook)
+
+
+def _text(value: Any, limit: int) -> str:
+    return str(value or "")[:limit]
+
+
+def _row(facts: dict[str, Any], prices: PriceBook) -> LedgerEntry:
+    """The ledger row of one exchange's facts. Every value is checked again: a spooled line may come from an
+    older version or a damaged file, and a bad value must cost its row only."""
+    started_at = float(facts["started_at"])
+    duration = max(float(facts["duration"]), 0.0)
+    ttft = facts.get("ttft")
+    ttft = max(float(ttft), 0.0) if ttft is not None else None
+    numbers = [count(value) for value in (list(facts.get("usage") or []) + [None] * 5)[:5]]
+    usage = Usage(*numbers)
+    status = count(facts.get("status"))
     return LedgerEntry(
-        started_at=datetime.fromtimestamp(record.started_at, tz=UTC),
-        finished_at=datetime.fromtimestamp(record.started_at + duration, tz=UTC),
-        key_id=record.key_id,
-        user_id=record.user_id,
-        client_program=record.client_program,
-        client_version=record.client_version,
-        client_session=record.client_session,
-        dialect=record.dialect,
-        endpoint=record.endpoint[:200],
-        operation=record.operation,
-        stream=record.stream,
-        requested_model=record.requested_model[:200],
-        alias=record.alias[:200],
-        upstream=record.upstream,
-        upstream_model=record.upstream_model[:200],
-        upstream_request_id=record.upstream_request_id[:200],
-        outcome=record.outcome,
-        status=record.status,
-        error_type=record.error_type,
-        error_message=record.error_message,
-        warnings=", ".join(dict.fromkeys(record.warnings))[:WARNINGS_MAX],
+        exchange_id=_text(facts["id"], 64),
+        started_at=datetime.fromtimestamp(started_at, tz=UTC),
+        finished_at=datetime.fromtimestamp(started_at + duration, tz=UTC),
+        key_id=count(facts.get("key_id")),
+        user_id=count(facts.get("user_id")),
+        client_program=_text(facts.get("client_program"), 64),
+        client_version=_text(facts.get("client_version"), 32),
+        client_session=_text(facts.get("client_session"), 128),
+        dialect=_text(facts.get("dialect"), 32),
+        endpoint=_text(facts.get("endpoint"), 200),
+        operation=_text(facts.get("operation"), 16),
+        stream=bool(facts.get("stream")),
+        requested_model=_text(facts.get("requested_model"), 200),
+        alias=_text(facts.get("alias"), 200),
+        upstream=_text(facts.get("upstream"), 64),
+        upstream_model=_text(facts.get("upstream_model"), 200),
+        upstream_request_id=_text(facts.get("upstream_request_id"), 200),
+        outcome=_text(facts.get("outcome"), 16),
+        status=status if status is not None and status < 2**15 else 0,
+        error_type=_text(facts.get("error_type"), 32),
+        error_message=_text(facts.get("error_message"), ERROR_MESSAGE_MAX),
+        warnings=_text(facts.get("warnings"), WARNINGS_MAX),
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
         reasoning_tokens=usage.reasoning_tokens,
-        usage_partial=record.usage_partial,
-        ttft_ms=round(ttft * 1000) if ttft is not None else None,
-        duration_ms=round(duration * 1000),
+        usage_partial=bool(facts.get("usage_partial")),
+        ttft_ms=min(round(ttft * 1000), 2**31 - 1) if ttft is not None else None,
+        duration_ms=min(round(duration * 1000), 2**31 - 1),
         tokens_per_second=tokens_per_second(usage.output_tokens, ttft, duration),
-        **_price_fields(record, prices),
+        **_price_fields(facts, usage, prices),
     )
 
 
-def _price_fields(record: ExchangeRecord, prices: PriceBook) -> dict[str, Any]:
-    if record.operation == Operation.COUNT_TOKENS:
+def _price_fields(facts: dict[str, Any], usage: Usage, prices: PriceBook) -> dict[str, Any]:
+    if facts.get("operation") == Operation.COUNT_TOKENS:
         return {"cost_usd": Decimal(0), "price_source": "not billed: token count"}
-    if not record.upstream_model:
+    model = _text(facts.get("upstream_model"), 200)
+    if not model:
         return {}  # refused before a model was resolved: nothing ran
     quote = prices.quote(
-        record.usage,
-        model=record.upstream_model,
-        upstream=record.upstream,
-        base_url=record.upstream_base_url,
-        upstream_format=record.upstream_format,
+        usage,
+        model=model,
+        upstream=_text(facts.get("upstream"), 64),
+        base_url=_text(facts.get("upstream_base_url"), 2000),
+        upstream_format=_text(facts.get("upstream_format"), 64),
     )
     if quote is None:
         return {}  # unpriced: cost stays None
@@ -310,8 +484,18 @@ def tokens_per_second(output_tokens: int | None, ttft: float | None, duration: f
 SHUTDOWN_GRACE_SECONDS = 2.0
 
 
+_adopted_at: float | None = None
+
+
 async def write_queued() -> None:
-    """Write the exchanges finished since the last pass (the records stay queued if the write fails)."""
+    """Write the exchanges finished since the last pass (the records stay spooled or queued if the write fails).
+    A serving process first opens its spool and adopts the spools of processes that died (at its first pass,
+    then every ADOPT_EVERY_SECONDS), so a crash or an outage loses no row."""
+    global _adopted_at
+    now = time.monotonic()
+    if spool.serving() and (_adopted_at is None or now - _adopted_at >= ADOPT_EVERY_SECONDS):
+        _adopted_at = now
+        await run_db(spool.replay)
     if pending_count():
         await run_db(write_pending)
 

@@ -37,6 +37,9 @@ def _per_mtok(verbose_name: str) -> models.DecimalField[Decimal | None, Decimal 
 
 
 class LedgerEntry(models.Model):
+    # The exchange's own id (usage.ledger.ExchangeRecord.id, unique across processes and restarts): a row
+    # replayed from a worker's spool after a crash is never written twice. Empty on rows written before it.
+    exchange_id = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
 

@@ -71,12 +71,16 @@ async def serve(exchange: Exchange, work: Callable[[], Awaitable[None]]) -> ApiE
         with contextlib.suppress(ClientDisconnected):  # nobody left to tell
             await exchange.sink.fail(INTERNAL_ERROR)
     finally:
+        # What admission took is given back first and whatever else fails: a slot kept by mistake would refuse
+        # the key's streams for good. The record never raises (usage.ledger.record_exchange).
         try:
-            if metered:
-                ledger.record_exchange(record)
-        finally:
             if exchange.admission is not None:
                 exchange.admission.finish(record.usage)
+        except Exception:
+            logger.exception("rate-limit counters of %s %s could not be given back", exchange.request.method, record.id)
+        finally:
+            if metered:
+                ledger.record_exchange(record)  # a row only for a known key; the metrics count every exchange
     return failure
 
 
@@ -122,14 +126,18 @@ async def forward(
     if not exchange.record.client_session and "metadata" in payload:
         exchange.record.client_session = identify(exchange.request.headers, payload).session
     route = authorize_route(exchange, snapshot, payload)
-    if exchange.endpoint.operation is Operation.COUNT_TOKENS:
-        await _count(exchange, route, payload)
-        return
-    stream = exchange.endpoint.stream if exchange.endpoint.stream is not None else payload.get("stream") is True
+    counting = exchange.endpoint.operation is Operation.COUNT_TOKENS
+    stream = not counting and (
+        exchange.endpoint.stream if exchange.endpoint.stream is not None else payload.get("stream") is True
+    )
     try:
-        exchange.admission = await admit(exchange.key, stream)  # nothing to do for a key without limits
+        # Token counts too: they are requests to an upstream like the rest (nothing to do for a key without limits).
+        exchange.admission = await admit(exchange.key, stream)
     except Refused as exc:
         raise ExchangeError(exc.error) from exc
+    if counting:
+        await _count(exchange, route, payload)
+        return
     history, recorder = await continuation(exchange, payload, connection)
     plan = plan_generation(exchange, payload, history, keep_conversation=recorder is not None)
     await relay(exchange, plan, recorder)

@@ -186,6 +186,8 @@ def model_info(model_id: str) -> JsonObject:
 
 
 def usage(reply: Reply, *, streaming_start: bool = False) -> JsonObject:
+    if reply.wire_usage is not None:
+        return dict(reply.wire_usage)
     counts = reply.usage
     result: JsonObject = {
         # Anthropic's input_tokens is only the uncached remainder of the prompt.
@@ -261,8 +263,8 @@ def stream(reply: Reply, model: str, message_id: str) -> Iterator[bytes]:
         yield event("error", error_body(reply.stream_error))
         return
     final = usage(reply)
-    final.pop("cache_creation")
-    final.pop("service_tier")
+    final.pop("cache_creation", None)
+    final.pop("service_tier", None)
     delta = {"stop_reason": STOP_REASONS[reply.stop_reason], "stop_sequence": reply.stop_sequence}
     yield event("message_delta", {"type": "message_delta", "delta": delta, "usage": final})
     yield event("message_stop", {"type": "message_stop"})

@@ -243,6 +243,8 @@ class Render:
         self.function_call_ids = function_call_ids
 
     def usage(self, final: bool) -> JsonObject:
+        if self.reply.wire_usage is not None:
+            return dict(self.reply.wire_usage)
         counts = self.reply.usage
         usage: JsonObject = {"promptTokenCount": counts.input}
         if final:

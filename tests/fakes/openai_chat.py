@@ -135,6 +135,8 @@ class OpenAIChatFake(OpenAIFake):
         ]
 
     def _usage(self, reply: Reply) -> JsonObject:
+        if reply.wire_usage is not None:
+            return dict(reply.wire_usage)
         counts = reply.usage
         result: JsonObject = {
             "prompt_tokens": counts.input,

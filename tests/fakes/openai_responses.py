@@ -131,6 +131,8 @@ class Render:
         return "incomplete" if self.incomplete else "completed"
 
     def usage(self) -> JsonObject:
+        if self.reply.wire_usage is not None:
+            return dict(self.reply.wire_usage)
         counts = self.reply.usage
         return {
             "input_tokens": counts.input,

@@ -58,6 +58,8 @@ class Reply:
     stop: Stop | None = None  # None: "tool_calls" when there are tool calls, else "end"
     stop_sequence: str | None = None  # Anthropic reports which one matched
     usage: Usage = field(default_factory=Usage)
+    # Sent as the provider's usage object instead of the one made from `usage`: a malformed report ("7", -5, 1e20).
+    wire_usage: dict[str, Any] | None = None
     chunks: int = 3  # streamed text, reasoning and tool arguments are each split into this many pieces
     error: Failure | None = None  # answer with this HTTP error instead of a reply
     stream_error: Failure | None = None  # stream the content, then the provider's in-stream error instead of a finish

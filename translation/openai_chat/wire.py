@@ -91,8 +91,11 @@ def usage_from_wire(raw: Any) -> Usage | None:
     """`cached_tokens` / `cache_write_tokens` are inside `prompt_tokens`: Usage.from_openai splits them out."""
     if not isinstance(raw, Mapping):
         return None
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
+    # A breakdown that is not an object is unknown, not an error.
+    prompt_details = raw.get("prompt_tokens_details")
+    prompt_details = prompt_details if isinstance(prompt_details, Mapping) else {}
+    completion_details = raw.get("completion_tokens_details")
+    completion_details = completion_details if isinstance(completion_details, Mapping) else {}
     return Usage.from_openai(
         raw.get("prompt_tokens"),
         raw.get("completion_tokens"),

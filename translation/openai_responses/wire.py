@@ -122,8 +122,11 @@ def has_calls(parts: tuple[Any, ...] | list[Any]) -> bool:
 def decode_usage(usage: JSON) -> Usage:
     if not isinstance(usage, Mapping):
         return Usage()
-    input_details = usage.get("input_tokens_details") or {}
-    output_details = usage.get("output_tokens_details") or {}
+    # A breakdown that is not an object is unknown, not an error.
+    input_details = usage.get("input_tokens_details")
+    input_details = input_details if isinstance(input_details, Mapping) else {}
+    output_details = usage.get("output_tokens_details")
+    output_details = output_details if isinstance(output_details, Mapping) else {}
     return Usage.from_openai(
         usage.get("input_tokens"),
         usage.get("output_tokens"),
