@@ -426,6 +426,21 @@ def test_cost_of_priced_exchanges_reaches_the_metrics(proxy, alice_key, chat_ups
     assert series(after)["cost"] - before == pytest.approx(expected)
 
 
+async def test_without_a_token_only_loopback_may_scrape(settings):
+    """With no METRICS_TOKEN, a scrape from another host is refused (the counters name users and models)."""
+    from channels.testing import HttpCommunicator
+
+    from routing.dataplane.http import serve_metrics
+
+    settings.METRICS_TOKEN = ""
+    for client, status in ((("10.0.0.7", 40000), 403), (("127.0.0.1", 40000), 200), (("::1", 40000), 200)):
+        communicator = HttpCommunicator(serve_metrics, "GET", "/metrics")
+        communicator.scope["client"] = client
+        response = await communicator.get_response()
+        assert response["status"] == status, client
+        assert (b"llmproxy_" in response["body"]) == (status == 200)
+
+
 @pytest.mark.e2e
 def test_metrics_are_open_without_a_token(proxy):
     response = httpx.get(proxy.url + "/metrics")

@@ -114,6 +114,8 @@ _tasks: set[asyncio.Task[Any]] = set()
 _active: dict[str, Admission] = {}  # lease -> admission holding stream slots, renewed while running
 _last_renewal = 0.0
 _last_error_log = 0.0
+# Until when (monotonic) requests are admitted without checking: the counters' store did not answer in time.
+_unchecked_until = 0.0
 
 
 class Admission:
@@ -160,16 +162,23 @@ async def admit(key: KeyRecord | None, stream: bool) -> Admission | None:
     counters = counters_for(rules.limits, stream)
     if not counters:
         return None
+    global _unchecked_until
+    if time.monotonic() < _unchecked_until:
+        return None
     backend = current_backend()
     lease = uuid.uuid4().hex
     try:
-        refusal = await backend.acquire(counters, lease)
+        # Bounded: a hung database (paused, not refusing) or Redis must not hang every request of a limited key.
+        refusal = await asyncio.wait_for(backend.acquire(counters, lease), settings.LIMITS_CHECK_TIMEOUT)
     except asyncio.CancelledError:
-        # The script or transaction may have run: give back the stream slot it may have taken.
-        streams = [c for c in counters if c.kind == STREAMS]
-        if streams:
-            _background(backend.finish((), 0, streams, lease))
+        _give_back_streams(backend, counters, lease)
         raise
+    except TimeoutError:
+        # Fail open for a while, so that the requests behind this one do not each wait the timeout out.
+        _unchecked_until = time.monotonic() + settings.LIMITS_FAIL_OPEN_SECONDS
+        _give_back_streams(backend, counters, lease)
+        _log_failure("rate limits could not be checked in time; requests admitted unchecked for a while", None)
+        return None
     except Exception as exc:
         _log_failure("rate limits could not be checked; request admitted", exc)
         return None
@@ -179,6 +188,14 @@ async def admit(key: KeyRecord | None, stream: bool) -> Admission | None:
     if admission.streams:
         _active[lease] = admission
     return admission
+
+
+def _give_back_streams(backend: Backend, counters: Sequence[Counter], lease: str) -> None:
+    """The script or transaction may still run: give back the stream slot it may take (an unfinished lease
+    also expires by itself after STREAM_LEASE_SECONDS)."""
+    streams = [c for c in counters if c.kind == STREAMS]
+    if streams:
+        _background(backend.finish((), 0, streams, lease))
 
 
 def _background(work: Awaitable[None]) -> None:
@@ -193,12 +210,15 @@ def _background(work: Awaitable[None]) -> None:
     task.add_done_callback(_tasks.discard)
 
 
-def _log_failure(what: str, exc: BaseException) -> None:
+def _log_failure(what: str, exc: BaseException | None) -> None:
     global _last_error_log
     now = time.monotonic()
     if now - _last_error_log >= _ERROR_LOG_INTERVAL:
         _last_error_log = now
-        logger.error("%s: %s: %s", what, type(exc).__name__, exc)
+        if exc is None:
+            logger.error("%s", what)
+        else:
+            logger.error("%s: %s: %s", what, type(exc).__name__, exc)
 
 
 async def renew_leases() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from django.conf import settings
+
 from routing.dataplane.asgi_io import Send, send_json
 from routing.runtime.database import database_answers, run_db
 from routing.runtime.live import live_config
@@ -12,22 +16,31 @@ async def liveness(send: Send) -> None:
     await send_json(send, 200, {"status": "ok"})
 
 
-async def readiness(send: Send) -> None:
-    """Ready when the database answers, the usage ledger is written and this worker has loaded its routing
-    configuration. The probe writes the ledger rows waiting in this worker first (so a probe, or a test,
-    finds every finished exchange in the database afterwards)."""
-    await live_config.ensure_started()
-    problems: list[str] = []
+async def readiness(send: Send, *, detailed: bool) -> None:
+    """Ready when the database answers within READINESS_DB_TIMEOUT, the usage ledger is written and this
+    worker has loaded its routing configuration. The probe writes the ledger rows waiting in this worker
+    first (so a probe, or a test, finds every finished exchange in the database afterwards).
+
+    What failed is told to operators (`detailed`: the metrics token, or loopback); anyone else learns only
+    which part is unavailable, not the database's error text."""
+    problems: list[tuple[str, str]] = []
     try:
-        await run_db(ledger.write_pending)
-        await run_db(database_answers)
+        await asyncio.wait_for(_check_database(), settings.READINESS_DB_TIMEOUT)
+    except TimeoutError:
+        problems.append(("database unavailable", f"no answer within {settings.READINESS_DB_TIMEOUT:g} s"))
     except Exception as exc:
-        problems.append(f"database: {type(exc).__name__}: {exc}")
+        problems.append(("database unavailable", f"{type(exc).__name__}: {exc}"))
     if not live_config.loaded:
-        problems.append(f"configuration not loaded: {live_config.last_error}")
+        problems.append(("configuration not loaded", str(live_config.last_error)))
     payload = {
         "status": "ready" if not problems else "unavailable",
         "config_token": live_config.snapshot.token,
-        "problems": problems,
+        "problems": [f"{what}: {detail}" if detailed else what for what, detail in problems],
     }
     await send_json(send, 200 if not problems else 503, payload)
+
+
+async def _check_database() -> None:
+    await live_config.ensure_started()
+    await run_db(ledger.write_pending)
+    await run_db(database_answers)
