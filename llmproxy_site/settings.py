@@ -91,6 +91,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a server process started by the tests sees the test database.
     # Named per process so that two test runs on one machine never share (and clobber) a database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    # A database that hangs (paused, overloaded, a lock held) must not hang the server: connecting gives up
+    # after DB_CONNECT_TIMEOUT seconds and a statement after DB_STATEMENT_TIMEOUT (0: no limit; migrations
+    # that build indexes on a large ledger may need it, docs/deployment.md).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5),
+            "options": f"-c statement_timeout={int(env.float('DB_STATEMENT_TIMEOUT', default=60.0) * 1000)}",
+        }
+    )
+# How long a request waits for the shared rate-limit counters (database or Redis) before it is admitted
+# without them (fail open; for the next LIMITS_FAIL_OPEN_SECONDS requests are admitted at once), and how
+# long /health/ready waits for the database before it answers 503.
+LIMITS_CHECK_TIMEOUT: float = env.float("LIMITS_CHECK_TIMEOUT", default=2.0)
+LIMITS_FAIL_OPEN_SECONDS: float = env.float("LIMITS_FAIL_OPEN_SECONDS", default=10.0)
+READINESS_DB_TIMEOUT: float = env.float("READINESS_DB_TIMEOUT", default=2.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL: str = env.str("REDIS_URL", default="")
@@ -109,6 +125,15 @@ RATE_LIMIT_PREFIX: str = env.str("RATE_LIMIT_PREFIX", default="llmproxy:limits:"
 BUDGET_REFRESH_INTERVAL: float = env.float("BUDGET_REFRESH_INTERVAL", default=2.0)
 # Largest request body the data plane accepts (bytes); coding agents send 100 KB+ with images far more.
 MAX_REQUEST_BYTES: int = env.int("MAX_REQUEST_BYTES", default=64 * 1024 * 1024)
+# What the proxy holds of an upstream's answer (bytes, counted after decompression, as they arrive): one stream
+# event (UPSTREAM_MAX_EVENT_BYTES) and a whole non-stream body (UPSTREAM_MAX_BODY_BYTES). Past either the
+# answer ends with a 502 in the client's dialect (its stream error event once a stream has started), so a
+# broken upstream, a wrong content type or a gzip bomb cannot exhaust a worker's memory.
+UPSTREAM_MAX_EVENT_BYTES: int = env.int("UPSTREAM_MAX_EVENT_BYTES", default=16 * 1024 * 1024)
+UPSTREAM_MAX_BODY_BYTES: int = env.int("UPSTREAM_MAX_BODY_BYTES", default=64 * 1024 * 1024)
+# Seconds a client has to send a whole request, head and body (llmproxy_site.server answers 408 and closes after
+# that): a client that drips a byte at a time cannot hold a connection open for ever.
+REQUEST_READ_TIMEOUT: float = env.float("REQUEST_READ_TIMEOUT", default=60.0)
 # Responses answers kept for `previous_response_id` on routes to Anthropic/Chat/Gemini (routing.conversations):
 # how long (seconds), the largest entry (bytes of stored JSON; larger ones are not kept) and entries per key.
 RESPONSE_STORE_TTL: int = env.int("RESPONSE_STORE_TTL", default=24 * 3600)
