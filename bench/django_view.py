@@ -42,8 +42,11 @@ async def data_plane_view(request: ASGIRequest) -> HttpResponseBase:
     async def send(message: dict[str, Any]) -> None:
         await messages.put(message)
 
+    async def read_body() -> bytes:
+        return body  # Django has read it
+
     scope = dict(request.scope)
-    task = asyncio.ensure_future(pipeline.handle_http(Request.from_scope(scope, receive), body, send))
+    task = asyncio.ensure_future(pipeline.handle_http(Request.from_scope(scope, receive), read_body, send))
     start = await messages.get()
 
     async def body_chunks() -> AsyncIterator[bytes]:

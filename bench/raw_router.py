@@ -15,7 +15,7 @@ from django.conf import settings
 
 from llmproxy_site.asgi import application as site
 from routing.dataplane import pipeline
-from routing.dataplane.asgi_io import Receive, Request, Scope, Send
+from routing.dataplane.asgi_io import Receive, Request, Scope, Send, read_body
 
 DATA_PLANE_ROOTS = ("/v1/", "/v1beta/", "/v1alpha/", "/anthropic/", "/openai/", "/gemini/")
 
@@ -24,15 +24,11 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http" or not scope["path"].startswith(DATA_PLANE_ROOTS):
         await site(scope, receive, send)
         return
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if not message.get("more_body", False):
-            break
-    body = b"".join(chunks) if size <= settings.MAX_REQUEST_BYTES else None
+    first = await receive()
+    if first["type"] == "http.disconnect":
+        return
+
+    async def body() -> bytes | None:
+        return await read_body(first, receive, settings.MAX_REQUEST_BYTES)
+
     await pipeline.handle_http(Request.from_scope(scope, receive), body, send)

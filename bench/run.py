@@ -32,7 +32,8 @@ PYTHON = sys.executable
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 SERVERS = {
-    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "llmproxy_site.asgi:application"],
+    # "daphne" is the server `make run` starts: daphne with the request limits (llmproxy_site.server).
+    "daphne": ["-m", "llmproxy_site.server", "-b", "127.0.0.1", "-p", "{port}", "llmproxy_site.asgi:application"],
     "uvicorn": [
         "-m",
         "uvicorn",
@@ -44,7 +45,7 @@ SERVERS = {
         "warning",
         "llmproxy_site.asgi:application",
     ],
-    "raw-router": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "bench.raw_router:application"],
+    "raw-router": ["-m", "llmproxy_site.server", "-b", "127.0.0.1", "-p", "{port}", "bench.raw_router:application"],
     "django-view": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "bench.django_view:application"],
 }
 

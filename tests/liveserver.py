@@ -17,6 +17,7 @@ from django.db import connection
 from routing.models import ConfigState
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVED_APP = "llmproxy_site.asgi:application"
 
 
 def free_port() -> int:
@@ -53,7 +54,8 @@ class ProxyServer:
         )
         env.update(extra_env or {})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "llmproxy_site.asgi:application"],
+            # The server `make run` starts: daphne with the request limits (llmproxy_site.server).
+            [sys.executable, "-m", "llmproxy_site.server", "-b", "127.0.0.1", "-p", str(self.port), SERVED_APP],
             cwd=ROOT,
             env=env,
             stdout=self.log,

@@ -53,6 +53,27 @@ class Request:
             pass
 
 
+async def read_body(first: Message, receive: Receive, limit: int) -> bytes | None:
+    """A request's body, from its first `http.request` message on: None as soon as it is over `limit` bytes
+    (nothing more is read; llmproxy_site.server throws the rest away). Raises ClientDisconnected when the
+    client leaves before the end."""
+    body: bytes = first.get("body", b"")
+    if not first.get("more_body", False):
+        return body if len(body) <= limit else None
+    chunks = [body]
+    size = len(body)
+    while size <= limit:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk: bytes = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if size <= limit else None
+    return None
+
+
 def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
