@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 
 from routing.runtime.database import run_db
 from routing.runtime.worker import worker
@@ -262,7 +262,7 @@ def write_pending() -> int:
     """
     current = spool.current()
     if current is not None:
-        current.sync()
+        current.sync()  # first: the spooled lines reach the disk even while the database is down
     written = 0
     if _pending:
         batch = list(_pending)
@@ -276,21 +276,30 @@ def write_pending() -> int:
             _pending.extendleft(reversed(batch))
             raise
     if current is not None:
-        for segment in current.closed_segments():
-            lines = 0
-            chunk: list[dict[str, Any]] = []
-            for raw in spool.read_lines(segment):
-                lines += 1
-                try:
-                    chunk.append(json.loads(raw))
-                except ValueError:
-                    logger.error("usage ledger spool line unreadable, dropped: %r", raw[:200])
-                if len(chunk) == BATCH_ROWS:
-                    written += _write_facts(chunk)
-                    chunk = []
-            if chunk:
+        written += _write_segments(current)
+        # The segments an outage left behind are in: the current one (kept open meanwhile) closes and goes too.
+        current.sync()
+        written += _write_segments(current)
+    return written
+
+
+def _write_segments(current: spool.Spool) -> int:
+    written = 0
+    for segment in current.closed_segments():
+        lines = 0
+        chunk: list[dict[str, Any]] = []
+        for raw in spool.read_lines(segment):
+            lines += 1
+            try:
+                chunk.append(json.loads(raw))
+            except ValueError:
+                logger.error("usage ledger spool line unreadable, dropped: %r", raw[:200])
+            if len(chunk) == BATCH_ROWS:
                 written += _write_facts(chunk)
-            current.finished(segment, lines)
+                chunk = []
+        if chunk:
+            written += _write_facts(chunk)
+        current.finished(segment, lines)
     return written
 
 
@@ -312,8 +321,8 @@ def _write_facts(batch: list[dict[str, Any]]) -> int:
         with transaction.atomic():
             LedgerEntry.objects.bulk_create(rows)
             apply_rollups(rows)
-    except Exception:
-        _check_database()
+    except Exception as exc:
+        _check_refusal(exc)
         rows = _write_one_by_one(rows)
     _after(rows)
     return len(rows)
@@ -346,14 +355,21 @@ def _unlink_deleted(rows: list[LedgerEntry]) -> None:
                 setattr(row, reference, None)
 
 
-def _check_database() -> None:
-    """Raise `DatabaseUnavailable` unless the database answers a trivial query: a failed write is the rows'
-    fault only if the database is there to refuse them."""
+def _check_refusal(exc: Exception) -> None:
+    """Return if the failed write `exc` is a refusal of the rows (they are then written one by one, the refused
+    ones dropped); raise `DatabaseUnavailable` if it is the database's state, which passes (the rows wait).
+
+    The rows' fault: a constraint or a value the database refuses (IntegrityError, DataError), or one the
+    driver or the rollups could not take (a Python error). The database's state: any other database error
+    (unreachable, locked, read-only, disk full, a deadlock, a missing table), or a database that does not
+    answer a trivial query."""
+    if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError):
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except Exception as exc:
-        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    except Exception as unavailable:
+        raise DatabaseUnavailable(f"{type(unavailable).__name__}: {unavailable}") from exc
 
 
 def _write_one_by_one(rows: list[LedgerEntry]) -> list[LedgerEntry]:
@@ -365,7 +381,7 @@ def _write_one_by_one(rows: list[LedgerEntry]) -> list[LedgerEntry]:
                 apply_rollups([row])
             written.append(row)
         except Exception as exc:
-            _check_database()
+            _check_refusal(exc)
             logger.error(
                 "usage ledger row dropped, refused by the database (%s: %s): exchange %s %s %s tokens %s/%s",
                 type(exc).__name__,
