@@ -3,6 +3,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from llmproxy_site.signin import AdminSignInForm
+
+admin.site.login_form = AdminSignInForm  # throttled sign-in (llmproxy_site.signin)
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("usage.urls")),
