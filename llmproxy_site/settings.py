@@ -21,9 +21,10 @@ HOST: str = env.str("HOST", default="127.0.0.1")
 PORT: int = env.int("PORT", default=8080)
 LOOPBACK = HOST in ("127.0.0.1", "localhost", "::1") or HOST.startswith("127.")
 
-# Serving on a loopback address is a developer's machine: friendly defaults. Anything else is a
-# deployment: DEBUG off, a real SECRET_KEY required, and only the configured hosts accepted.
-DEBUG: bool = env.bool("DEBUG", default=LOOPBACK)
+# DEBUG only when asked for: a loopback address may well be a reverse proxy's upstream, and debug pages show
+# settings and code. Serving on a loopback address allows a built-in SECRET_KEY; anything else is a
+# deployment: a real SECRET_KEY required, and only the configured hosts accepted.
+DEBUG: bool = env.bool("DEBUG", default=False)
 if LOOPBACK:
     SECRET_KEY: str = env.str("SECRET_KEY", default="insecure-loopback-only-secret-key-change-me")
 else:
@@ -156,9 +157,27 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
-    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+# The reverse proxies in front of this server (comma-separated addresses). Only requests from them may set the
+# client address through X-Forwarded-For (llmproxy_site.server), and then X-Forwarded-Proto tells Django the
+# scheme the browser used; empty: those headers are ignored (docs/security.md).
+TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
+if TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Only a browser talking to a loopback server directly uses plain http: everywhere else cookies are Secure.
+_PLAIN_LOOPBACK = LOOPBACK and not TRUSTED_PROXIES
+SESSION_COOKIE_SECURE: bool = env.bool("SESSION_COOKIE_SECURE", default=not _PLAIN_LOOPBACK)
+CSRF_COOKIE_SECURE: bool = env.bool("CSRF_COOKIE_SECURE", default=not _PLAIN_LOOPBACK)
+# HSTS: off until the operator knows TLS works for the host (then e.g. 31536000), docs/security.md.
+SECURE_HSTS_SECONDS: int = env.int("SECURE_HSTS_SECONDS", default=0)
+
+# Sign-in throttling (llmproxy_site.signin): failed attempts per username or client address, and the window.
+SIGNIN_MAX_FAILURES: int = env.int("SIGNIN_MAX_FAILURES", default=5)
+SIGNIN_LOCKOUT_SECONDS: int = env.int("SIGNIN_LOCKOUT_SECONDS", default=15 * 60)
+# Django's cache holds only the sign-in counts: shared through Redis when there is one.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
