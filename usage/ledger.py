@@ -179,12 +179,11 @@ def record_exchange(record: ExchangeRecord) -> None:
         return  # anonymous or unauthenticated: metrics only
     try:
         facts = record_facts(record)
-        line = (json.dumps(facts, separators=(",", ":"), default=str) + "\n").encode()
+        current = spool.current()
+        if current is not None and current.append(_line(facts)):
+            return
     except Exception:
         logger.exception("usage ledger row of exchange %s could not be serialised and is dropped", record.id)
-        return
-    current = spool.current()
-    if current is not None and current.append(line):
         return
     if len(_pending) == MAX_PENDING:
         logger.error("usage ledger queue full (database unreachable?): dropping the oldest record")
@@ -209,6 +208,10 @@ def pending_count() -> int:
     """Rows waiting to be written (an adopted spool segment counts as one until it is read)."""
     current = spool.current()
     return len(_pending) + (current.unwritten if current is not None else 0)
+
+
+def _line(facts: dict[str, Any]) -> bytes:
+    return (json.dumps(facts, separators=(",", ":"), default=str) + "\n").encode()
 
 
 def record_facts(record: ExchangeRecord) -> dict[str, Any]:
@@ -500,20 +503,33 @@ def tokens_per_second(output_tokens: int | None, ttft: float | None, duration: f
 SHUTDOWN_GRACE_SECONDS = 2.0
 
 
+# While the database is down, one line now and then rather than a traceback every pass.
+OUTAGE_LOG_SECONDS = 30.0
 _adopted_at: float | None = None
+_outage_logged_at: float | None = None
 
 
 async def write_queued() -> None:
     """Write the exchanges finished since the last pass (the records stay spooled or queued if the write fails).
     A serving process first opens its spool and adopts the spools of processes that died (at its first pass,
     then every ADOPT_EVERY_SECONDS), so a crash or an outage loses no row."""
-    global _adopted_at
+    global _adopted_at, _outage_logged_at
     now = time.monotonic()
     if spool.serving() and (_adopted_at is None or now - _adopted_at >= ADOPT_EVERY_SECONDS):
         _adopted_at = now
         await run_db(spool.replay)
-    if pending_count():
+    if not pending_count():
+        return
+    try:
         await run_db(write_pending)
+    except DatabaseUnavailable as exc:
+        if _outage_logged_at is None or now - _outage_logged_at >= OUTAGE_LOG_SECONDS:
+            _outage_logged_at = now
+            logger.error("usage ledger: database unavailable (%s); %d rows wait, none lost", exc, pending_count())
+        return
+    if _outage_logged_at is not None:
+        _outage_logged_at = None
+        logger.warning("usage ledger: database available again; waiting rows written")
 
 
 async def write_at_stop() -> None:
@@ -523,6 +539,7 @@ async def write_at_stop() -> None:
         await asyncio.sleep(0.05)
     interrupt_in_flight()
     await write_queued()
+    spool.release()  # a clean stop with every row written leaves no directory behind
 
 
 worker.on_stopping(server_stopping)

@@ -271,6 +271,22 @@ def replay() -> int:
         return 0
 
 
+def release() -> None:
+    """A stopping server: give up this process's spool directory, and delete it if every row is written
+    (otherwise the next process adopts what is left). Records that end after this wait in memory."""
+    global _spool
+    if _spool is None:
+        return
+    current, _spool = _spool, None
+    current.sync()
+    current.close()
+    if current.dir is not None and not any(current.dir.glob("*" + SUFFIX)):
+        with contextlib.suppress(OSError):
+            (current.dir / LOCK_NAME).unlink()
+            current.dir.rmdir()
+            current.root.rmdir()  # the database's directory, once no process uses it
+
+
 def sync() -> None:
     """fsync this process's spool (the write pass calls it; exposed for a stopping server)."""
     if _spool is not None:
