@@ -6,6 +6,7 @@
   upstream, ledger usage, tests).
 - `response_events`: the reverse, a complete `Response` replayed as a stream (streaming client with a
   non-streaming upstream).
+- `GuardedDecoder`: a dialect's stream decoder that never raises; what it cannot read ends the stream.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from translation.errors import ApiError
+from translation.codec import StreamDecoder
+from translation.errors import ApiError, ErrorKind
 from translation.ir.common import Extras, OpaqueSignature
 from translation.ir.content import (
     Part,
@@ -22,6 +24,7 @@ from translation.ir.content import (
     TextPart,
     ToolCallPart,
 )
+from translation.ir.diagnostics import TranslationWarning
 from translation.ir.response import Response, StopReason
 from translation.ir.stream import (
     BlockStop,
@@ -39,6 +42,7 @@ from translation.ir.stream import (
     ToolCallStart,
     UsageUpdate,
 )
+from translation.sse import SSEEvent
 from translation.usage import Usage
 
 _BLOCK_STARTS = (TextStart, ReasoningStart, ToolCallStart, RefusalStart)
@@ -201,3 +205,61 @@ def response_events(response: Response) -> list[StreamEvent]:
         index += 1
     events.append(ResponseStop(response.stop, response.usage, response.stop_sequence, response.stop_detail))
     return events
+
+
+class GuardedDecoder:
+    """A dialect's `StreamDecoder` that never raises. An upstream event it cannot read — whatever the exception
+    (a field of the wrong type such as `{"choices": "notalist"}`, a missing key) — ends the IR stream with a
+    `StreamError`, as an upstream's own mid-stream error does, so the client gets its dialect's stream error
+    event and a proper end instead of a proxy failure halfway through. The events decoded before it are kept.
+
+    After any `StreamError` (the upstream's or this one) it emits nothing more: the stream is over.
+    `failure` keeps the exception for the caller's log."""
+
+    def __init__(self, decoder: StreamDecoder, source: str = "the upstream") -> None:
+        self._decoder = decoder
+        self._source = source
+        self.failure: Exception | None = None
+        self.ended = False
+
+    @property
+    def warnings(self) -> list[TranslationWarning]:
+        return self._decoder.warnings
+
+    def feed(self, event: SSEEvent) -> list[StreamEvent]:
+        if self.ended:
+            return []
+        try:
+            return self._ending(self._decoder.feed(event))
+        except Exception as exc:
+            return self._failed(exc, event)
+
+    def finish(self) -> list[StreamEvent]:
+        if self.ended:
+            return []
+        try:
+            return self._ending(self._decoder.finish())
+        except Exception as exc:
+            return self._failed(exc, None)
+
+    def end_with(self, error: ApiError) -> list[StreamEvent]:
+        """End the stream with `error` (the caller found the upstream's bytes unusable), unless it already ended."""
+        if self.ended:
+            return []
+        self.ended = True
+        return [StreamError(error)]
+
+    def _ending(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        self.ended = any(isinstance(e, StreamError) for e in events)
+        return events
+
+    def _failed(self, exc: Exception, event: SSEEvent | None) -> list[StreamEvent]:
+        self.failure, self.ended = exc, True
+        what = f"an event it could not read ({_excerpt(event)})" if event is not None else "a stream it could not end"
+        message = f"{self._source} sent {what}: {type(exc).__name__}: {exc}"
+        return [StreamError(ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))]
+
+
+def _excerpt(event: SSEEvent, size: int = 120) -> str:
+    data = event.data if len(event.data) <= size else event.data[:size] + "…"
+    return f"event {event.event!r}, data {data!r}" if event.event else f"data {data!r}"

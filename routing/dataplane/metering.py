@@ -18,6 +18,7 @@ import httpx
 
 from routing.dataplane.codecs import codec_for
 from routing.dataplane.exchange import Exchange
+from routing.dataplane.upstream_call import event_parser
 from translation.errors import status_for
 from translation.ir import (
     ReasoningDelta,
@@ -32,7 +33,7 @@ from translation.ir import (
     ToolCallStart,
     UsageUpdate,
 )
-from translation.sse import SSEEvent, SSEParser
+from translation.sse import SSEEvent
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class StreamTap:
     def __init__(self, exchange: Exchange, meter: Meter) -> None:
         route = exchange.upstream_route
         self._meter = meter
-        self._parser = SSEParser()
+        self._parser = event_parser()  # at most UPSTREAM_MAX_EVENT_BYTES of one event (EventTooLarge)
         self._decoder: Any = codec_for(route.upstream.format).stream.StreamDecoder(
             Request(model=route.upstream_model, messages=())
         )

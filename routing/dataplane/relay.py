@@ -18,28 +18,31 @@ import httpx
 
 from routing.dataplane.codecs import codec_for
 from routing.dataplane.conversations import Recorder
-from routing.dataplane.exchange import Exchange
+from routing.dataplane.exchange import Exchange, ExchangeError
 from routing.dataplane.metering import Meter, StreamTap, whole_body_usage
 from routing.dataplane.plan import Plan, note
 from routing.dataplane.upstream_call import (
     broken_stream_error,
+    event_parser,
     is_event_stream,
     open_upstream,
     read_body,
     redacted,
     redacted_stream_chunk,
     relayed_headers,
+    too_large_error,
+    unreadable_error,
     upstream_error,
     upstream_secrets,
 )
 from translation.codec import ClientContext, WireEvent
-from translation.errors import status_for
+from translation.errors import ApiError, status_for
 from translation.ir import Request, Response, StreamError
 from translation.openai_chat.wire import is_usage_only_chunk
 from translation.operation import Operation
 from translation.redaction import redact_json_body
-from translation.sse import SSEEvent, SSEParser, encode_event
-from translation.streaming import ResponseBuilder, response_events
+from translation.sse import EventTooLarge, SSEEvent, encode_event
+from translation.streaming import GuardedDecoder, ResponseBuilder, response_events
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +138,12 @@ def _decode_whole(exchange: Exchange, content: bytes, upstream_ir: Request | Non
     body = _json_object(content)
     if body is None:
         raise upstream_error(exchange, 502, content, None)
-    decoded = codec_for(exchange.upstream_route.upstream.format).response.decode_response(body, request=upstream_ir)
+    try:
+        decoded = codec_for(exchange.upstream_route.upstream.format).response.decode_response(body, request=upstream_ir)
+    except Exception as exc:
+        # Valid JSON of the wrong shape ({"choices": "notalist"}): the upstream's fault, a 502, not a proxy bug.
+        logger.warning("an upstream answer could not be decoded", exc_info=True)
+        raise ExchangeError(unreadable_error(exchange, exc), from_upstream=True) from exc
     note(exchange, decoded.warnings)
     return decoded.value
 
@@ -154,7 +162,7 @@ async def _relay_same_api_stream(
     exchange: Exchange, plan: Plan, response: httpx.Response, meter: Meter, recorder: Recorder | None
 ) -> None:
     sink = exchange.sink
-    tap = StreamTap(exchange, meter)
+    tap: StreamTap | None = StreamTap(exchange, meter)
     await sink.open_stream(relayed_headers(exchange, response))
     # Raw bytes go on untouched unless something must read the events first: a sink that carries only
     # events, a usage chunk to hide, or a conversation to remember.
@@ -164,22 +172,55 @@ async def _relay_same_api_stream(
             chunk = redacted_stream_chunk(exchange, chunk)  # an echoed key in an error event
             if not parse_first:
                 await sink.chunk(chunk)
-                tap.feed(chunk)  # after the send: the client never waits for the ledger
+                if tap is not None:
+                    tap = _tapped(exchange, tap, chunk)  # after the send: the client never waits for the ledger
                 continue
-            events = tap.parse(chunk)
+            assert tap is not None
+            try:
+                events = tap.parse(chunk)
+            except EventTooLarge as exc:
+                # The events are re-encoded one by one here, so the client's stream ends cleanly after the
+                # complete ones, with the dialect's error event.
+                await _send_parsed(exchange, plan, exc.events, recorder)
+                tap.decode(exc.events)
+                await _fail_stream(exchange, _event_too_large(exchange, exc))
+                return
             await _send_parsed(exchange, plan, events, recorder)
             tap.decode(events)  # once sent: a client that leaves after the last event got it all
     except httpx.HTTPError as exc:
-        error = broken_stream_error(exchange, exc)
-        exchange.record.failed(error, status_for(exchange.endpoint.dialect, error), from_upstream=True, partial=True)
-        await sink.fail(error)
+        await _fail_stream(exchange, broken_stream_error(exchange, exc))
         return
-    last = tap.finish()
+    last = tap.finish() if tap is not None else []
     if parse_first:
         await _send_parsed(exchange, plan, last, recorder)
     elif last:
         await sink.chunk(_reencoded(last))
     await sink.close_stream()
+
+
+def _tapped(exchange: Exchange, tap: StreamTap, chunk: bytes) -> StreamTap | None:
+    """Feed the ledger's copy of a raw relayed stream. An event over UPSTREAM_MAX_EVENT_BYTES is not the
+    proxy's to refuse here: its bytes went on as they came (the client would get the same from the upstream
+    directly) and the proxy holds none of it, so only the ledger's copy stops, its usage marked partial."""
+    try:
+        tap.feed(chunk)
+    except EventTooLarge as exc:
+        tap.decode(exc.events)
+        exchange.record.usage_partial = True
+        logger.warning("%s; the stream is relayed without reading its usage", _event_too_large(exchange, exc).message)
+        return None
+    return tap
+
+
+def _event_too_large(exchange: Exchange, exc: EventTooLarge) -> ApiError:
+    return too_large_error(exchange, "a stream event", exc.limit, "UPSTREAM_MAX_EVENT_BYTES")
+
+
+async def _fail_stream(exchange: Exchange, error: ApiError) -> None:
+    """A same-API stream the upstream broke: the ledger says so (with the usage seen so far), the client gets
+    its dialect's stream error event and the end of the stream."""
+    exchange.record.failed(error, status_for(exchange.endpoint.dialect, error), from_upstream=True, partial=True)
+    await exchange.sink.fail(error)
 
 
 async def _send_parsed(exchange: Exchange, plan: Plan, events: Sequence[SSEEvent], recorder: Recorder | None) -> None:
@@ -217,13 +258,20 @@ def _answer(exchange: Exchange) -> Any:
 
 class TranslatedStream:
     """An upstream event stream turned into the client's events, batch by batch as the upstream's bytes
-    arrive; `response()` is the answer so far as an IR response."""
+    arrive; `response()` is the answer so far as an IR response.
+
+    Whatever the upstream sends that cannot be read — an event the decoder chokes on, an event over
+    UPSTREAM_MAX_EVENT_BYTES, a broken connection — ends the stream with a StreamError: the client gets its
+    dialect's stream error event after the events decoded before it, the ledger a failure with the partial
+    usage, and the upstream is not waited for any longer."""
 
     def __init__(self, exchange: Exchange, plan: Plan) -> None:
         assert plan.upstream_ir is not None, "a translated answer comes from a request encoded for the upstream"
         self._exchange = exchange
-        self._parser = SSEParser()
-        self._decoder = codec_for(exchange.upstream_route.upstream.format).stream.StreamDecoder(plan.upstream_ir)
+        self._parser = event_parser()
+        upstream = exchange.upstream_route.upstream
+        decoder = codec_for(upstream.format).stream.StreamDecoder(plan.upstream_ir)
+        self._decoder = GuardedDecoder(decoder, source=f"Upstream {upstream.name}")
         self._encoder = codec_for(exchange.endpoint.dialect).stream.StreamEncoder(_client_context(exchange, plan))
         self._builder = ResponseBuilder()
         self._meter = Meter(exchange)
@@ -243,15 +291,31 @@ class TranslatedStream:
             out += self._encoder.feed(ir_event)
         return out
 
+    def _read(self, chunk: bytes | None) -> list[Any]:
+        """The IR events of a chunk of upstream bytes (None: the end of the upstream's body)."""
+        try:
+            events = self._parser.feed(chunk) if chunk is not None else self._parser.flush()
+        except EventTooLarge as exc:
+            ir = [ir for event in exc.events for ir in self._decoder.feed(event)]
+            return ir + self._decoder.end_with(_event_too_large(self._exchange, exc))
+        ir = [ir for event in events for ir in self._decoder.feed(event)]
+        return ir + self._decoder.finish() if chunk is None else ir
+
     async def batches(self, response: httpx.Response) -> AsyncIterator[list[WireEvent]]:
         """One list of client events per chunk of upstream bytes (often empty), then the tail."""
+        tail: list[Any] = []
         try:
             async for chunk in response.aiter_bytes():
-                yield self._encode([ir for event in self._parser.feed(chunk) for ir in self._decoder.feed(event)])
-            tail = [ir for event in self._parser.flush() for ir in self._decoder.feed(event)] + self._decoder.finish()
+                yield self._encode(self._read(chunk))
+                if self._decoder.ended:
+                    break  # the client's stream is over: what the upstream may still send is not waited for
+            else:
+                tail = self._read(None)
         except httpx.HTTPError as exc:
-            tail = [StreamError(broken_stream_error(self._exchange, exc))]
+            tail = self._decoder.end_with(broken_stream_error(self._exchange, exc))
         yield self._encode(tail) + self._encoder.finish()
+        if self._decoder.failure is not None:
+            logger.warning("an upstream stream could not be read", exc_info=self._decoder.failure)
         note(self._exchange, self._decoder.warnings)
         note(self._exchange, self._encoder.warnings)
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+from django.conf import settings
 
 from routing.dataplane.asgi_io import encode_headers
 from routing.dataplane.exchange import Exchange, ExchangeError
@@ -17,6 +18,7 @@ from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, parse_upstream_error
 from translation.operation import Operation
 from translation.redaction import SECRET_NAME, carries_error_event, redact_bytes, redact_text
+from translation.sse import SSEParser
 
 # Client headers that carry meaning for an upstream of the same format; everything else stays here.
 FORWARDED_REQUEST_HEADERS = {
@@ -129,10 +131,42 @@ async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Res
 
 
 async def read_body(exchange: Exchange, response: httpx.Response) -> bytes:
+    """The whole body, up to UPSTREAM_MAX_BODY_BYTES counted after decompression as it arrives (httpx decodes
+    gzip chunk by chunk): past it the upstream is dropped with a 502, whatever its Content-Length or content
+    type claimed, so neither a huge answer nor a gzip bomb is ever held whole."""
+    limit = settings.UPSTREAM_MAX_BODY_BYTES
+    parts: list[bytes] = []
+    size = 0
     try:
-        return await response.aread()
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                error = too_large_error(exchange, "an answer", limit, "UPSTREAM_MAX_BODY_BYTES")
+                raise ExchangeError(error, from_upstream=True)
+            parts.append(chunk)
     except httpx.HTTPError as exc:
         raise ExchangeError(broken_stream_error(exchange, exc)) from exc
+    return b"".join(parts)
+
+
+def event_parser() -> SSEParser:
+    """The parser for an upstream's event stream, holding at most UPSTREAM_MAX_EVENT_BYTES of one event."""
+    return SSEParser(settings.UPSTREAM_MAX_EVENT_BYTES)
+
+
+def too_large_error(exchange: Exchange, what: str, limit: int, setting: str) -> ApiError:
+    name = exchange.upstream_route.upstream.name
+    message = f"Upstream {name} sent {what} larger than {limit} bytes (the proxy's {setting}); it was cut off there"
+    return ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502)
+
+
+def unreadable_error(exchange: Exchange, exc: Exception) -> ApiError:
+    """An upstream answer its codec could not read (a field of the wrong type, a missing key)."""
+    name = exchange.upstream_route.upstream.name
+    error = ApiError(
+        ErrorKind.UPSTREAM_ERROR, f"Upstream {name} sent an answer that could not be read: {exc!r}", status=502
+    )
+    return redacted(exchange, error)
 
 
 def relayed_headers(exchange: Exchange, response: httpx.Response) -> list[tuple[bytes, bytes]]:

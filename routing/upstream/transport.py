@@ -29,14 +29,24 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
 
 
+# A compressed body is handed to httpx in pieces this small: httpx inflates each piece whole, and gzip can
+# inflate about a thousandfold, so this bounds what one piece becomes in memory (~8 MB) before the proxy's
+# size caps (UPSTREAM_MAX_BODY_BYTES, UPSTREAM_MAX_EVENT_BYTES) can count it: a gzip bomb is cut off early.
+COMPRESSED_READ_BYTES = 8 * 1024
+
+
 class _ResponseStream(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
         self._response = response
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        encoding = self._response.headers.get("content-encoding", "identity").strip().lower()
+        # Uncompressed bytes are passed on as they arrive (whatever is buffered: no added latency).
+        chunks = content.iter_any() if encoding == "identity" else content.iter_chunked(COMPRESSED_READ_BYTES)
         with _httpx_errors(self._request):
-            async for chunk in self._response.content.iter_any():
+            async for chunk in chunks:
                 yield chunk
 
     async def aclose(self) -> None:
