@@ -68,3 +68,20 @@ def log_in(page: Any, username: str, password: str, next_path: str = "/") -> Non
     page.fill("input[name=password]", password)
     page.click("[type=submit]")
     page.wait_for_load_state()
+
+
+# --- in-process proxy (tests/inprocess.py) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def inproc(transactional_db: None) -> Iterator[Any]:
+    """The proxy's ASGI app in this process with in-process fake upstreams (`inproc.upstream(provider)`), for
+    tests that need the pipeline but not a real server. Data is committed: the app reads it on its database
+    thread, as a server would."""
+    from tests.inprocess import InProcessProxy
+
+    proxy = InProcessProxy()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -1,4 +1,6 @@
-"""Per-alias shaping on the decoded request, and through the live proxy for every client API."""
+"""Per-alias shaping on the decoded request, and through the proxy for every client API.
+
+The end-to-end test runs the proxy in-process (tests/inprocess.py): shaping is the pipeline's work, not the server's."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 from routing.config.shaping import Shaping, merge_extra_body, shape, tool_history_summary
 from routing.models import ModelAlias
 from tests.conftest import add_route
-from tests.fakes.providers import fake_upstream
+from tests.inprocess import InProcessProxy
 from translation.anthropic.request import decode_request
 from translation.dialect import Dialect
 
@@ -84,20 +86,19 @@ def test_extra_body_merges_nested_objects():
     }
 
 
-@pytest.mark.e2e
-def test_shaping_reaches_the_upstream_for_translated_and_same_api_clients(proxy, alice_key):
-    with fake_upstream("openai-chat", strict=False) as fake:
+def test_shaping_reaches_the_upstream_for_translated_and_same_api_clients(inproc: InProcessProxy, alice_key):
+    with inproc.upstream("openai-chat", strict=False) as fake:
         add_route("ollama", "openai-chat", fake.url + "/v1", alias="m", model="qwen3")
         alias = ModelAlias.objects.get(name="m")
         alias.system_append = "Answer in French."
         alias.max_output_tokens = 500
         alias.extra_body = {"options": {"num_ctx": 32768}}
         alias.save()
-        proxy.sync()
+        inproc.sync()
 
-        anthropic.Anthropic(api_key=alice_key, base_url=proxy.url, max_retries=0).messages.create(
-            model="m", max_tokens=4000, system="Be brief.", messages=[{"role": "user", "content": "Hi"}]
-        )
+        anthropic.Anthropic(
+            api_key=alice_key, base_url=inproc.url, max_retries=0, http_client=inproc.client()
+        ).messages.create(model="m", max_tokens=4000, system="Be brief.", messages=[{"role": "user", "content": "Hi"}])
         sent = fake.requests[-1].json
         system = " ".join(str(m["content"]) for m in sent["messages"] if m["role"] == "system")
         assert "Be brief." in system and "Answer in French." in system
@@ -105,7 +106,9 @@ def test_shaping_reaches_the_upstream_for_translated_and_same_api_clients(proxy,
         assert sent["options"] == {"num_ctx": 32768}
 
         # Same API on both sides: the alias still shapes the request.
-        client = openai.OpenAI(api_key=alice_key, base_url=proxy.url + "/v1", max_retries=0)
+        client = openai.OpenAI(
+            api_key=alice_key, base_url=inproc.url + "/v1", max_retries=0, http_client=inproc.client()
+        )
         raw = client.chat.completions.with_raw_response.create(
             model="m", max_tokens=4000, messages=[{"role": "user", "content": "Hi"}]
         )

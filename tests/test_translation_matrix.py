@@ -1,14 +1,18 @@
-"""Every client dialect against every upstream format, through the live proxy with the official SDKs.
+"""Every client dialect against every upstream format, through the proxy with the official SDKs.
 
 Each case is a two-turn tool conversation: the model asks for two tools at once, the client sends both results
 back, the model answers. It runs streaming and not, for all 16 (client, upstream) pairs — 4 pass through, 12
 translate — and checks what the client sees and what the upstream received.
+
+The matrix runs the proxy in-process (tests/inprocess.py): translation is the pipeline's work. Two streamed pairs
+(one translated, one passed through) also run through a real daphne, so the SDKs' streaming over a real server's
+SSE stays covered here too.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +25,8 @@ from google.genai import types as genai_types
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, ToolCall, Usage
-
-pytestmark = pytest.mark.e2e
+from tests.inprocess import InProcessProxy, Proxy, sdk_http_client
+from tests.inprocess import passwordless_alice as alice  # noqa: F401  (nobody logs in here: no password to hash)
 
 FORMATS = ["anthropic", "openai-chat", "openai-responses", "gemini"]
 BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "gemini": ""}
@@ -53,8 +57,8 @@ class Turn:
 class Conversation:
     """One SDK's way of running the two turns; subclasses per client dialect."""
 
-    def __init__(self, url: str, key: str, stream: bool) -> None:
-        self.url, self.key, self.stream = url, key, stream
+    def __init__(self, proxy: Proxy, key: str, stream: bool) -> None:
+        self.proxy, self.url, self.key, self.stream = proxy, proxy.url, key, stream
 
     def first(self) -> Turn:
         raise NotImplementedError
@@ -70,7 +74,9 @@ class AnthropicConversation(Conversation):
     ]
 
     def _ask(self, messages: list[dict[str, Any]]) -> Turn:
-        client = anthropic.Anthropic(api_key=self.key, base_url=self.url, max_retries=0)
+        client = anthropic.Anthropic(
+            api_key=self.key, base_url=self.url, max_retries=0, http_client=sdk_http_client(self.proxy)
+        )
         kwargs = {"model": "m", "max_tokens": 200, "messages": messages, "tools": self.tools}
         if self.stream:
             with client.messages.stream(**kwargs) as stream:
@@ -102,7 +108,9 @@ class ChatConversation(Conversation):
     ]
 
     def _ask(self, messages: list[dict[str, Any]]) -> Turn:
-        client = openai.OpenAI(api_key=self.key, base_url=self.url + "/v1", max_retries=0)
+        client = openai.OpenAI(
+            api_key=self.key, base_url=self.url + "/v1", max_retries=0, http_client=sdk_http_client(self.proxy)
+        )
         if not self.stream:
             completion = client.chat.completions.create(model="m", messages=messages, tools=self.tools)
             choice = completion.choices[0]
@@ -155,7 +163,9 @@ class ResponsesConversation(Conversation):
     ]
 
     def _ask(self, items: list[dict[str, Any]]) -> Turn:
-        client = openai.OpenAI(api_key=self.key, base_url=self.url + "/v1", max_retries=0)
+        client = openai.OpenAI(
+            api_key=self.key, base_url=self.url + "/v1", max_retries=0, http_client=sdk_http_client(self.proxy)
+        )
         if self.stream:
             response = None
             for event in client.responses.create(model="m", input=items, tools=self.tools, stream=True):
@@ -196,7 +206,8 @@ class GeminiConversation(Conversation):
         )
 
     def _ask(self, contents: list[genai_types.Content]) -> Turn:
-        client = genai.Client(api_key=self.key, http_options=genai_types.HttpOptions(base_url=self.url))
+        options = genai_types.HttpOptions(base_url=self.url, httpx_client=sdk_http_client(self.proxy))
+        client = genai.Client(api_key=self.key, http_options=options)
         if self.stream:
             parts: list[genai_types.Part] = []
             finish, usage = "", None
@@ -238,7 +249,7 @@ class GeminiConversation(Conversation):
         return self._ask([*contents, model_turn, genai_types.Content(role="user", parts=responses)])
 
 
-CONVERSATIONS: dict[str, Callable[[str, str, bool], Conversation]] = {
+CONVERSATIONS: dict[str, Callable[[Proxy, str, bool], Conversation]] = {
     "anthropic": AnthropicConversation,
     "openai-chat": ChatConversation,
     "openai-responses": ResponsesConversation,
@@ -270,27 +281,14 @@ def tool_links(fmt: str, body: dict[str, Any]) -> tuple[list[str], list[str], li
     return calls, results, found
 
 
-@pytest.fixture(params=FORMATS)
-def upstream_format(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def upstream(upstream_format) -> Iterator:
-    with fake_upstream(upstream_format) as fake:
-        add_route("up", upstream_format, fake.url + BASE_PATH[upstream_format], alias="m", model="real-model")
-        yield fake
-
-
-@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-@pytest.mark.parametrize("client_format", FORMATS)
-def test_two_parallel_tool_calls_round_trip(proxy, alice_key, upstream, upstream_format, client_format, stream):
+def round_trip(proxy: Proxy, key: str, upstream: Any, upstream_format: str, client_format: str, stream: bool) -> None:
     upstream.script(
         Reply(text="Checking both.", tool_calls=CALLS, usage=Usage(input=40, output=12), chunks=3),
         Reply(text=FINAL, usage=Usage(input=80, output=9), chunks=3),
     )
+    add_route("up", upstream_format, upstream.url + BASE_PATH[upstream_format], alias="m", model="real-model")
     proxy.sync()
-    conversation = CONVERSATIONS[client_format](proxy.url, alice_key, stream)
+    conversation = CONVERSATIONS[client_format](proxy, key, stream)
 
     first = conversation.first()
     assert first.calls == [("get_weather", {"city": "Paris"}), ("get_time", {"tz": "CET"})]
@@ -308,3 +306,18 @@ def test_two_parallel_tool_calls_round_trip(proxy, alice_key, upstream, upstream
     assert len(calls) == 2 and sorted(calls) == sorted(results), "each call is answered by exactly its result"
     assert sorted(found) == sorted(RESULTS.values())
     assert upstream.requests[-1].json.get("model", "real-model") == "real-model"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("client_format", FORMATS)
+@pytest.mark.parametrize("upstream_format", FORMATS)
+def test_two_parallel_tool_calls_round_trip(inproc: InProcessProxy, alice_key, upstream_format, client_format, stream):
+    with inproc.upstream(upstream_format) as upstream:
+        round_trip(inproc, alice_key, upstream, upstream_format, client_format, stream)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("client_format", "upstream_format"), [("openai-chat", "anthropic"), ("gemini", "gemini")])
+def test_a_streamed_round_trip_through_a_real_server(proxy, alice_key, client_format, upstream_format):
+    with fake_upstream(upstream_format) as upstream:
+        round_trip(proxy, alice_key, upstream, upstream_format, client_format, stream=True)
