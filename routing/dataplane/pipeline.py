@@ -150,6 +150,8 @@ def parse_body(raw: bytes | str, what: str, *, yield_gil: bool = False) -> dict[
         payload = json.loads(raw, object_hook=_same_object if yield_gil else None)
     except ValueError as exc:
         raise ExchangeError(ApiError(ErrorKind.INVALID_REQUEST, f"{what} is not valid JSON: {exc}")) from exc
+    except RecursionError as exc:  # the parser recurses per level: a body thousands of levels deep is refused
+        raise ExchangeError(ApiError(ErrorKind.INVALID_REQUEST, f"{what} is nested too deeply")) from exc
     if not isinstance(payload, dict):
         raise ExchangeError(ApiError(ErrorKind.INVALID_REQUEST, f"{what} must be a JSON object"))
     return payload

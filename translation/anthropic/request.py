@@ -24,6 +24,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
+from translation.ir.shape import ANY, BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, Spec, check
 
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT, "system": Role.SYSTEM}
 _MODELLED = (
@@ -32,8 +33,62 @@ _MODELLED = (
 )  # fmt: skip
 _JSON_OBJECT_INSTRUCTION = "Respond with a single JSON object and nothing else."
 
+# The JSON types of what decoding reads (translation/ir/shape.py): a wrong one is a 400 naming the field.
+_CACHE = Obj({"type": STR, "ttl": STR})
+_SOURCE = Obj({"type": STR, "media_type": STR, "data": STR, "url": STR, "file_id": STR})
+_BLOCK_FIELDS: dict[str, Spec] = {"type": STR, "cache_control": _CACHE}
+_LEAF_BLOCKS = {
+    "text": Obj({"text": STR}),
+    "image": Obj({"source": _SOURCE}),
+    "document": Obj({"source": _SOURCE, "title": STR}),
+}
+_INNER_BLOCK = Obj(_BLOCK_FIELDS, required=("type",), variants=_LEAF_BLOCKS)
+_BLOCK = Obj(
+    _BLOCK_FIELDS,
+    required=("type",),
+    variants={
+        **_LEAF_BLOCKS,
+        "tool_use": Obj({"id": STR, "name": STR, "input": ANY}),
+        "tool_result": Obj({"tool_use_id": STR, "content": Either(STR, ListOf(_INNER_BLOCK)), "is_error": BOOL}),
+        "thinking": Obj({"thinking": STR, "signature": STR}),
+        "redacted_thinking": Obj({"data": STR}),
+    },
+)
+_CONTENT = Either(STR, ListOf(_BLOCK))
+REQUEST_SHAPE = Obj(
+    {
+        "model": STR,
+        "messages": ListOf(Obj({"role": STR, "content": _CONTENT})),
+        "system": _CONTENT,
+        "tools": ListOf(
+            Obj(
+                {
+                    "type": STR,
+                    "name": STR,
+                    "description": STR,
+                    "input_schema": OBJ,
+                    "strict": BOOL,
+                    "cache_control": _CACHE,
+                }
+            )
+        ),
+        "tool_choice": Obj({"type": STR, "name": STR, "disable_parallel_tool_use": BOOL}),
+        "max_tokens": INT,
+        "temperature": NUM,
+        "top_p": NUM,
+        "top_k": INT,
+        "stop_sequences": ListOf(STR),
+        "stream": BOOL,
+        "thinking": Obj({"type": STR, "budget_tokens": INT, "display": STR}),
+        "output_config": Obj({"effort": STR, "format": Obj({"type": STR, "schema": OBJ})}),
+        "metadata": Obj({"user_id": STR}),
+        "cache_control": _CACHE,
+    }
+)
+
 
 def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Translated[Request]:
+    check(body, REQUEST_SHAPE)
     w = Warnings()
     tool_choice, parallel = decode_tool_choice(body.get("tool_choice"))
     output_config = mapping(body.get("output_config"))

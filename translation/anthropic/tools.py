@@ -114,8 +114,8 @@ def repair_schema(schema: dict[str, JSON] | None) -> tuple[dict[str, JSON], bool
         return {"type": "object", "properties": {INPUT: schema}, "required": [INPUT]}, True
     repaired = {"type": "object", **schema}
     required = schema.get("required")
-    if isinstance(required, list):
-        repaired["required"] = list(dict.fromkeys(required))
+    if isinstance(required, list) and all(isinstance(name, str) for name in required):
+        repaired["required"] = list(dict.fromkeys(required))  # anything else is the upstream's to refuse
     return repaired, False
 
 

@@ -26,16 +26,71 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
+from translation.ir.shape import ANY, BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, check
 
 DUMMY_SIGNATURE_FLAG = "gemini_dummy_thought_signature"
 
 _BODY_KEYS = frozenset({"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "model"})
+
+# The JSON types of what decoding reads (translation/ir/shape.py): a wrong one is a 400 naming the field.
+# Google's JSON mapping takes snake_case names too (google-genai sends some), so both spellings are checked.
+_BLOB = Obj({"mimeType": STR, "mime_type": STR, "data": STR})
+_FILE = Obj({"mimeType": STR, "mime_type": STR, "fileUri": STR, "file_uri": STR})
+_MEDIA = {"inlineData": _BLOB, "inline_data": _BLOB, "fileData": _FILE, "file_data": _FILE}
+_PART = Obj(
+    {
+        **_MEDIA,
+        "text": STR,
+        "thought": BOOL,
+        "thoughtSignature": STR,
+        "functionCall": Obj({"name": STR, "id": STR, "args": OBJ}),
+        "functionResponse": Obj({"name": STR, "id": STR, "response": OBJ, "parts": ListOf(Obj(_MEDIA))}),
+    }
+)
+_CONTENT = Obj({"role": STR, "parts": ListOf(_PART)})
+_SCHEMA = OBJ
+_THINKING = {"thinkingBudget": INT, "thinking_budget": INT, "thinkingLevel": STR, "thinking_level": STR}
+REQUEST_SHAPE = Obj(
+    {
+        "model": STR,
+        "contents": ListOf(_CONTENT),
+        "systemInstruction": Either(STR, Obj({"parts": ListOf(Obj({"text": STR}))})),
+        "tools": ListOf(
+            Obj(
+                {
+                    "functionDeclarations": ListOf(
+                        Obj({"name": STR, "description": STR, "parameters": _SCHEMA, "parametersJsonSchema": ANY})
+                    )
+                }
+            )
+        ),
+        "toolConfig": Obj({"functionCallingConfig": Obj({"mode": STR, "allowedFunctionNames": ListOf(STR)})}),
+        "generationConfig": Obj(
+            {
+                "maxOutputTokens": INT,
+                "temperature": NUM,
+                "topP": NUM,
+                "topK": INT,
+                "seed": INT,
+                "presencePenalty": NUM,
+                "frequencyPenalty": NUM,
+                "candidateCount": INT,
+                "stopSequences": ListOf(STR),
+                "responseMimeType": STR,
+                "responseSchema": _SCHEMA,
+                "responseJsonSchema": ANY,
+                "thinkingConfig": Obj({**_THINKING, "includeThoughts": BOOL, "include_thoughts": BOOL}),
+            }
+        ),
+    }
+)
 
 
 # -- decoding ------------------------------------------------------------------------------------------------
 
 
 def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Translated[Request]:
+    check(body, REQUEST_SHAPE)
     w = Warnings()
     extras = leftovers(body, _BODY_KEYS)
     system = _decode_system(body.get("systemInstruction"), extras)

@@ -22,6 +22,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
+from translation.ir.shape import BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, check
 from translation.openai_chat.content import PartEncoder
 from translation.openai_chat.messages import MessageEncoder, decode_messages
 from translation.openai_chat.tools import (
@@ -51,13 +52,134 @@ _NO_EFFORT_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:gpt-3\.5|gpt-4|chatgpt-)", re.I
 _OPENAI_MODEL = re.compile(r"^(?:openai/)?(?:gpt-|o\d|chatgpt-)", re.IGNORECASE)
 _REASONING_MODEL_DROPS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 _MAX_STOP_SEQUENCES = 4
+
+# The JSON types of what decoding reads (translation/ir/shape.py): a wrong one is a 400 naming the field.
+_NAMED = Obj({"name": STR})
+_GRAMMAR_FIELDS = ("syntax", "definition")
+_FUNCTION = Obj({"name": STR, "description": STR, "parameters": OBJ, "strict": BOOL}, required=("name",))
+_PART = Obj(
+    {"type": STR, "prompt_cache_breakpoint": OBJ},
+    variants={
+        "text": Obj({"text": STR}),
+        "image_url": Obj({"image_url": Obj({"url": STR, "detail": STR}, required=("url",))}, required=("image_url",)),
+        "input_audio": Obj(
+            {"input_audio": Obj({"data": STR, "format": STR}, required=("data",))}, required=("input_audio",)
+        ),
+        "file": Obj({"file": Obj({"file_id": STR, "file_data": STR, "filename": STR})}, required=("file",)),
+        "refusal": Obj({"refusal": STR}),
+    },
+)
+_CONTENT = Either(STR, ListOf(_PART))
+_TOOL_CALL = Obj(
+    {"id": STR, "type": STR},
+    variants={"custom": Obj({"custom": Obj({"name": STR, "input": STR}, required=("name",))}, required=("custom",))},
+    otherwise=Obj({"function": Obj({"name": STR, "arguments": STR}, required=("name",))}, required=("function",)),
+)
+_MESSAGE = Obj(
+    {"role": STR, "content": _CONTENT},
+    tag="role",
+    variants={
+        "assistant": Obj(
+            {
+                "tool_calls": ListOf(_TOOL_CALL),
+                "function_call": Obj({"name": STR, "arguments": STR}, required=("name",)),
+                "refusal": STR,
+            }
+        ),
+        "tool": Obj({"tool_call_id": STR}, required=("tool_call_id",)),
+        "function": Obj({"name": STR}, required=("name",)),
+    },
+)
+_TOOL = Obj(
+    {"type": STR},
+    variants={
+        "function": Obj({"function": _FUNCTION}, required=("function",)),
+        "custom": Obj(
+            {
+                "custom": Obj(
+                    {
+                        "name": STR,
+                        "description": STR,
+                        "format": Obj(
+                            {"type": STR},
+                            variants={
+                                "grammar": Obj(
+                                    {
+                                        "grammar": Obj(
+                                            {"syntax": STR, "definition": STR}, required=("syntax", "definition")
+                                        )
+                                    },
+                                    required=("grammar",),
+                                )
+                            },
+                        ),
+                    },
+                    required=("name",),
+                )
+            },
+            required=("custom",),
+        ),
+    },
+)
+_TOOL_REF = Obj({"type": STR, "name": STR, "function": _NAMED, "custom": _NAMED})
+REQUEST_SHAPE = Obj(
+    {
+        "model": STR,
+        "messages": ListOf(_MESSAGE),
+        "tools": ListOf(_TOOL),
+        "functions": ListOf(_FUNCTION),
+        "tool_choice": Either(
+            STR,
+            Obj(
+                {"type": STR, "name": STR, "function": _NAMED, "custom": _NAMED},
+                variants={
+                    "allowed_tools": Obj(
+                        {"allowed_tools": Obj({"mode": STR, "tools": ListOf(_TOOL_REF)})}, required=("allowed_tools",)
+                    )
+                },
+            ),
+        ),
+        "function_call": Either(STR, _NAMED),
+        "parallel_tool_calls": BOOL,
+        "max_completion_tokens": INT,
+        "max_tokens": INT,
+        "temperature": NUM,
+        "top_p": NUM,
+        "stop": Either(STR, ListOf(STR)),
+        "seed": INT,
+        "presence_penalty": NUM,
+        "frequency_penalty": NUM,
+        "n": INT,
+        "reasoning_effort": STR,
+        "response_format": Obj(
+            {"type": STR},
+            required=("type",),
+            variants={
+                "json_schema": Obj(
+                    {"json_schema": Obj({"name": STR, "schema": OBJ, "description": STR, "strict": BOOL})},
+                    required=("json_schema",),
+                )
+            },
+        ),
+        "stream": BOOL,
+        "stream_options": OBJ,
+        "safety_identifier": STR,
+        "user": STR,
+        "metadata": OBJ,
+        "prompt_cache_key": STR,
+        "web_search_options": OBJ,
+    }
+)
 _MAX_SAFETY_IDENTIFIER = 128
+_EFFORTS = frozenset(effort.value for effort in Effort)
+_OUTPUT_KINDS = frozenset(kind.value for kind in OutputKind)
 
 
 # -- decode --------------------------------------------------------------------------------------------------
 
 
 def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Translated[Request]:
+    check(body, REQUEST_SHAPE)
     w = Warnings()
     n = body.get("n")
     if n is not None and n > 1:
@@ -99,6 +221,8 @@ def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Tran
 
 
 def _decode_reasoning(effort: str) -> ReasoningConfig:
+    if effort not in _EFFORTS:
+        raise TranslationError("reasoning_effort", f"unknown reasoning_effort {effort!r}", "reasoning_effort")
     level = Effort(effort)
     return ReasoningConfig(mode=ThinkingMode.DISABLED if level is Effort.NONE else None, effort=level)
 
@@ -106,6 +230,10 @@ def _decode_reasoning(effort: str) -> ReasoningConfig:
 def _decode_output_format(raw: Mapping[str, Any] | None) -> OutputFormat | None:
     if raw is None:
         return None
+    if raw["type"] not in _OUTPUT_KINDS:
+        raise TranslationError(
+            "response_format", f"unknown response_format type {raw['type']!r}", "response_format.type"
+        )
     kind = OutputKind(raw["type"])
     if kind is not OutputKind.JSON_SCHEMA:
         return OutputFormat(kind)

@@ -75,6 +75,9 @@ def _decode_function(function: Mapping[str, Any], rest: Mapping[str, Any] | None
     )
 
 
+_ALLOWED_MODES = ("auto", "required")
+
+
 def decode_tool_choice(body: Mapping[str, Any]) -> ToolChoice | None:
     choice = body.get("tool_choice", body.get("function_call"))  # function_call: the legacy spelling
     match choice:
@@ -82,8 +85,8 @@ def decode_tool_choice(body: Mapping[str, Any]) -> ToolChoice | None:
             return None
         case "auto" | "none" | "required":
             return ToolChoice(ToolChoiceMode(choice))
-        case {"type": "allowed_tools", "allowed_tools": allowed}:
-            names = tuple(_tool_name(t) for t in allowed.get("tools", ()))
+        case {"type": "allowed_tools", "allowed_tools": allowed} if allowed.get("mode", "auto") in _ALLOWED_MODES:
+            names = tuple(_tool_name(t) for t in allowed.get("tools") or ())
             return ToolChoice(ToolChoiceMode(allowed.get("mode", "auto")), allowed=names)
         case {"type": "function" | "custom"}:
             return ToolChoice(ToolChoiceMode.NAMED, _tool_name(choice))
@@ -93,7 +96,8 @@ def decode_tool_choice(body: Mapping[str, Any]) -> ToolChoice | None:
 
 
 def _tool_name(ref: Mapping[str, Any]) -> str:
-    return str(ref.get(ref.get("type", "function"), {}).get("name", ref.get("name", "")))
+    inner = ref.get(ref.get("type") or "function")
+    return str(inner.get("name", ref.get("name", "")) if isinstance(inner, Mapping) else ref.get("name", ""))
 
 
 # -- encode --------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
+from translation.ir.shape import BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, Spec, check
 from translation.openai_responses.items import decode_items, encode_messages
 from translation.openai_responses.tools import decode_tool_choice, decode_tools, encode_tool_choice, encode_tools
 from translation.openai_responses.wire import DIALECT
@@ -55,11 +56,74 @@ _MODELLED = {
     "prompt_cache_key",
     "previous_response_id",
 }
+# The JSON types of what decoding reads (translation/ir/shape.py): a wrong one is a 400 naming the field.
+_PART = Obj(
+    {
+        "type": STR,
+        "text": STR,
+        "refusal": STR,
+        "image_url": STR,
+        "file_id": STR,
+        "detail": STR,
+        "file_data": STR,
+        "file_url": STR,
+        "filename": STR,
+        "prompt_cache_breakpoint": Obj({"ttl": STR}),
+    }
+)
+_CONTENT = Either(STR, ListOf(_PART))
+_ITEM = Obj(
+    {
+        "type": STR,
+        "role": STR,
+        "id": STR,
+        "content": _CONTENT,
+        "call_id": STR,
+        "name": STR,
+        "arguments": STR,
+        "input": STR,
+        "output": _CONTENT,
+        "encrypted_content": STR,
+    }
+)
+_FUNCTION_TOOL: dict[str, Spec] = {
+    "type": STR,
+    "name": STR,
+    "description": STR,
+    "parameters": OBJ,
+    "strict": BOOL,
+    "format": OBJ,
+}
+REQUEST_SHAPE = Obj(
+    {
+        "model": STR,
+        "input": Either(STR, ListOf(_ITEM)),
+        "instructions": STR,
+        "tools": ListOf(Obj({**_FUNCTION_TOOL, "tools": ListOf(Obj(_FUNCTION_TOOL))})),
+        "tool_choice": Either(
+            STR, Obj({"type": STR, "name": STR, "mode": STR, "tools": ListOf(Obj({"type": STR, "name": STR}))})
+        ),
+        "parallel_tool_calls": BOOL,
+        "max_output_tokens": INT,
+        "temperature": NUM,
+        "top_p": NUM,
+        "reasoning": Obj({"effort": STR}),
+        "text": Obj({"format": Obj({"type": STR, "name": STR, "schema": OBJ, "description": STR, "strict": BOOL})}),
+        "stream": BOOL,
+        "store": BOOL,
+        "safety_identifier": STR,
+        "user": STR,
+        "metadata": OBJ,
+        "prompt_cache_key": STR,
+        "previous_response_id": STR,
+    }
+)
 _OUTPUT_KINDS = {kind.value: kind for kind in OutputKind}
 _EFFORTS = {effort.value: effort for effort in Effort}
 
 
 def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Translated[Request]:
+    check(body, REQUEST_SHAPE)
     extras: dict[str, JSON] = {k: v for k, v in body.items() if k not in _MODELLED}
     tool_choice, choice_extras = decode_tool_choice(body.get("tool_choice"))
     extras.update(choice_extras)
