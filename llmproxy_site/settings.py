@@ -135,6 +135,10 @@ UPSTREAM_MAX_BODY_BYTES: int = env.int("UPSTREAM_MAX_BODY_BYTES", default=64 * 1
 # Seconds a client has to send a whole request, head and body (llmproxy_site.server answers 408 and closes after
 # that): a client that drips a byte at a time cannot hold a connection open for ever.
 REQUEST_READ_TIMEOUT: float = env.float("REQUEST_READ_TIMEOUT", default=60.0)
+# A Responses WebSocket connection's memory (routing.dataplane.websocket): frames waiting to be served, and the
+# conversation history it keeps for `previous_response_id` (bytes of JSON; the oldest responses go first).
+WEBSOCKET_MAX_QUEUED_BYTES: int = env.int("WEBSOCKET_MAX_QUEUED_BYTES", default=64 * 1024 * 1024)
+WEBSOCKET_HISTORY_MAX_BYTES: int = env.int("WEBSOCKET_HISTORY_MAX_BYTES", default=64 * 1024 * 1024)
 # Responses answers kept for `previous_response_id` on routes to Anthropic/Chat/Gemini (routing.conversations):
 # how long (seconds), the largest entry (bytes of stored JSON; larger ones are not kept) and entries per key.
 RESPONSE_STORE_TTL: int = env.int("RESPONSE_STORE_TTL", default=24 * 3600)

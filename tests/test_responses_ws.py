@@ -272,23 +272,64 @@ def revoke_every_key() -> None:
         stored.save()
 
 
-async def test_a_revoked_key_closes_the_connection_with_1008(live, key, anthropic_upstream):
+async def test_a_revoked_key_closes_the_connection_with_4008(live, key, anthropic_upstream):
     await reload()
     ws = await opened(key)
     await asyncio.to_thread(revoke_every_key)
     await live_config.reload()
     (error,) = await turn(ws, create(input="Hi"))
     assert error["status"] == 401
-    assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1008}
+    assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 4008}
 
 
-async def test_an_oversized_message_closes_with_1009(live, key, anthropic_upstream):
+async def test_an_oversized_message_closes_with_4009(live, key, anthropic_upstream):
     await reload()
     ws = await opened(key)
     with override_settings(MAX_REQUEST_BYTES=1000):
         (error,) = await turn(ws, create(input="x" * 2000))
         assert error["status"] == 413
-        assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1009}
+        assert (await ws.receive_output(timeout=5)) == {"type": "websocket.close", "code": 4009}
+
+
+async def test_frames_beyond_the_connections_queue_bound_are_refused_and_the_connection_goes_on(
+    live, key, anthropic_upstream
+):
+    """Frames are queued per lane while an earlier one runs; past WEBSOCKET_MAX_QUEUED_BYTES a frame is
+    answered with an error event at once instead of being held."""
+    await reload()
+    anthropic_upstream.script(Reply(text="slow", latency=1.0), Reply(text="next"))
+    ws = await opened(key)
+    with override_settings(WEBSOCKET_MAX_QUEUED_BYTES=3000):
+        await ws.send_json_to(create(input="a" * 1000))  # served (slowly)
+        await ws.send_json_to(create(input="b" * 1000))  # waits behind it
+        await ws.send_json_to(create(input="c" * 1500))  # would pass the bound: refused at once
+        events: list[dict[str, Any]] = []
+        while len([e for e in events if e["type"] in TERMINAL]) < 2:
+            events.append(await ws.receive_json_from(timeout=10))
+    (refused,) = [e for e in events if e["type"] == "error"]
+    assert refused["status"] == 429
+    assert "Too many messages waiting on this connection" in refused["error"]["message"]
+    assert [e["type"] for e in events if e["type"] in TERMINAL] == ["response.completed"] * 2
+    assert len(anthropic_upstream.requests) == 2  # the refused frame never went upstream
+    await ws.disconnect()
+
+
+def test_the_connection_history_is_bounded_in_bytes_oldest_first():
+    from routing.dataplane.conversations import ConnectionHistory
+    from translation.ir import Message, Role, TextPart
+
+    history = ConnectionHistory(max_bytes=10_000)
+    conversation: tuple[Message, ...] = ()
+    for turn_number in range(30):  # one conversation growing by ~1 KB a turn: each turn costs only its growth
+        conversation = (*conversation, Message(Role.USER, (TextPart("x" * 1000),)))
+        history.remember(f"resp_{turn_number}", conversation, None)
+    assert 9 <= len(history) <= 10 and history.size <= 10_000
+    assert history.get("resp_29") == conversation and history.get("resp_0") is None
+
+    warm_ups = ConnectionHistory(max_bytes=10_000)
+    for n in range(30):  # unrelated 2 KB inputs (Codex warm-ups): each costs its whole size
+        warm_ups.remember(f"warm_{n}", (Message(Role.USER, (TextPart(str(n) * 2000),)),), None)
+    assert len(warm_ups) <= 5 and warm_ups.size <= 10_000 and warm_ups.get("warm_29") is not None
 
 
 async def test_other_websocket_paths_are_refused(live, key):

@@ -20,6 +20,7 @@ An unknown, expired or other key's id gets the Responses API's own not-found err
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from translation.codec import WireEvent
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind
 from translation.ir import Message, Response, Role
+from translation.ir.serde import to_json
 
 # Entries one WebSocket connection keeps (Codex continues from the latest response; a bound keeps a
 # connection that never closes from growing without end).
@@ -61,26 +63,53 @@ def continued(conversation: Sequence[Message], response: Response | None) -> tup
 
 
 class ConnectionHistory:
-    """Response id -> the conversation up to and including that response, for one connection."""
+    """Response id -> the conversation up to and including that response, for one connection.
 
-    def __init__(self, limit: int = CONNECTION_HISTORY_LIMIT) -> None:
+    Bounded in entries and in bytes: an entry costs what it adds to the one before it (a continuation shares
+    its earlier messages with that entry), measured as their JSON; the oldest entries go first."""
+
+    def __init__(self, limit: int = CONNECTION_HISTORY_LIMIT, max_bytes: int | None = None) -> None:
         self._limit = limit
-        self._entries: OrderedDict[str, tuple[Message, ...]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[tuple[Message, ...], int]] = OrderedDict()
+        self._latest: tuple[Message, ...] = ()
+        self.size = 0  # bytes, as counted above
 
     def get(self, response_id: str) -> tuple[Message, ...] | None:
-        return self._entries.get(response_id)
+        entry = self._entries.get(response_id)
+        return entry[0] if entry is not None else None
 
     def remember(self, response_id: str, conversation: Sequence[Message], response: Response | None) -> None:
-        self._entries[response_id] = continued(conversation, response)
-        self._entries.move_to_end(response_id)
-        while len(self._entries) > self._limit:
-            self._entries.popitem(last=False)
+        messages = continued(conversation, response)
+        cost = _added_bytes(self._latest, messages)
+        previous = self._entries.pop(response_id, None)
+        if previous is not None:
+            self.size -= previous[1]
+        self._entries[response_id] = (messages, cost)
+        self._latest = messages
+        self.size += cost
+        while len(self._entries) > self._limit or (
+            self._max_bytes is not None and self.size > self._max_bytes and len(self._entries) > 1
+        ):
+            _, (_, freed) = self._entries.popitem(last=False)
+            self.size -= freed
 
     def clear(self) -> None:
         self._entries.clear()
+        self._latest = ()
+        self.size = 0
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _added_bytes(before: tuple[Message, ...], after: tuple[Message, ...]) -> int:
+    """The JSON size of the messages `after` holds beyond `before` (all of them unless `before` is a prefix)."""
+    prefix = after[: len(before)]
+    shared = (
+        len(before) if len(prefix) == len(before) and all(a is b for a, b in zip(before, prefix, strict=True)) else 0
+    )
+    return len(json.dumps(to_json(list(after[shared:])), separators=(",", ":")))
 
 
 def finished_response(data: dict[str, Any] | str) -> dict[str, Any] | None:

@@ -23,9 +23,15 @@ stored it) and is refused for others. The history is forgotten when the connecti
 Frames with the same `stream_id` (or none) are served one after another, in the order they came; frames
 of different `stream_id` lanes run concurrently, each event tagged with its lane's `stream_id`. Errors (bad JSON,
 unknown model, an upstream error) are `error` events in the WebSocket shape and the connection stays
-open; a key that stops being valid closes it with 1008, an oversized frame with 1009, a proxy bug with
-1011. An upgrade without a valid key is refused (HTTP 403), so Codex falls back to HTTP and reports the
-401 it gets there. A client that goes away cancels the upstream request it was waiting for.
+open; after the `error` event, a key that stops being valid closes it with 4008, an oversized frame with
+4009, a proxy bug with 4011 (the application range of RFC 6455 mirroring 1008/1009/1011, which servers may
+not send: daphne's WebSocket library refuses them). An upgrade without a valid key is refused (HTTP 403), so
+Codex falls back to HTTP and reports the 401 it gets there. A client that goes away cancels the upstream
+request it was waiting for.
+
+Memory per connection is bounded: frames waiting in the lanes (WEBSOCKET_MAX_QUEUED_BYTES: a frame beyond it
+is answered with an `error` event instead of being queued) and the conversation history
+(WEBSOCKET_HISTORY_MAX_BYTES: the oldest responses are forgotten first).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,9 +74,10 @@ PATHS = r"^(?:v1/responses|openai/v1/responses|openai/responses)$"
 WS_ONLY_FIELDS = ("type", "generate", "stream_id")
 ENDPOINT = Endpoint(Dialect.OPENAI_RESPONSES, Operation.GENERATE)
 
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL_ERROR = 1011
+# Close codes: RFC 6455's 1008/1009/1011 moved into the application range (4000-4999), which servers may send.
+CLOSE_POLICY_VIOLATION = 4008
+CLOSE_TOO_BIG = 4009
+CLOSE_INTERNAL_ERROR = 4011
 
 
 async def _nothing_to_receive() -> Message:
@@ -81,6 +89,13 @@ class _Frame:
     payload: dict[str, Any] | None
     error: ExchangeError | None  # why the frame cannot be served (answered as an error event)
     stream_id: str | None
+    size: int = 0  # bytes of the text frame, counted against WEBSOCKET_MAX_QUEUED_BYTES while it waits
+
+
+def _queue_full() -> ExchangeError:
+    limit = settings.WEBSOCKET_MAX_QUEUED_BYTES
+    message = f"Too many messages waiting on this connection (over {limit} bytes): wait for the running responses"
+    return ExchangeError(ApiError(ErrorKind.RATE_LIMITED, message))
 
 
 def _read_frame(text: str) -> _Frame:
@@ -98,7 +113,7 @@ def _read_frame(text: str) -> _Frame:
     if kind != "response.create":
         message = f"Unsupported message type {kind!r}: this proxy serves response.create"
         return _Frame(None, ExchangeError(ApiError(ErrorKind.INVALID_REQUEST, message, param="type")), stream_id)
-    return _Frame(payload, None, stream_id)
+    return _Frame(payload, None, stream_id, len(text))
 
 
 def _close_code(failure: ApiError | None, frame: _Frame, exchange: Exchange) -> int | None:
@@ -128,7 +143,8 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await handler(message)
 
     async def connect(self) -> None:
-        self.history = ConnectionHistory()
+        self.history = ConnectionHistory(max_bytes=settings.WEBSOCKET_HISTORY_MAX_BYTES)
+        self._queued_bytes = 0
         self._lanes: dict[str | None, asyncio.Queue[_Frame]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self.request = Request.from_scope({**self.scope, "method": "GET"}, _nothing_to_receive)
@@ -161,13 +177,22 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if text_data is None:
             text_data = (bytes_data or b"").decode("utf-8", "replace")
         frame = _read_frame(text_data)
+        if frame.size and self._queued_bytes + frame.size > settings.WEBSOCKET_MAX_QUEUED_BYTES:
+            # Answered at once, not after the frames it would have waited behind.
+            self._start(self._serve_frame(_Frame(None, _queue_full(), frame.stream_id)))
+            return
+        self._queued_bytes += frame.size
         lane = self._lanes.get(frame.stream_id)
         if lane is None:
             lane = self._lanes[frame.stream_id] = asyncio.Queue()
-            worker = asyncio.ensure_future(self._serve_lane(lane))
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
+            self._start(self._serve_lane(lane))
         lane.put_nowait(frame)
+
+    def _start(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` alongside the connection; cancelled when it closes."""
+        task = asyncio.ensure_future(work)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
 
     async def _send_text(self, text: str) -> None:
         try:
@@ -182,7 +207,10 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def _serve_lane(self, lane: asyncio.Queue[_Frame]) -> None:
         while True:
             frame = await lane.get()
-            close_code = await self._serve_frame(frame)
+            try:
+                close_code = await self._serve_frame(frame)
+            finally:
+                self._queued_bytes -= frame.size
             if close_code is not None:
                 with contextlib.suppress(Exception):
                     await self.close(code=close_code)
