@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -169,9 +170,13 @@ async def forward(
     stream = not counting and (
         exchange.endpoint.stream if exchange.endpoint.stream is not None else payload.get("stream") is True
     )
+    key = exchange.key
+    if counting and key is not None and key.rules.budgets:
+        key = dataclasses.replace(key, rules=dataclasses.replace(key.rules, budgets=()))  # a count costs nothing
     try:
-        # Token counts too: they are requests to an upstream like the rest (nothing to do for a key without limits).
-        exchange.admission = await admit(exchange.key, stream)
+        # Token counts pass the rate limits too: they are requests to an upstream like the rest (nothing to do
+        # for a key without limits).
+        exchange.admission = await admit(key, stream)
     except Refused as exc:
         raise ExchangeError(exc.error) from exc
     if counting:
