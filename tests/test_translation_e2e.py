@@ -1,9 +1,13 @@
-"""What a user sees through the live proxy when client and upstream speak different APIs (the 12 translated pairs).
+"""What a user sees through the proxy when client and upstream speak different APIs (the 12 translated pairs).
 
 Errors keep their kind in the client's dialect, mid-stream failures stay failures, images keep their bytes,
 reasoning and its settings cross over the way translation/README.md says, usage is converted per dialect,
 dropped or refused features are announced, and real Claude Code / Codex / Gemini CLI requests are accepted
 by a strict upstream of another format. The matrix test covers tool calls; this file covers the rest.
+
+The proxy runs in-process (tests/inprocess.py): all of this is the pipeline's work. A mid-stream failure also
+runs through a real daphne (`test_mid_stream_failure_through_a_real_server`): there the half-sent SSE answer and
+its error event cross a real socket.
 """
 
 from __future__ import annotations
@@ -30,8 +34,7 @@ from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, Usage
 from tests.fixtures import capture_records
-
-pytestmark = pytest.mark.e2e
+from tests.inprocess import InProcessProxy, Proxy, http, sdk_http_client
 
 FORMATS = ["anthropic", "openai-chat", "openai-responses", "gemini"]
 PAIRS = [(c, u) for c in FORMATS for u in FORMATS if c != u]
@@ -50,9 +53,12 @@ def key(transactional_db: None) -> str:
 
 
 @contextmanager
-def route(proxy, fmt: str, alias: str = "m", *, upstream_key: str | None = None, **options: Any) -> Iterator:
-    """A fake upstream of `fmt` (strict, like the real APIs) behind `alias`, loaded by the live server."""
-    with fake_upstream(fmt, **options) as fake:
+def route(proxy: Proxy, fmt: str, alias: str = "m", *, upstream_key: str | None = None, **options: Any) -> Iterator:
+    """A fake upstream of `fmt` (strict, like the real APIs) behind `alias`, loaded by the proxy."""
+    fake_context = (
+        proxy.upstream(fmt, **options) if isinstance(proxy, InProcessProxy) else fake_upstream(fmt, **options)
+    )
+    with fake_context as fake:
         upstream = add_route("up", fmt, fake.url + BASE_PATH[fmt], alias=alias, model="real-model")
         if upstream_key is not None:
             upstream.set_api_key(upstream_key)
@@ -61,12 +67,14 @@ def route(proxy, fmt: str, alias: str = "m", *, upstream_key: str | None = None,
         yield fake
 
 
-def sdk(proxy, key: str, fmt: str) -> Any:
+def sdk(proxy: Proxy, key: str, fmt: str) -> Any:
+    http_client = sdk_http_client(proxy)
     if fmt == "anthropic":
-        return anthropic.Anthropic(api_key=key, base_url=proxy.url, max_retries=0)
+        return anthropic.Anthropic(api_key=key, base_url=proxy.url, max_retries=0, http_client=http_client)
     if fmt == "gemini":
-        return genai.Client(api_key=key, http_options=genai_types.HttpOptions(base_url=proxy.url))
-    return openai.OpenAI(api_key=key, base_url=proxy.url + "/v1", max_retries=0)
+        options = genai_types.HttpOptions(base_url=proxy.url, httpx_client=http_client)
+        return genai.Client(api_key=key, http_options=options)
+    return openai.OpenAI(api_key=key, base_url=proxy.url + "/v1", max_retries=0, http_client=http_client)
 
 
 @dataclass
@@ -198,11 +206,11 @@ def error_params() -> list[Any]:
 
 
 @pytest.mark.parametrize(("kind", "client_fmt", "upstream_fmt"), error_params())
-def test_upstream_error_keeps_its_kind_in_the_clients_dialect(proxy, key, kind, client_fmt, upstream_fmt):
+def test_upstream_error_keeps_its_kind_in_the_clients_dialect(inproc, key, kind, client_fmt, upstream_fmt):
     failure = FAILURES[kind](upstream_fmt)
-    with route(proxy, upstream_fmt) as upstream:
+    with route(inproc, upstream_fmt) as upstream:
         upstream.script(Reply(error=failure))
-        response = expect_error(proxy, key, client_fmt, kind, failure.message)
+        response = expect_error(inproc, key, client_fmt, kind, failure.message)
     if kind == "rate_limited":
         assert response.headers.get("retry-after") == "7"
 
@@ -217,9 +225,9 @@ def test_upstream_error_keeps_its_kind_in_the_clients_dialect(proxy, key, kind, 
         ("gemini", "openai-responses"),
     ],
 )
-def test_bad_upstream_key_is_an_authentication_error(proxy, key, client_fmt, upstream_fmt):
-    with route(proxy, upstream_fmt, api_key="the-right-key", upstream_key="a-wrong-key") as upstream:
-        expect_error(proxy, key, client_fmt, "unauthenticated")
+def test_bad_upstream_key_is_an_authentication_error(inproc, key, client_fmt, upstream_fmt):
+    with route(inproc, upstream_fmt, api_key="the-right-key", upstream_key="a-wrong-key") as upstream:
+        expect_error(inproc, key, client_fmt, "unauthenticated")
         assert len(upstream.requests) == 1
 
 
@@ -272,13 +280,22 @@ def stream_until_failure(proxy, key: str, fmt: str) -> tuple[str, str, list[str]
 
 
 @translated_pairs()
-def test_mid_stream_failure_reaches_the_client_as_a_failure(proxy, key, client_fmt, upstream_fmt):
-    with route(proxy, upstream_fmt) as upstream:
+def test_mid_stream_failure_reaches_the_client_as_a_failure(inproc, key, client_fmt, upstream_fmt):
+    with route(inproc, upstream_fmt) as upstream:
         upstream.script(Reply(text="Half an ans", chunks=2, stream_error=Failure(500, "engine fell over")))
-        text, message, finishes = stream_until_failure(proxy, key, client_fmt)
+        text, message, finishes = stream_until_failure(inproc, key, client_fmt)
     assert text == "Half an ans"
     assert "engine fell over" in message
     assert finishes == [], "a failed stream must not end like a finished answer"
+
+
+@pytest.mark.e2e
+def test_mid_stream_failure_through_a_real_server(proxy, key):
+    with route(proxy, "openai-chat") as upstream:
+        upstream.script(Reply(text="Half an ans", chunks=2, stream_error=Failure(500, "engine fell over")))
+        text, message, finishes = stream_until_failure(proxy, key, "anthropic")
+    assert (text, finishes) == ("Half an ans", [])
+    assert "engine fell over" in message
 
 
 # --- 3. images -----------------------------------------------------------------------------------------------
@@ -319,28 +336,28 @@ def images_received(fmt: str, body: dict[str, Any]) -> list[tuple[str, bytes]]:
 
 
 @translated_pairs()
-def test_base64_image_arrives_in_the_upstreams_shape_with_the_same_bytes(proxy, key, client_fmt, upstream_fmt):
-    with route(proxy, upstream_fmt) as upstream:
-        ask(proxy, key, client_fmt, image_content(client_fmt))
+def test_base64_image_arrives_in_the_upstreams_shape_with_the_same_bytes(inproc, key, client_fmt, upstream_fmt):
+    with route(inproc, upstream_fmt) as upstream:
+        ask(inproc, key, client_fmt, image_content(client_fmt))
     assert images_received(upstream_fmt, upstream.requests[-1].json) == [("image/png", PNG)]
 
 
 @pytest.mark.parametrize("upstream_fmt", ["anthropic", "openai-chat", "openai-responses"])
-def test_gemini_rest_image_in_camel_case_keeps_its_bytes(proxy, key, upstream_fmt):
+def test_gemini_rest_image_in_camel_case_keeps_its_bytes(inproc, key, upstream_fmt):
     # The REST spelling (the Gemini CLI's JS SDK sends it): camelCase keys, standard base64.
     blob = {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}
     body = {"contents": [{"role": "user", "parts": [{"inlineData": blob}, {"text": "What is this?"}]}]}
-    with route(proxy, upstream_fmt) as upstream:
-        response = httpx.post(
-            proxy.url + "/v1beta/models/m:generateContent", json=body, headers={"x-goog-api-key": key}
+    with route(inproc, upstream_fmt) as upstream:
+        response = http(inproc).post(
+            inproc.url + "/v1beta/models/m:generateContent", json=body, headers={"x-goog-api-key": key}
         )
     assert response.status_code == 200, response.text
     assert images_received(upstream_fmt, upstream.requests[-1].json) == [("image/png", PNG)]
 
 
-def test_url_image_from_a_chat_client_reaches_anthropic_as_a_url_source(proxy, key):
-    with route(proxy, "anthropic") as upstream:
-        ask(proxy, key, "openai-chat", image_content("openai-chat", url="https://example.com/cat.png"))
+def test_url_image_from_a_chat_client_reaches_anthropic_as_a_url_source(inproc, key):
+    with route(inproc, "anthropic") as upstream:
+        ask(inproc, key, "openai-chat", image_content("openai-chat", url="https://example.com/cat.png"))
     blocks = upstream.requests[-1].json["messages"][0]["content"]
     assert blocks[0] == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
 
@@ -350,11 +367,11 @@ def test_url_image_from_a_chat_client_reaches_anthropic_as_a_url_source(proxy, k
 THOUGHT = "The user greets me; greet back."
 
 
-def test_anthropic_thinking_reaches_a_responses_client_as_a_reasoning_item(proxy, key):
-    with route(proxy, "anthropic") as upstream:
+def test_anthropic_thinking_reaches_a_responses_client_as_a_reasoning_item(inproc, key):
+    with route(inproc, "anthropic") as upstream:
         for stream in (False, True):
             upstream.script(Reply(text="Hi!", reasoning=THOUGHT))
-            answer = ask(proxy, key, "openai-responses", stream=stream)
+            answer = ask(inproc, key, "openai-responses", stream=stream)
             reasoning, message = answer.final.output
             assert (reasoning.type, message.type, answer.text) == ("reasoning", "message", "Hi!")
             # Raw thinking is not a summary: it comes as reasoning_text content; Anthropic's signature stays behind.
@@ -375,20 +392,20 @@ THOUGHTS_ASKED = {
 
 
 @pytest.mark.parametrize("asked", ["none", "sdk", "camelCase"])
-def test_anthropic_thinking_reaches_a_gemini_client_as_a_thought_when_asked(proxy, key, asked):
-    with route(proxy, "anthropic") as upstream:
+def test_anthropic_thinking_reaches_a_gemini_client_as_a_thought_when_asked(inproc, key, asked):
+    with route(inproc, "anthropic") as upstream:
         for stream in (False, True):
             upstream.script(Reply(text="Hi!", reasoning=THOUGHT))
-            answer = ask(proxy, key, "gemini", stream=stream, **THOUGHTS_ASKED[asked])
+            answer = ask(inproc, key, "gemini", stream=stream, **THOUGHTS_ASKED[asked])
             assert answer.text == "Hi!"
             assert "".join(p.text for p in answer.final if p.thought) == ("" if asked == "none" else THOUGHT)
             assert not any(p.thought_signature for p in answer.final), "Anthropic's signature means nothing to Gemini"
 
 
-def test_chat_reasoning_content_never_becomes_an_anthropic_thinking_block(proxy, key):
-    with route(proxy, "openai-chat", reasoning_field="reasoning_content") as upstream:
+def test_chat_reasoning_content_never_becomes_an_anthropic_thinking_block(inproc, key):
+    with route(inproc, "openai-chat", reasoning_field="reasoning_content") as upstream:
         upstream.script(Reply(text="Hi!", reasoning=THOUGHT), Reply(text="Hi!", reasoning=THOUGHT))
-        client = sdk(proxy, key, "anthropic")
+        client = sdk(inproc, key, "anthropic")
         kwargs = {"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]}
         raw = client.messages.with_raw_response.create(**kwargs)
         assert "unsigned_reasoning" in raw.headers["x-llmproxy-warnings"]
@@ -436,9 +453,9 @@ def reasoning_received(fmt: str, body: dict[str, Any]) -> Any:
 
 
 @translated_pairs()
-def test_reasoning_effort_arrives_in_the_upstreams_own_field(proxy, key, client_fmt, upstream_fmt):
-    with route(proxy, upstream_fmt) as upstream:
-        ask(proxy, key, client_fmt, **EFFORT_ASKED[client_fmt])
+def test_reasoning_effort_arrives_in_the_upstreams_own_field(inproc, key, client_fmt, upstream_fmt):
+    with route(inproc, upstream_fmt) as upstream:
+        ask(inproc, key, client_fmt, **EFFORT_ASKED[client_fmt])
     assert reasoning_received(upstream_fmt, upstream.requests[-1].json) == EFFORT_RECEIVED[upstream_fmt][client_fmt]
 
 
@@ -480,11 +497,11 @@ def subset(seen: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
 
 
 @translated_pairs()
-def test_usage_is_converted_for_the_client(proxy, key, client_fmt, upstream_fmt):
-    with route(proxy, upstream_fmt) as upstream:
+def test_usage_is_converted_for_the_client(inproc, key, client_fmt, upstream_fmt):
+    with route(inproc, upstream_fmt) as upstream:
         for stream in (False, True):
             upstream.script(Reply(text="Counted.", usage=Usage(input=100, output=20, cache_read=40, reasoning=5)))
-            answer = ask(proxy, key, client_fmt, stream=stream)
+            answer = ask(inproc, key, client_fmt, stream=stream)
             assert answer.text == "Counted."
             assert subset(answer.usage, USAGE_SEEN[client_fmt]) == USAGE_SEEN[client_fmt], f"stream={stream}"
     if upstream_fmt == "openai-chat":
@@ -494,9 +511,9 @@ def test_usage_is_converted_for_the_client(proxy, key, client_fmt, upstream_fmt)
 # --- 6. dropped and refused features ------------------------------------------------------------------------
 
 
-def test_a_dropped_stop_sequence_is_announced(proxy, key):
-    with route(proxy, "openai-responses") as upstream:
-        client = sdk(proxy, key, "anthropic")
+def test_a_dropped_stop_sequence_is_announced(inproc, key):
+    with route(inproc, "openai-responses") as upstream:
+        client = sdk(inproc, key, "anthropic")
         kwargs = {
             "model": "m",
             "max_tokens": 50,
@@ -512,10 +529,10 @@ def test_a_dropped_stop_sequence_is_announced(proxy, key):
         assert "stop_sequences" in response.headers["x-llmproxy-warnings"].split(", ")
 
 
-def test_several_choices_are_refused_before_any_upstream_call(proxy, key):
-    with route(proxy, "anthropic") as upstream:
+def test_several_choices_are_refused_before_any_upstream_call(inproc, key):
+    with route(inproc, "anthropic") as upstream:
         with pytest.raises(openai.BadRequestError) as caught:
-            ask(proxy, key, "openai-chat", n=2)
+            ask(inproc, key, "openai-chat", n=2)
         assert upstream.requests == []
     assert caught.value.status_code == 400
     assert caught.value.code == "n"
@@ -531,15 +548,15 @@ def capture(client: str, episode: str) -> dict[str, Any]:
     return [r for r in records if r.get("kind") == "http" and r.get("method") == "POST"][-1]
 
 
-def test_claude_code_request_to_a_chat_upstream(proxy, key):
+def test_claude_code_request_to_a_chat_upstream(inproc, key):
     record = capture("claude", "episode_tool_roundtrip")
     body = dict(record["body"])
     headers = {k.lower(): v for k, v in record["headers"] if k.lower() in ("anthropic-beta", "anthropic-version")}
-    with route(proxy, "openai-chat", alias=body["model"]) as upstream:
+    with route(inproc, "openai-chat", alias=body["model"]) as upstream:
         upstream.script(Reply(text="DONE", reasoning="It printed hello."))
         required = {name: body.pop(name) for name in ("model", "max_tokens", "messages")}
         body.pop("stream")
-        client = sdk(proxy, key, "anthropic")
+        client = sdk(inproc, key, "anthropic")
         with client.messages.stream(
             **required, extra_body=body, extra_headers=headers, extra_query={"beta": "true"}
         ) as s:
@@ -553,14 +570,14 @@ def test_claude_code_request_to_a_chat_upstream(proxy, key):
     assert message.stop_reason == "end_turn"
 
 
-def test_codex_request_to_an_anthropic_upstream(proxy, key):
-    # What Codex sends for a model name it does not know, such as a proxy alias.
+def test_codex_request_to_an_anthropic_upstream(inproc, key):
+    # What Codex sends for a model name it does not know, such as a inproc alias.
     body = dict(capture("codex", "episode_unknown_model_alias")["body"])
-    with route(proxy, "anthropic", alias=body["model"]) as upstream:
+    with route(inproc, "anthropic", alias=body["model"]) as upstream:
         upstream.script(Reply(text="DONE", reasoning="It printed hello."))
         required = {name: body.pop(name) for name in ("model", "input")}
         body.pop("stream")
-        events = list(sdk(proxy, key, "openai-responses").responses.create(**required, stream=True, extra_body=body))
+        events = list(sdk(inproc, key, "openai-responses").responses.create(**required, stream=True, extra_body=body))
         sent = upstream.requests[-1]
     assert sent.path == "/v1/messages" and sent.json["stream"] is True
     assert "running in the Codex CLI" in json.dumps(sent.json["system"])
@@ -569,14 +586,14 @@ def test_codex_request_to_an_anthropic_upstream(proxy, key):
     assert events[-1].response.output_text == "DONE"
 
 
-def test_codex_hosted_tool_search_is_left_out_for_an_anthropic_upstream(proxy, key):
+def test_codex_hosted_tool_search_is_left_out_for_an_anthropic_upstream(inproc, key):
     # For an OpenAI model name (gpt-5.5) Codex also declares the hosted `tool_search` tool, which has no Anthropic
     # equivalent: it is left out with a warning (docs/compatibility.md), and the turn works.
     body = dict(capture("codex", "episode_http_sse")["body"])
-    with route(proxy, "anthropic", alias=body["model"]) as upstream:
+    with route(inproc, "anthropic", alias=body["model"]) as upstream:
         upstream.script(Reply(text="DONE"))
-        with httpx.stream(
-            "POST", proxy.url + "/v1/responses", json=body, headers={"authorization": f"Bearer {key}"}
+        with http(inproc).stream(
+            "POST", inproc.url + "/v1/responses", json=body, headers={"authorization": f"Bearer {key}"}
         ) as response:
             assert response.status_code == 200, response.read()
             warnings = response.headers["x-llmproxy-warnings"]
@@ -587,14 +604,14 @@ def test_codex_hosted_tool_search_is_left_out_for_an_anthropic_upstream(proxy, k
     assert "tool_search" not in json.dumps(sent["tools"])
 
 
-def test_gemini_cli_request_to_a_chat_upstream(proxy, key):
+def test_gemini_cli_request_to_a_chat_upstream(inproc, key):
     record = capture("gemini", "episode_pinned_model")
     model = record["path"].split("/models/")[1].split(":")[0]
-    with route(proxy, "openai-chat", alias=model, reasoning_field="reasoning_content") as upstream:
+    with route(inproc, "openai-chat", alias=model, reasoning_field="reasoning_content") as upstream:
         upstream.script(Reply(text="DONE", reasoning="It printed hello."))
-        with httpx.stream(
+        with http(inproc).stream(
             "POST",
-            proxy.url + record["path"],
+            inproc.url + record["path"],
             params={"alt": "sse"},
             json=record["body"],
             headers={"x-goog-api-key": key},
