@@ -1,4 +1,10 @@
-"""Same API on both sides: each official SDK through the live proxy to a fake upstream of its own format."""
+"""Same API on both sides: each official SDK through the proxy to a fake upstream of its own format.
+
+Most tests run the proxy in-process (tests/inprocess.py): what goes upstream and what comes back is the
+pipeline's work. Through a real daphne stay the ones where the server matters: a stream relayed as it arrives
+(flushing, timing), a client disconnect cancelling the upstream request (a real socket closing), and the upstream
+timeout (the production transport's read timeout).
+"""
 
 from __future__ import annotations
 
@@ -18,8 +24,8 @@ from routing.models import ModelAlias, Upstream
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, ToolCall, Usage
-
-pytestmark = pytest.mark.e2e
+from tests.inprocess import Proxy, http, sdk_http_client
+from tests.inprocess import passwordless_alice as alice  # noqa: F401  (nobody logs in here: no password to hash)
 
 UPSTREAM_KEY = "upstream-secret-key"
 BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "gemini": ""}
@@ -27,9 +33,14 @@ BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "
 
 @pytest.fixture
 def upstream(request) -> Iterator:
-    """A fake upstream of the test's `provider` behind alias `m` → upstream model `real-model`."""
+    """A fake upstream of the test's `provider` behind alias `m` → upstream model `real-model`: in-process for a
+    test that runs the proxy in-process, else a real server."""
     provider = request.param
-    with fake_upstream(provider, api_key=UPSTREAM_KEY) as fake:
+    if "inproc" in request.fixturenames:
+        fake_context = request.getfixturevalue("inproc").upstream(provider, api_key=UPSTREAM_KEY)
+    else:
+        fake_context = fake_upstream(provider, api_key=UPSTREAM_KEY)
+    with fake_context as fake:
         upstream = add_route("up", provider, fake.url + BASE_PATH[provider], alias="m", model="real-model")
         upstream.set_api_key(UPSTREAM_KEY)
         upstream.save()
@@ -40,23 +51,26 @@ def providers(*names: str):
     return pytest.mark.parametrize("upstream", names, indirect=True)
 
 
-def anthropic_client(proxy, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(api_key=key, base_url=proxy.url, max_retries=0)
+def anthropic_client(proxy: Proxy, key: str, path: str = "") -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        api_key=key, base_url=proxy.url + path, max_retries=0, http_client=sdk_http_client(proxy)
+    )
 
 
-def openai_client(proxy, key: str) -> openai.OpenAI:
-    return openai.OpenAI(api_key=key, base_url=proxy.url + "/v1", max_retries=0)
+def openai_client(proxy: Proxy, key: str, path: str = "/v1") -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=proxy.url + path, max_retries=0, http_client=sdk_http_client(proxy))
 
 
-def gemini_client(proxy, key: str) -> genai.Client:
-    return genai.Client(api_key=key, http_options=genai_types.HttpOptions(base_url=proxy.url))
+def gemini_client(proxy: Proxy, key: str, path: str = "", **options: str) -> genai.Client:
+    http_options = genai_types.HttpOptions(base_url=proxy.url + path, httpx_client=sdk_http_client(proxy), **options)
+    return genai.Client(api_key=key, http_options=http_options)
 
 
 @providers("anthropic")
-def test_anthropic_messages(proxy, alice_key, upstream):
+def test_anthropic_messages(inproc, alice_key, upstream):
     upstream.script(Reply(text="Hi there", usage=Usage(input=20, output=5, cache_read=4)))
-    proxy.sync()
-    message = anthropic_client(proxy, alice_key).messages.create(
+    inproc.sync()
+    message = anthropic_client(inproc, alice_key).messages.create(
         model="m", max_tokens=50, messages=[{"role": "user", "content": "Hello"}]
     )
     assert message.content[0].text == "Hi there"
@@ -71,11 +85,11 @@ def test_anthropic_messages(proxy, alice_key, upstream):
 
 
 @providers("anthropic")
-def test_anthropic_stream_with_parallel_tools(proxy, alice_key, upstream):
+def test_anthropic_stream_with_parallel_tools(inproc, alice_key, upstream):
     calls = [ToolCall("get_weather", {"city": "Paris"}), ToolCall("get_time", {"tz": "CET"})]
     upstream.script(Reply(text="Let me check.", tool_calls=calls, chunks=4))
-    proxy.sync()
-    with anthropic_client(proxy, alice_key).messages.stream(
+    inproc.sync()
+    with anthropic_client(inproc, alice_key).messages.stream(
         model="m", max_tokens=50, messages=[{"role": "user", "content": "Weather?"}]
     ) as stream:
         final = stream.get_final_message()
@@ -85,11 +99,11 @@ def test_anthropic_stream_with_parallel_tools(proxy, alice_key, upstream):
 
 
 @providers("anthropic")
-def test_anthropic_headers_and_unknown_fields_are_preserved(proxy, alice_key, upstream):
+def test_anthropic_headers_and_unknown_fields_are_preserved(inproc, alice_key, upstream):
     upstream.handler.strict = False
-    proxy.sync()
-    response = httpx.post(
-        proxy.url + "/v1/messages?beta=true",
+    inproc.sync()
+    response = http(inproc).post(
+        inproc.url + "/v1/messages?beta=true",
         headers={"x-api-key": alice_key, "anthropic-version": "2023-06-01", "anthropic-beta": "context-1m-2025-08-07"},
         json={
             "model": "m",
@@ -107,10 +121,10 @@ def test_anthropic_headers_and_unknown_fields_are_preserved(proxy, alice_key, up
 
 
 @providers("openai-chat")
-def test_chat_completions(proxy, alice_key, upstream):
+def test_chat_completions(inproc, alice_key, upstream):
     upstream.script(Reply(text="Bonjour", usage=Usage(input=30, output=7, cache_read=10)))
-    proxy.sync()
-    completion = openai_client(proxy, alice_key).chat.completions.create(
+    inproc.sync()
+    completion = openai_client(inproc, alice_key).chat.completions.create(
         model="m", messages=[{"role": "user", "content": "Hello"}]
     )
     assert completion.choices[0].message.content == "Bonjour"
@@ -120,11 +134,11 @@ def test_chat_completions(proxy, alice_key, upstream):
 
 
 @providers("openai-chat")
-def test_chat_stream_with_parallel_tools(proxy, alice_key, upstream):
+def test_chat_stream_with_parallel_tools(inproc, alice_key, upstream):
     calls = [ToolCall("a", {"x": 1}), ToolCall("b", {"y": [1, 2]})]
     upstream.script(Reply(tool_calls=calls, chunks=3))
-    proxy.sync()
-    stream = openai_client(proxy, alice_key).chat.completions.create(
+    inproc.sync()
+    stream = openai_client(inproc, alice_key).chat.completions.create(
         model="m", messages=[{"role": "user", "content": "go"}], stream=True, stream_options={"include_usage": True}
     )
     arguments: dict[int, str] = {}
@@ -145,20 +159,20 @@ def test_chat_stream_with_parallel_tools(proxy, alice_key, upstream):
 
 
 @providers("openai-responses")
-def test_responses(proxy, alice_key, upstream):
+def test_responses(inproc, alice_key, upstream):
     upstream.script(Reply(text="Réponse", usage=Usage(input=11, output=3, reasoning=1)))
-    proxy.sync()
-    response = openai_client(proxy, alice_key).responses.create(model="m", input="Hello")
+    inproc.sync()
+    response = openai_client(inproc, alice_key).responses.create(model="m", input="Hello")
     assert response.output_text == "Réponse"
     assert response.usage.output_tokens_details.reasoning_tokens == 1
     assert upstream.requests[-1].json["model"] == "real-model"
 
 
 @providers("openai-responses")
-def test_responses_stream(proxy, alice_key, upstream):
+def test_responses_stream(inproc, alice_key, upstream):
     upstream.script(Reply(text="streamed words here", tool_calls=[ToolCall("shell", {"cmd": "ls"})], chunks=3))
-    proxy.sync()
-    events = list(openai_client(proxy, alice_key).responses.create(model="m", input="Hello", stream=True))
+    inproc.sync()
+    events = list(openai_client(inproc, alice_key).responses.create(model="m", input="Hello", stream=True))
     types = [event.type for event in events]
     assert types[0] == "response.created"
     assert types[-1] == "response.completed"
@@ -170,10 +184,10 @@ def test_responses_stream(proxy, alice_key, upstream):
 
 
 @providers("gemini")
-def test_gemini_generate_content(proxy, alice_key, upstream):
+def test_gemini_generate_content(inproc, alice_key, upstream):
     upstream.script(Reply(text="Hallo", usage=Usage(input=9, output=2)))
-    proxy.sync()
-    client = gemini_client(proxy, alice_key)  # kept in a variable: a collected Client closes its connection
+    inproc.sync()
+    client = gemini_client(inproc, alice_key)  # kept in a variable: a collected Client closes its connection
     response = client.models.generate_content(model="m", contents="Hello")
     assert response.text == "Hallo"
     assert response.usage_metadata.candidates_token_count == 2
@@ -183,12 +197,10 @@ def test_gemini_generate_content(proxy, alice_key, upstream):
 
 
 @providers("gemini")
-def test_gemini_stream_on_v1beta(proxy, alice_key, upstream):
+def test_gemini_stream_on_v1beta(inproc, alice_key, upstream):
     upstream.script(Reply(text="one two three four", chunks=4))
-    proxy.sync()
-    client = genai.Client(
-        api_key=alice_key, http_options=genai_types.HttpOptions(base_url=proxy.url, api_version="v1beta")
-    )
+    inproc.sync()
+    client = gemini_client(inproc, alice_key, api_version="v1beta")
     pieces = [chunk.text for chunk in client.models.generate_content_stream(model="m", contents="Count")]
     assert "".join(p for p in pieces if p) == "one two three four"
     assert len(pieces) >= 4
@@ -197,13 +209,13 @@ def test_gemini_stream_on_v1beta(proxy, alice_key, upstream):
 
 
 @providers("anthropic")
-def test_upstream_errors_keep_their_status_and_kind(proxy, alice_key, upstream):
+def test_upstream_errors_keep_their_status_and_kind(inproc, alice_key, upstream):
     upstream.script(
         Reply(error=Failure(529, "Overloaded", type="overloaded_error")),
         Reply(error=Failure(429, "Slow down", type="rate_limit_error", retry_after=7)),
     )
-    proxy.sync()
-    client = anthropic_client(proxy, alice_key)
+    inproc.sync()
+    client = anthropic_client(inproc, alice_key)
     with pytest.raises(anthropic.InternalServerError) as overloaded:
         client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert overloaded.value.status_code == 529
@@ -213,25 +225,26 @@ def test_upstream_errors_keep_their_status_and_kind(proxy, alice_key, upstream):
 
 
 @providers("gemini")
-def test_gemini_upstream_error_reaches_the_sdk(proxy, alice_key, upstream):
+def test_gemini_upstream_error_reaches_the_sdk(inproc, alice_key, upstream):
     upstream.script(Reply(error=Failure(400, "bad schema")))
-    proxy.sync()
-    client = gemini_client(proxy, alice_key)
+    inproc.sync()
+    client = gemini_client(inproc, alice_key)
     with pytest.raises(genai_errors.ClientError) as caught:
         client.models.generate_content(model="m", contents="x")
     assert caught.value.code == 400
     assert "bad schema" in str(caught.value)
 
 
-def test_unreachable_upstream_is_502_in_the_dialect(proxy, alice_key):
+def test_unreachable_upstream_is_502_in_the_dialect(inproc, alice_key):
     add_route("down", "openai-chat", "http://127.0.0.1:9/v1", alias="m")
-    proxy.sync()
+    inproc.sync()
     with pytest.raises(openai.APIStatusError) as caught:
-        openai_client(proxy, alice_key).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        openai_client(inproc, alice_key).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert caught.value.status_code == 502
     assert "unreachable" in caught.value.message
 
 
+@pytest.mark.e2e
 @providers("openai-chat")
 def test_upstream_timeout_is_504(proxy, alice_key, upstream):
     Upstream.objects.filter(name="up").update(timeout=0.5)
@@ -243,6 +256,7 @@ def test_upstream_timeout_is_504(proxy, alice_key, upstream):
     assert caught.value.status_code == 504
 
 
+@pytest.mark.e2e
 @providers("anthropic")
 def test_stream_is_relayed_as_it_arrives(proxy, alice_key, upstream):
     upstream.script(Reply(text="a b c d e f", chunks=6, chunk_delay=0.25))
@@ -263,6 +277,7 @@ def test_stream_is_relayed_as_it_arrives(proxy, alice_key, upstream):
     assert arrivals[-1] - arrivals[0] > 0.8
 
 
+@pytest.mark.e2e
 @providers("openai-chat")
 def test_client_disconnect_cancels_the_upstream_request(proxy, alice_key, upstream):
     upstream.script(Reply(text="x " * 50, chunks=50, chunk_delay=0.2))
@@ -281,48 +296,48 @@ def test_client_disconnect_cancels_the_upstream_request(proxy, alice_key, upstre
 
 
 @providers("openai-chat")
-def test_alias_edits_apply_to_the_next_request(proxy, alice_key, upstream):
-    proxy.sync()
-    client = openai_client(proxy, alice_key)
+def test_alias_edits_apply_to_the_next_request(inproc, alice_key, upstream):
+    inproc.sync()
+    client = openai_client(inproc, alice_key)
     client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert upstream.requests[-1].json["model"] == "real-model"
 
     alias = ModelAlias.objects.get(name="m")
     alias.upstream_model = "other-model"
     alias.save()
-    proxy.sync()
+    inproc.sync()
     client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert upstream.requests[-1].json["model"] == "other-model"
 
     alias.enabled = False
     alias.save()
-    proxy.sync()
+    inproc.sync()
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
 
 
 @providers("openai-chat")
-def test_direct_upstream_model_names(proxy, alice_key, upstream):
-    proxy.sync()
-    openai_client(proxy, alice_key).chat.completions.create(
+def test_direct_upstream_model_names(inproc, alice_key, upstream):
+    inproc.sync()
+    openai_client(inproc, alice_key).chat.completions.create(
         model="up/gpt-direct", messages=[{"role": "user", "content": "x"}]
     )
     assert upstream.requests[-1].json["model"] == "gpt-direct"
 
 
-def test_forwarded_client_key_reaches_an_upstream_that_allows_it(proxy):
-    with fake_upstream("openai-chat", api_key="client-own-provider-key") as fake:
+def test_forwarded_client_key_reaches_an_upstream_that_allows_it(inproc):
+    with inproc.upstream("openai-chat", api_key="client-own-provider-key") as fake:
         add_route("byok", "openai-chat", fake.url + "/v1", alias="m", forward_client_key=True)
-        proxy.sync()
-        client = openai.OpenAI(api_key="client-own-provider-key", base_url=proxy.url + "/v1", max_retries=0)
+        inproc.sync()
+        client = openai_client(inproc, "client-own-provider-key")
         completion = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
         assert completion.choices[0].message.content
         assert fake.requests[-1].headers["authorization"] == "Bearer client-own-provider-key"
 
 
-def test_azure_openai_deployment_url_key_header_and_api_version(proxy, alice_key):
+def test_azure_openai_deployment_url_key_header_and_api_version(inproc, alice_key):
     """Azure OpenAI: the deployment is in the URL, the key in `api-key`, the API version in the query."""
-    with fake_upstream("openai-chat", strict=False) as fake:
+    with inproc.upstream("openai-chat", strict=False) as fake:
         add_route(
             "azure",
             "openai-chat",
@@ -335,10 +350,10 @@ def test_azure_openai_deployment_url_key_header_and_api_version(proxy, alice_key
         upstream = Upstream.objects.get(name="azure")
         upstream.set_api_key("azure-secret")
         upstream.save()
-        proxy.sync()
+        inproc.sync()
         # The fake answers only /v1/chat/completions, so look at what was asked of it.
-        httpx.post(
-            proxy.url + "/v1/chat/completions",
+        http(inproc).post(
+            inproc.url + "/v1/chat/completions",
             headers={"authorization": f"Bearer {alice_key}"},
             json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
         )
@@ -350,22 +365,20 @@ def test_azure_openai_deployment_url_key_header_and_api_version(proxy, alice_key
 
 
 @pytest.mark.parametrize("upstream", ["anthropic"], indirect=True)
-def test_every_dialect_is_served_under_its_prefix(proxy, alice_key, upstream):
+def test_every_dialect_is_served_under_its_prefix(inproc, alice_key, upstream):
     """`/anthropic`, `/openai` and `/gemini` prefixes let a client be pointed without ambiguity."""
-    proxy.sync()
-    anthropic_prefixed = anthropic.Anthropic(api_key=alice_key, base_url=proxy.url + "/anthropic", max_retries=0)
+    inproc.sync()
+    anthropic_prefixed = anthropic_client(inproc, alice_key, "/anthropic")
     message = anthropic_prefixed.messages.create(model="m", max_tokens=20, messages=[{"role": "user", "content": "x"}])
     assert message.content[0].text
     assert [m.id for m in anthropic_prefixed.models.list().data] == ["m"]
 
-    openai_prefixed = openai.OpenAI(api_key=alice_key, base_url=proxy.url + "/openai/v1", max_retries=0)
+    openai_prefixed = openai_client(inproc, alice_key, "/openai/v1")
     completion = openai_prefixed.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert completion.choices[0].message.content
     assert openai_prefixed.responses.create(model="m", input="x").output_text
     assert [m.id for m in openai_prefixed.models.list()] == ["m"]
 
-    gemini_prefixed = genai.Client(
-        api_key=alice_key, http_options=genai_types.HttpOptions(base_url=proxy.url + "/gemini")
-    )
+    gemini_prefixed = gemini_client(inproc, alice_key, "/gemini")
     assert gemini_prefixed.models.generate_content(model="m", contents="x").text
     assert [m.name for m in gemini_prefixed.models.list()] == ["models/m"]
