@@ -1,25 +1,33 @@
 """What the proxy adds to a request: throughput, latency, time to first token, CPU and memory, on loopback.
 
     python -m bench.run [--duration 5] [--servers daphne,uvicorn,django-view] [--quick]
+    python -m bench.run --compare daphne,channels-dispatch,raw-router [--rounds 6] [--concurrency 16]
 
 Starts the fake OpenAI-compatible upstream (tests/fakes) as its own process, then for each server variant a
 proxy process on a throw-away SQLite database, and drives both with wrk (non-streaming) and a lean asyncio
 client (streaming). The same requests also go straight to the fake, which is the floor. Results are printed
 as Markdown and written to bench/results/latest.json; docs/benchmarks.md records them with the machine.
+
+`--compare A,B[,C...]` runs the servers at once and alternates wrk runs between them on the pass-through path
+(the order rotating from round to round), so that all see the same background load; it prints each round and,
+for each server against the last one named, the median of the per-round ratios (bench/results/compare.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +54,15 @@ SERVERS = {
         "llmproxy_site.asgi:application",
     ],
     "raw-router": ["-m", "llmproxy_site.server", "-b", "127.0.0.1", "-p", "{port}", "bench.raw_router:application"],
+    "channels-dispatch": [
+        "-m",
+        "llmproxy_site.server",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        "{port}",
+        "bench.channels_dispatch:application",
+    ],
     "django-view": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "bench.django_view:application"],
 }
 
@@ -207,10 +224,15 @@ def main() -> None:
     parser.add_argument("--servers", default="daphne,uvicorn,django-view")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--stream-requests", type=int, default=200)
+    parser.add_argument("--compare", help="servers measured in alternation, each against the last (daphne,raw-router)")
+    parser.add_argument("--rounds", type=int, default=6, help="alternations for --compare")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
+    if args.compare:
+        compare(args)
+        return
 
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="llmproxy-bench-") as tmp:
@@ -246,6 +268,83 @@ def main() -> None:
             fake.terminate()
             fake.wait()
     report(results, args)
+
+
+@contextlib.contextmanager
+def fake_upstream() -> Iterator[str]:
+    port = free_port()
+    command = ["-m", "tests.fakes.server", "--provider", "openai-chat", "--port", str(port), "--chunks", "20"]
+    fake = subprocess.Popen([PYTHON, *command, "--chunk-delay", "0.005"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(url + "/v1/models")
+        yield url
+    finally:
+        fake.terminate()
+        fake.wait()
+
+
+@contextlib.contextmanager
+def serving(server: str, env: dict[str, str], workdir: Path) -> Iterator[tuple[str, int]]:
+    """A proxy process under `server`: its URL and pid."""
+    port = free_port()
+    log = open(workdir / f"{server}.log", "w")  # noqa: SIM115 (closed with the process)
+    proxy = subprocess.Popen(
+        [PYTHON, *(part.format(port=port) for part in SERVERS[server])],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(url + "/health")
+        yield url, proxy.pid
+    finally:
+        proxy.terminate()
+        proxy.wait()
+        log.close()
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Each server against the last one named, in alternation: every round runs them all, in an order that
+    rotates from round to round."""
+    names = args.compare.split(",")
+    baseline = names[-1]
+    connections = args.concurrency[0]
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llmproxy-bench-")))
+        upstream_url = stack.enter_context(fake_upstream())
+        env, key = configure(workdir, upstream_url)
+        servers = {name: stack.enter_context(serving(name, env, workdir)) for name in names}
+        for url, _ in servers.values():
+            target = targets(upstream_url, url, key, stream=False)[0]
+            httpx.post(target.url, json=target.body, headers=target.headers, timeout=10).raise_for_status()
+            wrk(target, connections, 1, workdir)  # warm up
+        rounds: list[dict[str, tuple[float, float]]] = []
+        for index in range(args.rounds):
+            order = names[index % len(names) :] + names[: index % len(names)]
+            measured: dict[str, tuple[float, float]] = {}
+            for name in order:
+                url, pid = servers[name]
+                target = targets(upstream_url, url, key, stream=False)[0]
+                before = cpu_seconds(pid)
+                rps, _, _, total = wrk(target, connections, args.duration, workdir)
+                measured[name] = (rps, (cpu_seconds(pid) - before) * 1000 / total)
+            rounds.append(measured)
+            each = (f"{name} {rps:.0f} req/s {cpu:.3f} CPU-ms" for name, (rps, cpu) in measured.items())
+            print(f"round {index + 1}: " + ", ".join(each), flush=True)
+    for name in names[:-1]:
+        ratios = sorted(r[name][0] / r[baseline][0] for r in rounds)
+        extra_cpu = sorted(r[name][1] - r[baseline][1] for r in rounds)
+        print(
+            f"{name} against {baseline}, median of {len(rounds)} rounds at c={connections}: throughput "
+            f"{statistics.median(ratios):.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f}), CPU per request "
+            f"{statistics.median(extra_cpu):+.3f} ms (range {extra_cpu[0]:+.3f} to {extra_cpu[-1]:+.3f})"
+        )
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "compare.json").write_text(json.dumps({"connections": connections, "rounds": rounds}, indent=2))
 
 
 def run_server(

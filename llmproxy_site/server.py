@@ -31,6 +31,8 @@ from daphne.cli import CommandLineInterface  # isort:skip
 from daphne.http_protocol import HTTPFactory, WebRequest  # isort:skip
 from daphne.server import Server  # isort:skip
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from twisted.web import http
@@ -75,7 +77,10 @@ class _Streamed:
 class ProxyRequest(WebRequest):  # type: ignore[misc]
     streaming = False
     body_done = False
+    _declared: int | None = None
     _received = 0
+    _messages = 0  # `http.request` messages delivered
+    _complete = False  # the last one delivered said `more_body: False`
 
     def gotLength(self, length: int | None) -> None:
         """The head is complete (`length`: the declared Content-Length, None when chunked)."""
@@ -88,10 +93,19 @@ class ProxyRequest(WebRequest):  # type: ignore[misc]
         # Twisted sets these in `requestReceived`, after the body; the channel holds them from the request line.
         self.method, self.uri, self.clientproto = self.channel._command, self.channel._path, self.channel._version
         self.path = self.uri.split(b"?", 1)[0]
+        self._declared = length
         self.process()
-        if self.application_queue is not None and not self.finished:
-            # The application hears of the request now, not with the first body bytes (which may never come).
-            self.application_queue.put_nowait({"type": "http.request", "body": b"", "more_body": True})
+        # The application hears of the request even if no body byte ever comes: an empty first message, unless
+        # body bytes that came with the head (the usual small request) have been delivered by then.
+        self.server.call_soon(self._announce)
+
+    def _announce(self) -> None:
+        if self._messages == 0 and self.application_queue is not None and not (self.finished or self._disconnected):
+            self._deliver(b"", more_body=True)
+
+    def _deliver(self, body: bytes, *, more_body: bool) -> None:
+        self._messages += 1
+        self.application_queue.put_nowait({"type": "http.request", "body": body, "more_body": more_body})
 
     def handleContentChunk(self, data: bytes) -> None:
         if not self.streaming:
@@ -101,7 +115,9 @@ class ProxyRequest(WebRequest):  # type: ignore[misc]
         if self._received > self.server.body_limit:
             self._too_large()
         elif self.application_queue is not None and not self.finished:
-            self.application_queue.put_nowait({"type": "http.request", "body": data, "more_body": True})
+            # The last bytes of a Content-Length body end it at once, with no empty message after them.
+            self._complete = self._declared is not None and self._received >= self._declared
+            self._deliver(data, more_body=not self._complete)
         # else: answered already; the rest of the body is read to nowhere
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -110,11 +126,12 @@ class ProxyRequest(WebRequest):  # type: ignore[misc]
             super().requestReceived(command, path, version)
             return
         self.body_done = True
-        if self.application_queue is not None and not self.finished:
-            self.application_queue.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        if self.application_queue is not None and not self.finished and not self._complete:
+            self._deliver(b"", more_body=False)
 
     def handle_reply(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and self.streaming and not self.body_done and not self.finished:
+        answered_early = self.streaming and not self.body_done and not self.finished and self.channel is not None
+        if message["type"] == "http.response.start" and answered_early:
             # Answered before the body ended: this connection cannot carry another request.
             self.responseHeaders.setRawHeaders(b"connection", [b"close"])
             self.channel.persistent = False
@@ -196,6 +213,11 @@ class ProxyServer(Server):  # type: ignore[misc]
 
         self.body_limit: int = settings.MAX_REQUEST_BYTES + BODY_SLACK
         self.request_read_timeout: float = settings.REQUEST_READ_TIMEOUT
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """After what is already scheduled: the application task's first step, and the rest of the data that
+        Twisted is handing over now."""
+        asyncio.get_event_loop().call_soon(callback)
 
     # daphne's `Server.run` builds its HTTP factory inline (`self.http_factory = HTTPFactory(self)`) and listens
     # with it at once: that assignment is the one place a subclass can put its own factory in.

@@ -2,7 +2,8 @@
 `URLRouter`, plus the probes and `/metrics` as plain ASGI callables.
 
 The consumer keeps what a bare ASGI function had and Channels' generic one does not:
-- no channel layer (the data plane never joins a group; a configured layer would cost a channel per request);
+- no channel layer (the data plane never joins a group; a configured layer would cost a channel per request),
+  and so no task per received message (`__call__`);
 - no thread hop per message: `AsyncConsumer.dispatch` closes stale ORM connections through `sync_to_async`
   before every message, and the data plane uses no ORM connection on the event loop (database work runs on
   the database thread, routing.runtime.database.run_db);
@@ -35,8 +36,21 @@ class DataPlaneConsumer(AsyncHttpConsumer):  # type: ignore[misc]
     channel_layer_alias = NO_CHANNEL_LAYER
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`AsyncConsumer.__call__` less what a consumer without a channel layer never uses: that one looks the
+        layer up for every request (a settings lookup ending in KeyError for this alias) and receives through
+        `await_many_dispatch`, a new task per message raced in `asyncio.wait`, and so more event-loop turns per
+        request: about 60 µs of CPU of the 75 µs per request the consumer cost over a bare ASGI function
+        (bench/consumer_cost.py, docs/benchmarks.md). Here each message is received and dispatched in turn,
+        which is all the handlers need: the first one reads the rest of the request itself."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
         self._receive = receive  # the body reader and the disconnect watcher read it while the handler runs
-        await super().__call__(scope, receive, send)
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: Message) -> None:
         """`AsyncConsumer.dispatch` without `aclose_old_connections` (a thread hop per message)."""
