@@ -1,10 +1,10 @@
 """Malformed requests, fuzzed: every endpoint of every client API answers "no 5xx, no traceback, no hang".
 
 Hypothesis mutates a valid request of each endpoint (a wrong JSON type at any field, a field removed, a value
-nested 100,000 deep, huge numbers, lone surrogates and other odd unicode) and sends it in-process to the ASGI
-application (the same consumers daphne runs), once to a model routed to an upstream of the client's own API
-(the body passes through) and once to each other API (the body is decoded and translated). The upstreams are
-the provider fakes; a body a fake cannot make sense of is refused with a 400 as the real provider would, so
+nested 100,000 deep, huge numbers, lone surrogates and other odd unicode) and sends it to the ASGI application
+in-process (tests/inprocess.py: the same consumers daphne runs), to a model routed to an upstream of the
+client's own API (the body passes through) or of another API (the body is decoded and translated). The upstreams
+are the provider fakes; a body a fake cannot make sense of is refused with a 400 as the real provider would, so
 any 5xx seen here is the proxy's own.
 
 The example budget is fixed and the search derandomized, so CI runs the same ~220 requests every time.
@@ -12,7 +12,6 @@ The example budget is fixed and the search derandomized, so CI runs the same ~22
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -21,16 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from channels.testing import HttpCommunicator, WebsocketCommunicator
+from channels.testing import WebsocketCommunicator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmproxy_site.asgi import application
-from routing.runtime.live import live_config
-from routing.upstream import client as upstream_module
 from tests.conftest import add_route
 from tests.fakes.providers import make
-from tests.fakes.server import FakeUpstream, Request, Response
+from tests.fakes.server import Request, Response
+from tests.fakes.transport import InProcessUpstream
+from tests.inprocess import InProcessProxy
+from tests.inprocess import passwordless_alice as alice  # noqa: F401  (nobody logs in: no password hashing)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -334,18 +334,6 @@ class Refusing:
         return response if response.status < 500 else self.fake.fail(400, "Invalid request body")
 
 
-def _halt_background_work() -> None:
-    """Stop the refresher the first request started on this test's loop."""
-    try:
-        from routing.runtime.worker import worker
-    except ImportError:  # before the background worker module: the live config's own task
-        task = getattr(live_config, "_task", None)
-        if task is not None:
-            task.cancel()
-    else:
-        worker.halt()
-
-
 class Failures(logging.Handler):
     """The proxy's "unexpected failure" log lines: each one is a traceback a client was answered 500 for."""
 
@@ -358,46 +346,32 @@ class Failures(logging.Handler):
 
 
 @pytest.fixture
-def proxy_loop(alice_key: str) -> Iterator[tuple[asyncio.AbstractEventLoop, str, Failures]]:
-    """One event loop for all the examples of a test (the proxy's snapshot and upstream pool live on it), four
-    fake upstreams and an alias to each."""
-    servers = [FakeUpstream(Refusing(fmt)) for fmt in FORMATS]
+def proxy(inproc: InProcessProxy, alice_key: str) -> Iterator[tuple[InProcessProxy, str, Failures]]:
+    """The in-process proxy (tests/inprocess.py) with an alias to a fake upstream of each API, and a watch on
+    what it logs as errors."""
     failures = Failures()
     watched = [logging.getLogger(name) for name in ("routing", "django.request", "channels", "daphne")]
-    loop = asyncio.new_event_loop()
+    for fmt in FORMATS:
+        upstream = InProcessUpstream(Refusing(fmt))
+        inproc.upstreams.add(upstream)
+        add_route(fmt, fmt, upstream.url + BASE_PATH[fmt], alias=f"to-{fmt}", model="real-model")
+    inproc.sync()
     for logger in watched:
         logger.addHandler(failures)
     try:
-        for fmt, server in zip(FORMATS, servers, strict=True):
-            server.__enter__()
-            add_route(fmt, fmt, server.url + BASE_PATH[fmt], alias=f"to-{fmt}", model="real-model")
-        loop.run_until_complete(live_config.reload())
-        yield loop, alice_key, failures
+        yield inproc, alice_key, failures
     finally:
         for logger in watched:
             logger.removeHandler(failures)
-        loop.run_until_complete(_stop_proxy(loop))
-        loop.close()
-        for server in servers:
-            server.__exit__(None, None, None)
 
 
-async def _stop_proxy(loop: asyncio.AbstractEventLoop) -> None:
-    _halt_background_work()
-    client = upstream_module._clients.pop(loop, None)
-    if client is not None:
-        await client.aclose()
-
-
-async def over_http(endpoint: Endpoint, model: str, body: bytes, key: str) -> tuple[int, bytes]:
-    path = endpoint.path.replace("{model}", model)
-    headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {key}".encode())]
+def over_http(proxy: InProcessProxy, endpoint: Endpoint, model: str, body: bytes, key: str) -> tuple[int, bytes]:
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     if endpoint.dialect == "anthropic":
-        headers.append((b"anthropic-version", b"2023-06-01"))
-    communicator = HttpCommunicator(application, "POST", path, body, headers)
-    response = await communicator.get_response(timeout=ANSWER_WITHIN)
-    await communicator.wait(timeout=ANSWER_WITHIN)
-    return response["status"], response["body"]
+        headers["anthropic-version"] = "2023-06-01"
+    path = endpoint.path.replace("{model}", model)
+    response = proxy.http.post(path, content=body, headers=headers, timeout=ANSWER_WITHIN)
+    return response.status_code, response.content
 
 
 async def over_websocket(body: bytes, key: str) -> tuple[int, bytes]:
@@ -445,8 +419,8 @@ def check_answer(endpoint: Endpoint, status: int, content: bytes, elapsed: float
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
-def test_a_malformed_request_is_a_4xx_in_the_clients_dialect(proxy_loop, endpoint: Endpoint) -> None:
-    loop, key, failures = proxy_loop
+def test_a_malformed_request_is_a_4xx_in_the_clients_dialect(proxy, endpoint: Endpoint) -> None:
+    inproc, key, failures = proxy
 
     @settings(
         max_examples=EXAMPLES_PER_ENDPOINT,
@@ -460,12 +434,38 @@ def test_a_malformed_request_is_a_4xx_in_the_clients_dialect(proxy_loop, endpoin
         model, body = drawn
         started = time.monotonic()
         if endpoint.websocket:
-            status, content = loop.run_until_complete(over_websocket(body, key))
+            status, content = inproc.run(over_websocket(body, key))  # on the proxy's own event loop
         else:
-            status, content = loop.run_until_complete(over_http(endpoint, model, body, key))
+            status, content = over_http(inproc, endpoint, model, body, key)
         check_answer(endpoint, status, content, time.monotonic() - started)
         logged = [r.getMessage() for r in failures.records]
         failures.records.clear()
         assert not logged, f"{endpoint.name}: the proxy logged {logged}"
 
     one_request()
+
+
+# -- the two bodies issue 11 names -------------------------------------------------------------------------
+
+
+def test_gemini_contents_of_the_wrong_type_is_a_400_naming_the_field(proxy) -> None:
+    inproc, key, _ = proxy
+    gemini = next(e for e in ENDPOINTS if e.name == "gemini-generate")
+    for model in MODELS:  # passed through to Gemini, or translated for the others
+        status, content = over_http(inproc, gemini, model, json.dumps({"contents": "x"}).encode(), key)
+        if model == "to-gemini":
+            assert status < 500, content  # passed through: Gemini itself judges the body
+            continue
+        error = json.loads(content)["error"]
+        assert (status, error["status"]) == (400, "INVALID_ARGUMENT"), content
+        assert error["message"] == "contents: expected an array, got a string"
+
+
+@pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if not e.websocket], ids=lambda e: e.name)
+def test_a_body_nested_100000_deep_is_a_400_in_the_clients_dialect(proxy, endpoint: Endpoint) -> None:
+    inproc, key, failures = proxy
+    status, content = over_http(inproc, endpoint, "to-openai-chat", dumps(deep(DEEP, "dict")), key)
+    assert status == 400, content
+    check_answer(endpoint, status, content, 0)
+    assert "nested too deeply" in content.decode()
+    assert not failures.records

@@ -231,9 +231,8 @@ def _decode_output_format(raw: Mapping[str, Any] | None) -> OutputFormat | None:
     if raw is None:
         return None
     if raw["type"] not in _OUTPUT_KINDS:
-        raise TranslationError(
-            "response_format", f"unknown response_format type {raw['type']!r}", "response_format.type"
-        )
+        message = f"response_format.type: unknown type {raw['type']!r}"
+        raise TranslationError("response_format", message, "response_format.type")
     kind = OutputKind(raw["type"])
     if kind is not OutputKind.JSON_SCHEMA:
         return OutputFormat(kind)
