@@ -1,24 +1,26 @@
-"""What coding agents send that trips other proxies: Claude Code's probe, model suffixes, beta headers."""
+"""What coding agents send that trips other proxies: Claude Code's probe, model suffixes, beta headers.
+
+The proxy runs in-process (tests/inprocess.py): these are requests the pipeline must accept; the real CLIs
+through a real server are in tests/test_real_clis.py.
+"""
 
 from __future__ import annotations
 
 import anthropic
-import httpx
 import pytest
 
 from tests.conftest import add_route
-from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, ToolCall
+from tests.inprocess import http
+from tests.inprocess import passwordless_alice as alice  # noqa: F401  (nobody logs in here: no password to hash)
 
-pytestmark = pytest.mark.e2e
 
-
-def test_claude_codes_max_tokens_probe_is_a_normal_answer(proxy, alice_key):
-    with fake_upstream("openai-chat") as fake:
+def test_claude_codes_max_tokens_probe_is_a_normal_answer(inproc, alice_key):
+    with inproc.upstream("openai-chat") as fake:
         add_route("gpt", "openai-chat", fake.url + "/v1", alias="claude-*", model="gpt-5")
         fake.script(Reply(text="H", stop="max_tokens"))
-        proxy.sync()
-        client = anthropic.Anthropic(api_key=alice_key, base_url=proxy.url, max_retries=0)
+        inproc.sync()
+        client = anthropic.Anthropic(api_key=alice_key, base_url=inproc.url, max_retries=0, http_client=inproc.client())
         message = client.messages.create(
             model="claude-sonnet-4-5[1m]", max_tokens=1, messages=[{"role": "user", "content": "quota"}]
         )
@@ -28,31 +30,33 @@ def test_claude_codes_max_tokens_probe_is_a_normal_answer(proxy, alice_key):
         assert sent["max_completion_tokens"] == 1  # a reasoning model gets the field it accepts
 
 
-def test_beta_headers_reach_anthropic_upstreams_only(proxy, alice_key):
+def test_beta_headers_reach_anthropic_upstreams_only(inproc, alice_key):
     headers = {
         "x-api-key": alice_key,
         "anthropic-version": "2023-06-01",
         "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
     }
     body = {"model": "m", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
-    with fake_upstream("anthropic") as claude, fake_upstream("gemini") as gemini:
+    with inproc.upstream("anthropic") as claude, inproc.upstream("gemini") as gemini:
         add_route("claude", "anthropic", claude.url, alias="m")
         add_route("gem", "gemini", gemini.url, alias="g", model="gemini-2.5-pro")
-        proxy.sync()
-        assert httpx.post(proxy.url + "/v1/messages?beta=true", headers=headers, json=body).status_code == 200
+        inproc.sync()
+        assert http(inproc).post(inproc.url + "/v1/messages?beta=true", headers=headers, json=body).status_code == 200
         assert claude.requests[-1].headers["anthropic-beta"] == headers["anthropic-beta"]
-        response = httpx.post(proxy.url + "/v1/messages?beta=true", headers=headers, json={**body, "model": "g"})
+        response = http(inproc).post(
+            inproc.url + "/v1/messages?beta=true", headers=headers, json={**body, "model": "g"}
+        )
         assert response.status_code == 200
         assert "anthropic-beta" not in gemini.requests[-1].headers
         assert "anthropic-version" not in gemini.requests[-1].headers
 
 
-def test_thinking_and_context_management_never_cause_a_400(proxy, alice_key):
-    with fake_upstream("openai-chat") as fake:
+def test_thinking_and_context_management_never_cause_a_400(inproc, alice_key):
+    with inproc.upstream("openai-chat") as fake:
         add_route("gpt", "openai-chat", fake.url + "/v1", alias="m", model="qwen3")
-        proxy.sync()
-        response = httpx.post(
-            proxy.url + "/v1/messages",
+        inproc.sync()
+        response = http(inproc).post(
+            inproc.url + "/v1/messages",
             headers={"x-api-key": alice_key, "anthropic-version": "2023-06-01"},
             json={
                 "model": "m",
@@ -84,15 +88,17 @@ APPLY_PATCH = {
 
 @pytest.mark.parametrize("upstream_format", ["anthropic", "openai-chat", "gemini"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_codex_apply_patch_comes_back_as_the_custom_call_it_sent(proxy, alice_key, upstream_format, stream):
+def test_codex_apply_patch_comes_back_as_the_custom_call_it_sent(inproc, alice_key, upstream_format, stream):
     import openai
 
     base = {"anthropic": "", "openai-chat": "/v1", "gemini": ""}[upstream_format]
-    with fake_upstream(upstream_format) as fake:
+    with inproc.upstream(upstream_format) as fake:
         add_route("up", upstream_format, fake.url + base, alias="m", model="real-model")
         fake.script(Reply(tool_calls=[ToolCall("apply_patch", {"input": PATCH})]))
-        proxy.sync()
-        client = openai.OpenAI(api_key=alice_key, base_url=proxy.url + "/v1", max_retries=0)
+        inproc.sync()
+        client = openai.OpenAI(
+            api_key=alice_key, base_url=inproc.url + "/v1", max_retries=0, http_client=inproc.client()
+        )
         kwargs = {"model": "m", "input": "Add hello.txt", "tools": [APPLY_PATCH]}
         if stream:
             events = list(client.responses.create(**kwargs, stream=True))
@@ -123,12 +129,12 @@ def declared_schema(upstream_format, body, name):
     return next(d.get("parametersJsonSchema", d.get("parameters")) for d in declarations if d["name"] == name)
 
 
-def test_the_anthropic_version_flag_sets_both_the_header_and_the_encoding(proxy, alice_key):
-    with fake_upstream("anthropic") as claude:
+def test_the_anthropic_version_flag_sets_both_the_header_and_the_encoding(inproc, alice_key):
+    with inproc.upstream("anthropic") as claude:
         add_route("claude", "anthropic", claude.url, alias="m", translation_flags={"anthropic_version": "2026-10-21"})
-        proxy.sync()
-        response = httpx.post(
-            proxy.url + "/v1/chat/completions",
+        inproc.sync()
+        response = http(inproc).post(
+            inproc.url + "/v1/chat/completions",
             headers={"authorization": f"Bearer {alice_key}"},
             json={"model": "m", "temperature": 0.3, "messages": [{"role": "user", "content": "hi"}]},
         )
