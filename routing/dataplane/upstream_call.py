@@ -3,6 +3,7 @@ kept out of whatever comes back (error bodies, stream error events, the ledger, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from typing import Any
@@ -27,6 +28,8 @@ FORWARDED_REQUEST_HEADERS = {
     Dialect.OPENAI_RESPONSES: ("openai-beta",),
     Dialect.GEMINI: (),
 }
+# A decompressed piece of a body larger than this gives the event loop a turn before the next (read_body).
+_LARGE_PIECE = 1024 * 1024
 # Upstream response headers a client may use: ids for support requests, rate-limit state, retry hints.
 RELAYED_RESPONSE_HEADER_PREFIXES = ("retry-after", "request-id", "x-request-id", "anthropic-ratelimit-", "x-ratelimit-")
 
@@ -144,6 +147,9 @@ async def read_body(exchange: Exchange, response: httpx.Response) -> bytes:
                 error = too_large_error(exchange, "an answer", limit, "UPSTREAM_MAX_BODY_BYTES")
                 raise ExchangeError(error, from_upstream=True)
             parts.append(chunk)
+            if len(chunk) > _LARGE_PIECE:
+                # A piece this large was inflated from a few KiB (gzip): let other requests run between them.
+                await asyncio.sleep(0)
     except httpx.HTTPError as exc:
         raise ExchangeError(broken_stream_error(exchange, exc)) from exc
     return b"".join(parts)

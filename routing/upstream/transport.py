@@ -30,9 +30,9 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
 
 
 # A compressed body is handed to httpx in pieces this small: httpx inflates each piece whole, and gzip can
-# inflate about a thousandfold, so this bounds what one piece becomes in memory (~8 MB) before the proxy's
+# inflate about a thousandfold, so this bounds what one piece becomes in memory (~2 MB) before the proxy's
 # size caps (UPSTREAM_MAX_BODY_BYTES, UPSTREAM_MAX_EVENT_BYTES) can count it: a gzip bomb is cut off early.
-COMPRESSED_READ_BYTES = 8 * 1024
+COMPRESSED_READ_BYTES = 2 * 1024
 
 
 class _ResponseStream(httpx.AsyncByteStream):
