@@ -11,8 +11,10 @@ import pytest
 
 from tests.conftest import add_route
 from tests.fakes.script import Reply, ToolCall
-from tests.inprocess import http
-from tests.inprocess import passwordless_alice as alice  # noqa: F401  (nobody logs in here: no password to hash)
+from tests.inprocess import (
+    http,
+    passwordless_alice,  # noqa: F401  (`alice` without a password: nobody logs in here)
+)
 
 
 def test_claude_codes_max_tokens_probe_is_a_normal_answer(inproc, alice_key):

@@ -10,8 +10,11 @@ from google import genai
 from google.genai import types as genai_types
 
 from tests.conftest import add_route
-from tests.inprocess import InProcessProxy, http
-from tests.inprocess import passwordless_alice as alice  # noqa: F401  (nobody logs in here: no password to hash)
+from tests.inprocess import (
+    InProcessProxy,
+    http,
+    passwordless_alice,  # noqa: F401  (`alice` without a password: nobody logs in here)
+)
 
 BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "gemini": ""}
 TOOLS = [{"name": "Bash", "description": "Run a shell command " * 20, "input_schema": {"type": "object"}}]

@@ -24,8 +24,12 @@ from routing.models import ModelAlias, Upstream
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, ToolCall, Usage
-from tests.inprocess import Proxy, http, sdk_http_client
-from tests.inprocess import passwordless_alice as alice  # noqa: F401  (nobody logs in here: no password to hash)
+from tests.inprocess import (
+    Proxy,
+    http,
+    passwordless_alice,  # noqa: F401  (`alice` without a password: nobody logs in here)
+    sdk_http_client,
+)
 
 UPSTREAM_KEY = "upstream-secret-key"
 BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "gemini": ""}

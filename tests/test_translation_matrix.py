@@ -25,8 +25,12 @@ from google.genai import types as genai_types
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, ToolCall, Usage
-from tests.inprocess import InProcessProxy, Proxy, sdk_http_client
-from tests.inprocess import passwordless_alice as alice  # noqa: F401  (nobody logs in here: no password to hash)
+from tests.inprocess import (
+    InProcessProxy,
+    Proxy,
+    passwordless_alice,  # noqa: F401  (`alice` without a password: nobody logs in here)
+    sdk_http_client,
+)
 
 FORMATS = ["anthropic", "openai-chat", "openai-responses", "gemini"]
 BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "gemini": ""}
