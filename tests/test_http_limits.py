@@ -118,6 +118,44 @@ def test_a_declared_length_over_the_limit_is_refused_at_once(server, alice_key):
     assert json.loads(body)["error"]["message"] == f"Request body exceeds {MAX_BYTES} bytes"
 
 
+def send_chunked_until_answered(sock: socket.socket, give_up_after_bytes: int) -> int:
+    """Send a chunked body in 1 MiB chunks until the server answers; returns how much was sent by then."""
+    chunk = b"%x\r\n%s\r\n" % (1 << 20, b" " * (1 << 20))
+    sent = 0
+    while sent < give_up_after_bytes:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if readable:
+            return sent
+        try:
+            sock.sendall(chunk)
+        except OSError:  # closed by the server: its answer is in our receive buffer
+            return sent
+        sent += 1 << 20
+    sock.sendall(b"0\r\n\r\n")
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/v1/chat/completions", 413), ("/accounts/login/", 413)],
+    ids=["data plane (its own 413)", "a page (the server's 413)"],
+)
+def test_a_body_without_a_length_stops_being_read_at_the_limit(server, alice_key, path, status):
+    """Chunked, so nothing declares the size: the body is cut off just past MAX_REQUEST_BYTES (stock daphne read
+    all of it, here 96 MiB, before the application saw the request)."""
+    server.sync()
+    with connect(server) as sock:
+        headers = {"authorization": f"Bearer {alice_key}", "transfer-encoding": "chunked"}
+        sock.sendall(head(path, {"content-type": "application/json", **headers}))
+        sent = send_chunked_until_answered(sock, give_up_after_bytes=96 << 20)
+        answer_status, answer_headers, body = read_answer(sock, within=10)
+    assert answer_status == status
+    assert answer_headers["connection"] == "close"
+    assert sent < MAX_BYTES + (8 << 20)  # the limit, the server's slack and what the sockets buffer
+    if path.startswith("/v1/"):
+        assert json.loads(body)["error"]["message"] == f"Request body exceeds {MAX_BYTES} bytes"
+
+
 def test_a_client_that_sends_its_whole_body_anyway_still_reads_the_refusal(server):
     """The early answer does not reset the connection under a client that writes its body before reading
     (as the SDKs do): the server reads the rest to nowhere, then closes."""
