@@ -1,17 +1,22 @@
-"""The data plane answers browsers on configured origins only, and never sets a cookie."""
+"""The data plane answers browsers on configured origins only, and never sets a cookie.
+
+The CORS headers are the pipeline's work: those tests run the proxy in-process (tests/inprocess.py) with the
+origins set in the settings, where a second server would have to start for them. The cookie test stays on the
+real daphne: it logs in through Django's pages with a real session cookie, then uses the data plane with it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
+from routing.dataplane.cors import allowed_origins
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
-from tests.liveserver import ProxyServer
-
-pytestmark = pytest.mark.e2e
+from tests.inprocess import InProcessProxy, Proxy, http
 
 APP = "https://app.example.com"
 DEV = "http://localhost:5173"
@@ -22,42 +27,43 @@ SDK_HEADERS = (
 )
 
 
-@pytest.fixture(scope="module")
-def cors_server(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[ProxyServer]:
-    """A second server with two allowed origins (one written with a trailing slash and capitals)."""
-    server = ProxyServer(extra_env={"CORS_ALLOWED_ORIGINS": f"{APP.upper()}/,{DEV}"})
-    try:
-        yield server
-    finally:
-        server.stop()
+def configure_origins(settings: Any, origins: list[str]) -> None:
+    settings.CORS_ALLOWED_ORIGINS = origins
+    allowed_origins.cache_clear()  # read once per process, as a server reads its environment once
 
 
 @pytest.fixture
-def cors_proxy(cors_server: ProxyServer, transactional_db: None) -> Iterator[ProxyServer]:
-    yield cors_server
-    cors_server.drain()
+def cors_proxy(inproc: InProcessProxy, settings: Any) -> Iterator[InProcessProxy]:
+    """The proxy with two allowed origins (one written with a trailing slash and capitals)."""
+    configure_origins(settings, [f"{APP.upper()}/", DEV])
+    yield inproc
+    allowed_origins.cache_clear()  # before `settings` puts the configured origins back
 
 
 @pytest.fixture
-def chat_route(transactional_db: None) -> Iterator[None]:
-    with fake_upstream("openai-chat") as fake:
+def chat_route(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[None]:
+    if "inproc" in request.fixturenames:
+        fake_context = request.getfixturevalue("inproc").upstream("openai-chat")
+    else:
+        fake_context = fake_upstream("openai-chat")
+    with fake_context as fake:
         add_route("up", "openai-chat", fake.url + "/v1", alias="m", model="real-model")
         yield
 
 
-def preflight(server: ProxyServer, origin: str, path: str = "/v1/chat/completions") -> httpx.Response:
+def preflight(server: Proxy, origin: str, path: str = "/v1/chat/completions") -> httpx.Response:
     headers = {
         "origin": origin,
         "access-control-request-method": "POST",
         "access-control-request-headers": SDK_HEADERS + ", x-not-an-sdk-header",
     }
-    return httpx.options(server.url + path, headers=headers, timeout=10)
+    return http(server).options(server.url + path, headers=headers, timeout=10)
 
 
-def chat(server: ProxyServer, key: str, origin: str | None, stream: bool = False) -> httpx.Response:
+def chat(server: Proxy, key: str, origin: str | None, stream: bool = False) -> httpx.Response:
     headers = {"authorization": f"Bearer {key}"} | ({"origin": origin} if origin else {})
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-    return httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+    return http(server).post(server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
 
 
 def cors_headers(response: httpx.Response) -> dict[str, str]:
@@ -78,11 +84,15 @@ def test_an_allowed_origin_gets_a_preflight_answer_for_the_sdk_headers(cors_prox
     assert preflight(cors_proxy, DEV).headers["access-control-allow-origin"] == DEV
 
 
-def test_a_preflight_from_another_origin_is_refused_without_cors_headers(cors_proxy, proxy):
-    for server, origin in ((cors_proxy, EVIL), (cors_proxy, "https://app.example.com.evil.net"), (proxy, APP)):
-        response = preflight(server, origin)
+def test_a_preflight_from_another_origin_is_refused_without_cors_headers(cors_proxy, settings):
+    for origin in (EVIL, "https://app.example.com.evil.net"):
+        response = preflight(cors_proxy, origin)
         assert response.status_code == 403
         assert cors_headers(response) == {}
+    configure_origins(settings, [])
+    response = preflight(cors_proxy, APP)
+    assert response.status_code == 403
+    assert cors_headers(response) == {}
 
 
 def test_actual_answers_carry_the_origin_only_for_allowed_origins(cors_proxy, alice_key, chat_route):
@@ -103,18 +113,20 @@ def test_actual_answers_carry_the_origin_only_for_allowed_origins(cors_proxy, al
     bad_key = chat(cors_proxy, "sk-llmp-not-a-key", APP)
     assert bad_key.status_code == 401
     assert bad_key.headers["access-control-allow-origin"] == APP
-    models = httpx.get(cors_proxy.url + "/v1/models", headers={"x-api-key": alice_key, "origin": APP})
+    models = http(cors_proxy).get(cors_proxy.url + "/v1/models", headers={"x-api-key": alice_key, "origin": APP})
     assert models.headers["access-control-allow-origin"] == APP
 
 
-def test_without_configured_origins_nothing_cors_is_sent(proxy, alice_key, chat_route):
-    proxy.sync()
-    response = chat(proxy, alice_key, APP)
+def test_without_configured_origins_nothing_cors_is_sent(inproc, alice_key, chat_route, settings):
+    configure_origins(settings, [])
+    inproc.sync()
+    response = chat(inproc, alice_key, APP)
     assert response.status_code == 200
     assert cors_headers(response) == {}
     assert "vary" not in response.headers
 
 
+@pytest.mark.e2e
 def test_the_data_plane_never_sets_a_cookie(proxy, alice, alice_key, chat_route):
     """Not even for a browser that carries the admin's session cookie."""
     proxy.sync()
