@@ -76,3 +76,19 @@ def test_a_schema_with_odd_required_entries_goes_to_anthropic_as_it_came() -> No
     request = CHAT.request.decode_request({"messages": [USER], "tools": [tool]}).value
     body = ANTHROPIC.request.encode_request(request, TargetOptions(model="claude", default_max_output_tokens=64)).value
     assert body["tools"][0]["input_schema"]["required"] == [["a"], {"b": 1}]
+
+
+def test_a_schema_deeper_than_its_conversion_can_follow_is_a_400() -> None:
+    # Parsed fine (under the JSON parser's depth), but Gemini's schema conversion recurses once per level.
+    schema: dict[str, Any] = {"type": "STRING"}
+    for _ in range(2_000):
+        schema = {"type": "OBJECT", "properties": {"a": schema}}
+    body = {"tools": [{"functionDeclarations": [{"name": "f", "parameters": schema}]}]}
+    with pytest.raises(TranslationError, match="nested too deeply") as raised:
+        GEMINI.request.decode_request(body, model="m")
+    assert status_for(Dialect.GEMINI, raised.value.to_api_error()) == 400
+
+
+def test_a_null_gemini_part_field_is_absent() -> None:
+    body = {"contents": [{"role": "model", "parts": [{"functionCall": None, "text": "hi"}]}]}
+    assert [p.text for p in GEMINI.request.decode_request(body, model="m").value.messages[0].parts] == ["hi"]

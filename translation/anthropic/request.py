@@ -24,7 +24,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
-from translation.ir.shape import ANY, BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, Spec, check
+from translation.ir.shape import ANY, BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, Spec, validated
 
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT, "system": Role.SYSTEM}
 _MODELLED = (
@@ -87,8 +87,8 @@ REQUEST_SHAPE = Obj(
 )
 
 
+@validated(REQUEST_SHAPE)
 def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Translated[Request]:
-    check(body, REQUEST_SHAPE)
     w = Warnings()
     tool_choice, parallel = decode_tool_choice(body.get("tool_choice"))
     output_config = mapping(body.get("output_config"))

@@ -61,11 +61,12 @@ class PartDecoder:
         extras = leftovers(part, _PART_KEYS)
         if isinstance(part.get("thoughtSignature"), str) and signature_of(part) is None:
             extras["thoughtSignature"] = part["thoughtSignature"]  # the CLI's dummy: only Gemini may see it again
-        if "functionCall" in part:
+        # null is an absent field (translation/ir/shape.py), as Google's JSON mapping reads it.
+        if part.get("functionCall") is not None:
             return self._call(part["functionCall"], part, extras)
-        if "functionResponse" in part:
+        if part.get("functionResponse") is not None:
             return self._result(part["functionResponse"], extras, path)
-        if "text" in part:
+        if part.get("text") is not None:
             text = str(part["text"])
             if part.get("thought") is True:
                 return ReasoningPart(

@@ -26,7 +26,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
-from translation.ir.shape import ANY, BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, check
+from translation.ir.shape import ANY, BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, validated
 
 DUMMY_SIGNATURE_FLAG = "gemini_dummy_thought_signature"
 
@@ -89,8 +89,8 @@ REQUEST_SHAPE = Obj(
 # -- decoding ------------------------------------------------------------------------------------------------
 
 
+@validated(REQUEST_SHAPE)
 def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Translated[Request]:
-    check(body, REQUEST_SHAPE)
     w = Warnings()
     extras = leftovers(body, _BODY_KEYS)
     system = _decode_system(body.get("systemInstruction"), extras)

@@ -10,9 +10,10 @@ they name the JSON type of a field, never its allowed values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from translation.ir.diagnostics import TranslationError
 
@@ -24,16 +25,16 @@ class Scalar:
     name: str  # "a string", for the message
 
     def matches(self, value: Any) -> bool:
+        # Exact types: json.loads makes nothing else, and a bool is not a number in JSON.
+        kind = type(value)
         if self is STR:
-            return isinstance(value, str)
-        if self is BOOL:
-            return isinstance(value, bool)
-        if isinstance(value, bool):
-            return self is ANY
+            return kind is str
         if self is INT:
-            return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            return kind is int or (kind is float and value.is_integer())
         if self is NUM:
-            return isinstance(value, int | float)
+            return kind is int or kind is float
+        if self is BOOL:
+            return kind is bool
         return True  # ANY
 
 
@@ -84,13 +85,42 @@ Spec = Scalar | ListOf | Obj | Either
 OBJ = Obj()  # any object, its fields unchecked
 
 
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Decoder(Protocol[T_co]):
+    def __call__(self, body: Mapping[str, Any], *, model: str | None = None) -> T_co: ...
+
+
+def validated(shape: Obj) -> Callable[[Decoder[T_co]], Decoder[T_co]]:
+    """A dialect's `decode_request`, checked against its `shape` first. A body nested deeper than the decoder
+    can follow (a JSON Schema hundreds of levels deep: its conversion recurses) is a 400 as well."""
+
+    def wrap(decode: Decoder[T_co]) -> Decoder[T_co]:
+        @functools.wraps(decode)
+        def decode_checked(body: Mapping[str, Any], *, model: str | None = None) -> T_co:
+            check(body, shape)
+            try:
+                return decode(body, model=model)
+            except RecursionError as exc:
+                raise TranslationError(INVALID_TYPE, "request body is nested too deeply") from exc
+
+        return decode_checked
+
+    return wrap
+
+
+# Where a value is, as (parent, key) links: built as the walk goes, spelt out only for an error.
+_Path = tuple[Any, str | int] | None
+
+
 def check(body: Mapping[str, Any], shape: Obj) -> None:
     """Raise `TranslationError` (400, `param` = the field's path) at the first value of the wrong type."""
-    _check_object(body, shape, "")
+    _check_object(body, shape, None)
 
 
-def _check(value: Any, spec: Spec, path: str) -> None:
-    if isinstance(spec, Either):
+def _check(value: Any, spec: Spec, path: _Path) -> None:
+    if type(spec) is Either:
         for option in spec.options:
             if _kind_matches(value, option):
                 _check(value, option, path)
@@ -98,25 +128,26 @@ def _check(value: Any, spec: Spec, path: str) -> None:
         raise _wrong(path, spec.name, value)
     if not _kind_matches(value, spec):
         raise _wrong(path, spec.name, value)
-    if isinstance(spec, ListOf):
+    if type(spec) is ListOf:
+        item_spec = spec.item
         for index, item in enumerate(value):
-            _check(item, spec.item, f"{path}[{index}]")
-    elif isinstance(spec, Obj):
+            _check(item, item_spec, (path, index))
+    elif type(spec) is Obj:
         _check_object(value, spec, path)
 
 
-def _check_object(value: Mapping[str, Any], shape: Obj, path: str) -> None:
-    prefix = f"{path}." if path else ""
+def _check_object(value: Mapping[str, Any], shape: Obj, path: _Path) -> None:
     for name in shape.required:
         if value.get(name) is None:
-            raise TranslationError(INVALID_TYPE, f"{prefix}{name}: required", f"{prefix}{name}")
+            where = _spell((path, name))
+            raise TranslationError(INVALID_TYPE, f"{where}: required", where)
     for name, spec in shape.fields.items():
         item = value.get(name)
         if item is not None:
-            _check(item, spec, f"{prefix}{name}")
+            _check(item, spec, (path, name))
     if shape.variants or shape.otherwise is not None:
         tag = value.get(shape.tag)
-        variant = shape.variants.get(tag) if isinstance(tag, str) else None
+        variant = shape.variants.get(tag) if type(tag) is str else None
         if variant is None:
             variant = shape.otherwise
         if variant is not None:
@@ -124,13 +155,25 @@ def _check_object(value: Mapping[str, Any], shape: Obj, path: str) -> None:
 
 
 def _kind_matches(value: Any, spec: Spec) -> bool:
-    if isinstance(spec, Scalar):
-        return spec.matches(value)
-    if isinstance(spec, ListOf):
-        return isinstance(value, list)
-    if isinstance(spec, Obj):
-        return isinstance(value, Mapping)
-    return any(_kind_matches(value, option) for option in spec.options)
+    kind = type(spec)
+    if kind is Scalar:
+        return spec.matches(value)  # type: ignore[union-attr]
+    if kind is ListOf:
+        return type(value) is list
+    if kind is Obj:
+        return type(value) is dict or isinstance(value, Mapping)
+    return any(_kind_matches(value, option) for option in spec.options)  # type: ignore[union-attr]
+
+
+def _spell(path: _Path) -> str:
+    keys: list[str | int] = []
+    while path is not None:
+        path, key = path
+        keys.append(key)
+    out = ""
+    for key in reversed(keys):
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else key)
+    return out
 
 
 _JSON_NAMES = ((bool, "a boolean"), (str, "a string"), (int, "a number"), (float, "a number"), (list, "an array"))
@@ -144,6 +187,7 @@ def json_type_name(value: Any) -> str:
     return next((name for kind, name in _JSON_NAMES if isinstance(value, kind)), type(value).__name__)
 
 
-def _wrong(path: str, expected: str, value: Any) -> TranslationError:
-    where = path or "request body"
-    return TranslationError(INVALID_TYPE, f"{where}: expected {expected}, got {json_type_name(value)}", path or None)
+def _wrong(path: _Path, expected: str, value: Any) -> TranslationError:
+    where = _spell(path)
+    message = f"{where or 'request body'}: expected {expected}, got {json_type_name(value)}"
+    return TranslationError(INVALID_TYPE, message, where or None)

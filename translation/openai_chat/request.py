@@ -22,7 +22,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
-from translation.ir.shape import BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, check
+from translation.ir.shape import BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, validated
 from translation.openai_chat.content import PartEncoder
 from translation.openai_chat.messages import MessageEncoder, decode_messages
 from translation.openai_chat.tools import (
@@ -178,8 +178,8 @@ _OUTPUT_KINDS = frozenset(kind.value for kind in OutputKind)
 # -- decode --------------------------------------------------------------------------------------------------
 
 
+@validated(REQUEST_SHAPE)
 def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Translated[Request]:
-    check(body, REQUEST_SHAPE)
     w = Warnings()
     n = body.get("n")
     if n is not None and n > 1:

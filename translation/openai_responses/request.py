@@ -31,7 +31,7 @@ from translation.ir import (
     extras_for,
     own_extras,
 )
-from translation.ir.shape import BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, Spec, check
+from translation.ir.shape import BOOL, INT, NUM, OBJ, STR, Either, ListOf, Obj, Spec, validated
 from translation.openai_responses.items import decode_items, encode_messages
 from translation.openai_responses.tools import decode_tool_choice, decode_tools, encode_tool_choice, encode_tools
 from translation.openai_responses.wire import DIALECT
@@ -122,8 +122,8 @@ _OUTPUT_KINDS = {kind.value: kind for kind in OutputKind}
 _EFFORTS = {effort.value: effort for effort in Effort}
 
 
+@validated(REQUEST_SHAPE)
 def decode_request(body: Mapping[str, Any], *, model: str | None = None) -> Translated[Request]:
-    check(body, REQUEST_SHAPE)
     extras: dict[str, JSON] = {k: v for k, v in body.items() if k not in _MODELLED}
     tool_choice, choice_extras = decode_tool_choice(body.get("tool_choice"))
     extras.update(choice_extras)
