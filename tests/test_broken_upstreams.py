@@ -210,6 +210,8 @@ def _gemini_stream(proxy: ProxyServer, key: str) -> Outcome:
 # One malformed event per upstream API, after the frames that carried "partial" and " answer".
 MALFORMED: dict[str, tuple[int, bytes]] = {
     "openai-chat": (3, b'data: {"choices": "notalist"}\n\n'),
+    # Well-formed JSON whose text is not text: decoded as is, it would trip the encoder instead.
+    "openai-chat-typed": (3, b'data: {"id": "c", "choices": [{"index": 0, "delta": {"content": 5}}]}\n\n'),
     "anthropic": (
         5,
         b"event: content_block_start\n"
@@ -238,12 +240,14 @@ STREAM_CLIENTS = {
         ("openai-chat", "anthropic"),
         ("openai-responses", "gemini"),
         ("gemini", "openai-responses"),
+        ("openai-responses", "openai-chat-typed"),
     ],
 )
 def test_a_malformed_event_midstream_ends_the_translated_stream_with_the_dialects_error(
     proxy: ProxyServer, alice_key: str, client: str, upstream_format: str
 ) -> None:
     after, bad = MALFORMED[upstream_format]
+    upstream_format = upstream_format.removesuffix("-typed")
     behaviour = Misbehaving(make(upstream_format), after=after, bad=_frames(bad))  # then silence
     with FakeUpstream(behaviour) as up:
         _route(up, upstream_format)
@@ -335,13 +339,15 @@ GARBAGE: list[tuple[Codec, SSEEvent]] = [
     (GEMINI, SSEEvent('{"candidates": "notalist"}')),
     (GEMINI, SSEEvent('{"candidates": [{"content": "x"}]}')),
     (RESPONSES, SSEEvent('{"type": "response.output_text.delta", "output_index": "a", "delta": "x"}')),
+    (CHAT, SSEEvent('{"choices": [{"index": 0, "delta": {"content": 5}}]}')),  # decoded, but not text
 ]
 
 
 @pytest.mark.parametrize(("codec", "event"), GARBAGE, ids=lambda v: getattr(v, "data", getattr(v, "dialect", "")))
 def test_a_decoder_that_cannot_read_an_event_ends_the_stream_with_a_stream_error(codec: Codec, event: SSEEvent) -> None:
     decoder = GuardedDecoder(codec.stream.StreamDecoder(IRRequest(model="m", messages=())), source="Upstream u")
-    (error,) = decoder.feed(event)
+    *before, error = decoder.feed(event)
+    assert not any(isinstance(e, (StreamError, TextDelta)) for e in before), before
     assert isinstance(error, StreamError) and error.error.http_status == 502
     assert error.error.message.startswith("Upstream u sent an event it could not read")
     assert decoder.failure is not None and decoder.ended

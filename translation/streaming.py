@@ -209,7 +209,8 @@ def response_events(response: Response) -> list[StreamEvent]:
 
 class GuardedDecoder:
     """A dialect's `StreamDecoder` that never raises. An upstream event it cannot read — whatever the exception
-    (a field of the wrong type such as `{"choices": "notalist"}`, a missing key) — ends the IR stream with a
+    (a field of the wrong type such as `{"choices": "notalist"}`, a missing key), or text that is not text
+    (`{"content": 5}` passed on as is) — ends the IR stream with a
     `StreamError`, as an upstream's own mid-stream error does, so the client gets its dialect's stream error
     event and a proper end instead of a proxy failure halfway through. The events decoded before it are kept.
 
@@ -221,6 +222,7 @@ class GuardedDecoder:
         self._source = source
         self.failure: Exception | None = None
         self.ended = False
+        self._current: SSEEvent | None = None  # the upstream event being decoded, for the error message
 
     @property
     def warnings(self) -> list[TranslationWarning]:
@@ -229,6 +231,7 @@ class GuardedDecoder:
     def feed(self, event: SSEEvent) -> list[StreamEvent]:
         if self.ended:
             return []
+        self._current = event
         try:
             return self._ending(self._decoder.feed(event))
         except Exception as exc:
@@ -237,6 +240,7 @@ class GuardedDecoder:
     def finish(self) -> list[StreamEvent]:
         if self.ended:
             return []
+        self._current = None
         try:
             return self._ending(self._decoder.finish())
         except Exception as exc:
@@ -250,14 +254,33 @@ class GuardedDecoder:
         return [StreamError(error)]
 
     def _ending(self, events: list[StreamEvent]) -> list[StreamEvent]:
-        self.ended = any(isinstance(e, StreamError) for e in events)
+        for position, event in enumerate(events):
+            if isinstance(event, StreamError):
+                self.ended = True
+            elif isinstance(event, _TEXT_EVENTS) and not _is_text(event):
+                # A decoder passes a field on as the upstream typed it ({"content": 5}): caught here, before an
+                # encoder or the ledger trips over it, as the same unreadable event.
+                failure = TypeError(f"{type(event).__name__} carries {_text_of(event)!r}, not text")
+                return events[:position] + self._failed(failure, None)
         return events
 
     def _failed(self, exc: Exception, event: SSEEvent | None) -> list[StreamEvent]:
         self.failure, self.ended = exc, True
+        event = event or self._current
         what = f"an event it could not read ({_excerpt(event)})" if event is not None else "a stream it could not end"
         message = f"{self._source} sent {what}: {type(exc).__name__}: {exc}"
         return [StreamError(ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))]
+
+
+_TEXT_EVENTS = (TextDelta, ReasoningDelta, ToolArgsDelta)
+
+
+def _text_of(event: TextDelta | ReasoningDelta | ToolArgsDelta) -> object:
+    return event.fragment if isinstance(event, ToolArgsDelta) else event.text
+
+
+def _is_text(event: TextDelta | ReasoningDelta | ToolArgsDelta) -> bool:
+    return isinstance(_text_of(event), str)
 
 
 def _excerpt(event: SSEEvent, size: int = 120) -> str:
