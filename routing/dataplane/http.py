@@ -39,7 +39,7 @@ class DataPlaneConsumer(AsyncHttpConsumer):  # type: ignore[misc]
         """`AsyncConsumer.__call__` less what a consumer without a channel layer never uses: that one looks the
         layer up for every request (a settings lookup ending in KeyError for this alias) and receives through
         `await_many_dispatch`, a new task per message raced in `asyncio.wait`, and so more event-loop turns per
-        request: about 60 µs of CPU of the 75 µs per request the consumer cost over a bare ASGI function
+        request: about 40 µs of CPU of the 50 µs per request the consumer cost over a bare ASGI function
         (bench/consumer_cost.py, docs/benchmarks.md). Here each message is received and dispatched in turn,
         which is all the handlers need: the first one reads the rest of the request itself."""
         self.scope = scope
