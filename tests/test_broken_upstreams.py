@@ -267,6 +267,37 @@ def test_a_malformed_event_midstream_ends_the_translated_stream_with_the_dialect
 
 
 @pytest.mark.e2e
+def test_a_complete_answer_ends_the_clients_stream_though_the_upstream_never_closes_its_own(
+    proxy: ProxyServer, alice_key: str
+) -> None:
+    # Chat: role, three text chunks, finish_reason, the usage chunk (the proxy asks for it) — then silence
+    # where `data: [DONE]` and the end of the body should come.
+    behaviour = Misbehaving(make("openai-chat"), after=6, bad=_frames())
+    with FakeUpstream(behaviour) as up:
+        _route(up, "openai-chat")
+        behaviour.script(Reply(text=TEXT, chunks=3))
+        proxy.sync()
+        started = time.monotonic()
+        outcome = _anthropic_stream(proxy, alice_key)
+        took = time.monotonic() - started
+    assert outcome == Outcome(TEXT, "", outcome.events) and outcome.events[-1] == "message_stop"
+    assert took < PROMPT_END, f"the client waited {took:.1f} s for the end of its stream"
+    (row,) = wait_for_rows(1)
+    assert (row.outcome, row.status, row.usage_partial) == ("ok", 200, False)
+
+
+@pytest.mark.e2e
+def test_upstreams_that_end_their_streams_keep_their_connection(proxy: ProxyServer, alice_key: str) -> None:
+    # The relay stops reading at the answer's stop event and drains the rest (Chat's [DONE]): the connection
+    # goes back to the pool instead of being closed.
+    with FakeUpstream(make("openai-chat")) as up:
+        _route(up, "openai-chat")
+        proxy.sync()
+        assert [_anthropic_stream(proxy, alice_key).error for _ in range(3)] == ["", "", ""]
+        assert up.connections == 1 and up.disconnects == 0
+
+
+@pytest.mark.e2e
 def test_a_malformed_event_on_a_pass_through_route_is_relayed_untouched(proxy: ProxyServer, alice_key: str) -> None:
     # Same API on both sides: the proxy relays the upstream's bytes, so a malformed event is the upstream's to
     # send and the client's SDK to judge, exactly as without the proxy. It must not stop the relay.

@@ -8,6 +8,8 @@ a stream one upstream event at a time. The ledger learns usage from the upstream
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -37,7 +39,7 @@ from routing.dataplane.upstream_call import (
 )
 from translation.codec import ClientContext, WireEvent
 from translation.errors import ApiError, status_for
-from translation.ir import Request, Response, StreamError
+from translation.ir import Request, Response, ResponseStop, StreamError
 from translation.openai_chat.wire import is_usage_only_chunk
 from translation.operation import Operation
 from translation.redaction import redact_json_body
@@ -45,6 +47,9 @@ from translation.sse import EventTooLarge, SSEEvent, encode_event
 from translation.streaming import GuardedDecoder, ResponseBuilder, response_events
 
 logger = logging.getLogger(__name__)
+
+# How long a translated stream's upstream may take to end its body once the answer is complete (seconds).
+UPSTREAM_DRAIN_SECONDS = 1.0
 
 
 async def relay(exchange: Exchange, plan: Plan, recorder: Recorder | None = None) -> None:
@@ -275,6 +280,8 @@ class TranslatedStream:
         self._encoder = codec_for(exchange.endpoint.dialect).stream.StreamEncoder(_client_context(exchange, plan))
         self._builder = ResponseBuilder()
         self._meter = Meter(exchange)
+        self._complete = False  # the answer's stop event was decoded
+        self._chunks: AsyncIterator[bytes] | None = None
 
     def response(self) -> Response:
         return self._builder.response()
@@ -286,6 +293,7 @@ class TranslatedStream:
             StreamError(redacted(self._exchange, e.error)) if isinstance(e, StreamError) else e for e in ir_events
         ]
         self._meter.observe(ir_events)
+        self._complete = self._complete or any(isinstance(e, ResponseStop) for e in ir_events)
         for ir_event in ir_events:
             self._builder.feed(ir_event)
             out += self._encoder.feed(ir_event)
@@ -302,13 +310,16 @@ class TranslatedStream:
         return ir + self._decoder.finish() if chunk is None else ir
 
     async def batches(self, response: httpx.Response) -> AsyncIterator[list[WireEvent]]:
-        """One list of client events per chunk of upstream bytes (often empty), then the tail."""
+        """One list of client events per chunk of upstream bytes (often empty), then the tail. Ends as soon as
+        the client's stream is complete (a stop or an error decoded): an upstream that then neither closes
+        nor sends is not waited for (`drain` reads what follows, briefly)."""
         tail: list[Any] = []
+        self._chunks = response.aiter_bytes()
         try:
-            async for chunk in response.aiter_bytes():
+            async for chunk in self._chunks:
                 yield self._encode(self._read(chunk))
-                if self._decoder.ended:
-                    break  # the client's stream is over: what the upstream may still send is not waited for
+                if self._decoder.ended or self._complete:
+                    break
             else:
                 tail = self._read(None)
         except httpx.HTTPError as exc:
@@ -318,6 +329,17 @@ class TranslatedStream:
             logger.warning("an upstream stream could not be read", exc_info=self._decoder.failure)
         note(self._exchange, self._decoder.warnings)
         note(self._exchange, self._encoder.warnings)
+
+    async def drain(self) -> None:
+        """After a complete answer, read and drop what the upstream still sends (Chat's `[DONE]`, the end of
+        its chunked body), so its connection can serve another request; an upstream that neither ends nor
+        sends within UPSTREAM_DRAIN_SECONDS is left, and the relay closes its connection."""
+        if not self._complete or self._chunks is None:
+            return
+        with contextlib.suppress(httpx.HTTPError, TimeoutError):
+            async with asyncio.timeout(UPSTREAM_DRAIN_SECONDS):
+                async for _ in self._chunks:
+                    pass
 
 
 async def _relay_translated_stream(
@@ -332,3 +354,4 @@ async def _relay_translated_stream(
                 recorder.events(events, lambda _body: translated.response())
             await sink.events(events)
     await sink.close_stream()
+    await translated.drain()  # the client already has its whole answer
