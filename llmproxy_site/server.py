@@ -28,6 +28,7 @@ from __future__ import annotations
 
 # daphne.cli imports daphne.server, which installs the asyncio reactor: it must come before anything Twisted.
 from daphne.cli import CommandLineInterface  # isort:skip
+from daphne.access import AccessLogGenerator  # isort:skip
 from daphne.http_protocol import HTTPFactory, WebRequest  # isort:skip
 from daphne.server import Server  # isort:skip
 
@@ -206,6 +207,16 @@ class ProxyHTTPFactory(HTTPFactory):  # type: ignore[misc]
         return [b"http/1.1"]
 
 
+class PathOnlyAccessLog(AccessLogGenerator):  # type: ignore[misc]
+    """daphne's access log without query strings: a Gemini client may send its key as `?key=`."""
+
+    def __call__(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        path = details.get("path")
+        if isinstance(path, str):
+            details = {**details, "path": path.split("?", 1)[0]}
+        super().__call__(protocol, action, details)
+
+
 class ProxyServer(Server):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -213,6 +224,14 @@ class ProxyServer(Server):  # type: ignore[misc]
 
         self.body_limit: int = settings.MAX_REQUEST_BYTES + BODY_SLACK
         self.request_read_timeout: float = settings.REQUEST_READ_TIMEOUT
+        # A WebSocket message (a Responses `response.create`) has the same limit as a request body: past
+        # MAX_REQUEST_BYTES the consumer answers 413 and closes with 4009; daphne's 1 MiB default would drop
+        # the connection with no answer. Read by `Server.run` when it sets up the WebSocket factory.
+        self.websocket_max_message_size = self.body_limit
+        self.websocket_max_frame_size = self.body_limit
+        access_log: Any = getattr(self, "action_logger", None)  # set by daphne's Server.__init__
+        if isinstance(access_log, AccessLogGenerator):
+            self.action_logger = PathOnlyAccessLog(access_log.stream)
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """After what is already scheduled: the application task's first step, and the rest of the data that
