@@ -36,7 +36,7 @@ run: $(VENV)/.installed .env
 	$(PY) manage.py bootstrap
 	@echo "Serving on http://$(HOST):$(PORT)/ (admin at /admin/)"
 	@# daphne with the request limits (body size, read deadline; llmproxy_site/server.py, docs/deployment.md)
-	$(PY) -m llmproxy_site.server --bind $(HOST) --port $(PORT) --proxy-headers llmproxy_site.asgi:application
+	$(PY) -m llmproxy_site.server --bind $(HOST) --port $(PORT) llmproxy_site.asgi:application
 
 # The whole suite on SQLite, then again on PostgreSQL when DATABASE_URL points at one.
 test: $(VENV)/.installed-dev $(BROWSER)

@@ -19,6 +19,10 @@ a 300 MB body is read before the application sees its headers. This server chang
   waits for it (opened, or done with the previous answer): else 408 and the connection closes. That also bounds
   an idle keep-alive connection.
 
+Besides: WebSocket messages get the same size limit as bodies, the access log leaves query strings out, and
+X-Forwarded-* headers are read only from the reverse proxies in TRUSTED_PROXIES (daphne's --proxy-headers would
+believe anyone's).
+
 Requests without a body (GETs, WebSocket upgrades) go through daphne unchanged. HTTP/1.1 only (daphne speaks
 HTTP/2 only over TLS with extras this project does not install; TLS ends at the reverse proxy:
 docs/deployment.md).
@@ -42,6 +46,8 @@ from twisted.web import http
 # event-loop turns later and answers 413 in the client's dialect; the server's plain 413 is the backstop for
 # paths that do not count (the Django pages).
 BODY_SLACK = 1024 * 1024
+
+FORWARDED_HEADERS = (b"x-forwarded-for", b"x-forwarded-port", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded")
 
 # Twisted's HTTP channel is only partly typed (its methods are not): handled as untyped, like daphne's classes.
 _HTTPChannel: Any = http.HTTPChannel
@@ -82,6 +88,14 @@ class ProxyRequest(WebRequest):  # type: ignore[misc]
     _received = 0
     _messages = 0  # `http.request` messages delivered
     _complete = False  # the last one delivered said `more_body: False`
+
+    def process(self) -> None:
+        # Forwarded headers count only from a reverse proxy named in TRUSTED_PROXIES: anyone else could set
+        # their own client address, or make Django believe the page was served over https.
+        if self.client is None or getattr(self.client, "host", None) not in self.server.trusted_proxies:
+            for name in FORWARDED_HEADERS:
+                self.requestHeaders.removeHeader(name)
+        super().process()
 
     def gotLength(self, length: int | None) -> None:
         """The head is complete (`length`: the declared Content-Length, None when chunked)."""
@@ -229,6 +243,13 @@ class ProxyServer(Server):  # type: ignore[misc]
         # the connection with no answer. Read by `Server.run` when it sets up the WebSocket factory.
         self.websocket_max_message_size = self.body_limit
         self.websocket_max_frame_size = self.body_limit
+        # Forwarded headers from the reverse proxies in TRUSTED_PROXIES only (see ProxyRequest.process); without
+        # any, none are read, whatever the command line says.
+        self.trusted_proxies: frozenset[str] = frozenset(settings.TRUSTED_PROXIES)
+        forwarded = bool(self.trusted_proxies)
+        self.proxy_forwarded_address_header = "X-Forwarded-For" if forwarded else None
+        self.proxy_forwarded_port_header = "X-Forwarded-Port" if forwarded else None
+        self.proxy_forwarded_proto_header = "X-Forwarded-Proto" if forwarded else None
         access_log: Any = getattr(self, "action_logger", None)  # set by daphne's Server.__init__
         if isinstance(access_log, AccessLogGenerator):
             self.action_logger = PathOnlyAccessLog(access_log.stream)
