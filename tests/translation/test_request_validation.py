@@ -89,6 +89,15 @@ def test_a_schema_deeper_than_its_conversion_can_follow_is_a_400() -> None:
     assert status_for(Dialect.GEMINI, raised.value.to_api_error()) == 400
 
 
-def test_a_null_gemini_part_field_is_absent() -> None:
-    body = {"contents": [{"role": "model", "parts": [{"functionCall": None, "text": "hi"}]}]}
-    assert [p.text for p in GEMINI.request.decode_request(body, model="m").value.messages[0].parts] == ["hi"]
+NULLS: list[tuple[Codec, dict[str, Any]]] = [
+    (GEMINI, {"contents": [{"role": "model", "parts": [{"functionCall": None, "text": "hi"}]}]}),
+    (GEMINI, {"contents": [], "tools": [{"functionDeclarations": None}]}),
+    (CHAT, {"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_data": None}}]}]}),
+]
+
+
+@pytest.mark.parametrize(("codec", "body"), NULLS, ids=["gemini-part", "gemini-declarations", "chat-file"])
+def test_a_null_nested_field_is_absent(codec: Codec, body: dict[str, Any]) -> None:
+    request = codec.request.decode_request(body, model="m").value
+    for fmt in (ANTHROPIC, CHAT, RESPONSES, GEMINI):  # and nothing trips over it further on
+        fmt.request.encode_request(request, TargetOptions(model="x", default_max_output_tokens=64))

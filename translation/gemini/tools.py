@@ -45,7 +45,7 @@ def decode_tools(tools: Sequence[Mapping[str, Any]]) -> tuple[Tool, ...]:
     for tool in tools:
         for key, value in tool.items():
             if key == "functionDeclarations":
-                out.extend(_decode_declaration(d) for d in value)
+                out.extend(_decode_declaration(d) for d in value or ())  # null: none
             else:
                 out.append(HostedTool(_HOSTED_NAMES.get(key, key), GEMINI, {key: value}))
     return tuple(out)

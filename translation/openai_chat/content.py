@@ -80,12 +80,13 @@ def _decode_part(item: Mapping[str, Any]) -> Part | None:
 def _decode_file(item: Mapping[str, Any]) -> DocumentPart:
     file = item["file"]
     source: MediaSource
-    if "file_id" in file:
+    data = file.get("file_data") or ""  # null is an absent field (translation/ir/shape.py)
+    if file.get("file_id") is not None:
         source = FileSource(file["file_id"])
-    elif file.get("file_data", "").startswith("data:"):
-        source = source_from_url(file["file_data"], _DEFAULT_FILE_TYPE)
+    elif data.startswith("data:"):
+        source = source_from_url(data, _DEFAULT_FILE_TYPE)
     else:
-        source = InlineSource(_DEFAULT_FILE_TYPE, file.get("file_data", ""))
+        source = InlineSource(_DEFAULT_FILE_TYPE, data)
     return DocumentPart(
         source,
         filename=file.get("filename"),
