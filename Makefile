@@ -34,9 +34,10 @@ $(BROWSER):
 run: $(VENV)/.installed .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
-	@echo "Serving on http://$(HOST):$(PORT)/ (admin at /admin/)"
-	@# daphne with the request limits (body size, read deadline; llmproxy_site/server.py, docs/deployment.md)
-	$(PY) -m llmproxy_site.server --bind $(HOST) --port $(PORT) llmproxy_site.asgi:application
+	@echo "Admin at http://$(HOST):$(PORT)/admin/"
+	@# WORKERS processes (default: one per core) of the server with the request limits (llmproxy_site/server.py),
+	@# sharing one socket under supervisord (llmproxy_site/serve.py, docs/deployment.md "Workers").
+	$(PY) -m llmproxy_site.serve --host $(HOST) --port $(PORT)
 
 # The whole suite on SQLite, then again on PostgreSQL when DATABASE_URL points at one.
 test: $(VENV)/.installed-dev $(BROWSER)

@@ -20,6 +20,11 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 HOST: str = env.str("HOST", default="127.0.0.1")
 PORT: int = env.int("PORT", default=8080)
 LOOPBACK = HOST in ("127.0.0.1", "localhost", "::1") or HOST.startswith("127.")
+# `make run` (llmproxy_site.serve): how many server processes share the listening socket (0: one per core), and
+# how long a stopping one may take (the ledger's grace for running exchanges, then its last write) before its
+# process manager kills it.
+WORKERS: int = env.int("WORKERS", default=0)
+WORKER_STOP_TIMEOUT: float = env.float("WORKER_STOP_TIMEOUT", default=15.0)
 
 # DEBUG only when asked for: a loopback address may well be a reverse proxy's upstream, and debug pages show
 # settings and code. Serving on a loopback address allows a built-in SECRET_KEY; anything else is a
@@ -184,10 +189,11 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
+# Lines carry the process id: the workers of `make run` (llmproxy_site.serve) share one terminal.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
