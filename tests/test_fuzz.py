@@ -346,7 +346,7 @@ class Failures(logging.Handler):
 
 
 @pytest.fixture
-def proxy(inproc: InProcessProxy, alice_key: str) -> Iterator[tuple[InProcessProxy, str, Failures]]:
+def fuzz_proxy(inproc: InProcessProxy, alice_key: str) -> Iterator[tuple[InProcessProxy, str, Failures]]:
     """The in-process proxy (tests/inprocess.py) with an alias to a fake upstream of each API, and a watch on
     what it logs as errors."""
     failures = Failures()
@@ -419,8 +419,8 @@ def check_answer(endpoint: Endpoint, status: int, content: bytes, elapsed: float
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
-def test_a_malformed_request_is_a_4xx_in_the_clients_dialect(proxy, endpoint: Endpoint) -> None:
-    inproc, key, failures = proxy
+def test_a_malformed_request_is_a_4xx_in_the_clients_dialect(fuzz_proxy, endpoint: Endpoint) -> None:
+    inproc, key, failures = fuzz_proxy
     for model in MODELS:  # the unmutated request is served, so the mutations start from a valid one
         valid = {**endpoint.body, "model": model} if "model" in endpoint.body else endpoint.body
         if endpoint.websocket:
@@ -455,8 +455,8 @@ def test_a_malformed_request_is_a_4xx_in_the_clients_dialect(proxy, endpoint: En
 # -- the two bodies issue 11 names -------------------------------------------------------------------------
 
 
-def test_gemini_contents_of_the_wrong_type_is_a_400_naming_the_field(proxy) -> None:
-    inproc, key, _ = proxy
+def test_gemini_contents_of_the_wrong_type_is_a_400_naming_the_field(fuzz_proxy) -> None:
+    inproc, key, _ = fuzz_proxy
     gemini = next(e for e in ENDPOINTS if e.name == "gemini-generate")
     for model in MODELS:  # passed through to Gemini, or translated for the others
         status, content = over_http(inproc, gemini, model, json.dumps({"contents": "x"}).encode(), key)
@@ -469,8 +469,8 @@ def test_gemini_contents_of_the_wrong_type_is_a_400_naming_the_field(proxy) -> N
 
 
 @pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if not e.websocket], ids=lambda e: e.name)
-def test_a_body_nested_100000_deep_is_a_400_in_the_clients_dialect(proxy, endpoint: Endpoint) -> None:
-    inproc, key, failures = proxy
+def test_a_body_nested_100000_deep_is_a_400_in_the_clients_dialect(fuzz_proxy, endpoint: Endpoint) -> None:
+    inproc, key, failures = fuzz_proxy
     status, content = over_http(inproc, endpoint, "to-openai-chat", dumps(deep(DEEP, "dict")), key)
     assert status == 400, content
     check_answer(endpoint, status, content, 0)
