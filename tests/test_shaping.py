@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import anthropic
 import openai
-import pytest
 
 from routing.config.shaping import Shaping, merge_extra_body, shape, tool_history_summary
 from routing.models import ModelAlias
