@@ -2,7 +2,8 @@
 
 The CORS headers are the pipeline's work: those tests run the proxy in-process (tests/inprocess.py) with the
 origins set in the settings, where a second server would have to start for them. The cookie test stays on the
-real daphne: it logs in through Django's pages with a real session cookie, then uses the data plane with it.
+real daphne: it logs in through Django's pages with a real session cookie, then uses the data plane with it; so
+does the real browser (tests/browser/test_cors_browser.py, on `cors_server`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from routing.dataplane.cors import allowed_origins
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.inprocess import InProcessProxy, Proxy, http
+from tests.liveserver import ProxyServer
 
 APP = "https://app.example.com"
 DEV = "http://localhost:5173"
@@ -33,11 +35,27 @@ def configure_origins(settings: Any, origins: list[str]) -> None:
 
 
 @pytest.fixture
-def cors_proxy(inproc: InProcessProxy, settings: Any) -> Iterator[InProcessProxy]:
+def cors_inproc(inproc: InProcessProxy, settings: Any) -> Iterator[InProcessProxy]:
     """The proxy with two allowed origins (one written with a trailing slash and capitals)."""
     configure_origins(settings, [f"{APP.upper()}/", DEV])
     yield inproc
     allowed_origins.cache_clear()  # before `settings` puts the configured origins back
+
+
+@pytest.fixture(scope="module")
+def cors_server(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[ProxyServer]:
+    """A real server with the same two allowed origins, for a real browser (tests/browser/test_cors_browser.py)."""
+    server = ProxyServer(extra_env={"CORS_ALLOWED_ORIGINS": f"{APP.upper()}/,{DEV}"})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cors_proxy(cors_server: ProxyServer, transactional_db: None) -> Iterator[ProxyServer]:
+    yield cors_server
+    cors_server.drain()
 
 
 @pytest.fixture
@@ -70,9 +88,9 @@ def cors_headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k.startswith("access-control-")}
 
 
-def test_an_allowed_origin_gets_a_preflight_answer_for_the_sdk_headers(cors_proxy):
+def test_an_allowed_origin_gets_a_preflight_answer_for_the_sdk_headers(cors_inproc):
     for path in ("/v1/chat/completions", "/v1/messages", "/v1beta/models/m:generateContent", "/openai/v1/models"):
-        response = preflight(cors_proxy, APP, path)
+        response = preflight(cors_inproc, APP, path)
         assert response.status_code == 204, path
         assert response.headers["access-control-allow-origin"] == APP
         assert set(response.headers["access-control-allow-methods"].split(", ")) >= {"GET", "POST", "OPTIONS"}
@@ -81,39 +99,39 @@ def test_an_allowed_origin_gets_a_preflight_answer_for_the_sdk_headers(cors_prox
         assert int(response.headers["access-control-max-age"]) > 0
         assert "origin" in response.headers["vary"].lower()
         assert "set-cookie" not in response.headers
-    assert preflight(cors_proxy, DEV).headers["access-control-allow-origin"] == DEV
+    assert preflight(cors_inproc, DEV).headers["access-control-allow-origin"] == DEV
 
 
-def test_a_preflight_from_another_origin_is_refused_without_cors_headers(cors_proxy, settings):
+def test_a_preflight_from_another_origin_is_refused_without_cors_headers(cors_inproc, settings):
     for origin in (EVIL, "https://app.example.com.evil.net"):
-        response = preflight(cors_proxy, origin)
+        response = preflight(cors_inproc, origin)
         assert response.status_code == 403
         assert cors_headers(response) == {}
     configure_origins(settings, [])
-    response = preflight(cors_proxy, APP)
+    response = preflight(cors_inproc, APP)
     assert response.status_code == 403
     assert cors_headers(response) == {}
 
 
-def test_actual_answers_carry_the_origin_only_for_allowed_origins(cors_proxy, alice_key, chat_route):
-    cors_proxy.sync()
+def test_actual_answers_carry_the_origin_only_for_allowed_origins(cors_inproc, alice_key, chat_route):
+    cors_inproc.sync()
     for stream in (False, True):
-        allowed = chat(cors_proxy, alice_key, APP, stream)
+        allowed = chat(cors_inproc, alice_key, APP, stream)
         assert allowed.status_code == 200
         assert allowed.headers["access-control-allow-origin"] == APP
         assert "x-request-id" in allowed.headers["access-control-expose-headers"]
         assert allowed.headers["vary"].lower() == "origin"
 
-        refused = chat(cors_proxy, alice_key, EVIL, stream)
+        refused = chat(cors_inproc, alice_key, EVIL, stream)
         assert refused.status_code == 200  # served (no cookie makes it a forgery risk), but unreadable by the page
         assert cors_headers(refused) == {}
         assert refused.headers["vary"].lower() == "origin"
 
     # Errors are readable by an allowed page too, or its SDK could not tell a bad key from a network failure.
-    bad_key = chat(cors_proxy, "sk-llmp-not-a-key", APP)
+    bad_key = chat(cors_inproc, "sk-llmp-not-a-key", APP)
     assert bad_key.status_code == 401
     assert bad_key.headers["access-control-allow-origin"] == APP
-    models = http(cors_proxy).get(cors_proxy.url + "/v1/models", headers={"x-api-key": alice_key, "origin": APP})
+    models = http(cors_inproc).get(cors_inproc.url + "/v1/models", headers={"x-api-key": alice_key, "origin": APP})
     assert models.headers["access-control-allow-origin"] == APP
 
 
