@@ -254,6 +254,28 @@ class ProxyServer(Server):  # type: ignore[misc]
         if isinstance(access_log, AccessLogGenerator):
             self.action_logger = PathOnlyAccessLog(access_log.stream)
 
+    def listen_success(self, port: Any) -> None:
+        self._ports = [*getattr(self, "_ports", []), port]
+        super().listen_success(port)
+
+    def kill_all_applications(self) -> Any:
+        """SIGTERM/SIGINT (daphne's "before shutdown" trigger): accept no new connection (the socket's other
+        workers do), let running requests, streams above all, end by themselves for up to the ledger's grace,
+        then cancel what is left, as daphne does at once. The ledger waits the same grace before recording
+        what is still running as interrupted (usage.ledger.write_at_stop)."""
+        from twisted.internet.defer import Deferred
+
+        from usage.ledger import SHUTDOWN_GRACE_SECONDS
+
+        for port in getattr(self, "_ports", []):
+            port.stopListening()
+        running = [c["application_instance"] for c in self.connections.values() if c.get("application_instance")]
+        running = [task for task in running if not task.done()]
+        if not running:
+            return super().kill_all_applications()
+        drained = Deferred.fromFuture(asyncio.ensure_future(asyncio.wait(running, timeout=SHUTDOWN_GRACE_SECONDS)))
+        return drained.addCallback(lambda _: super(ProxyServer, self).kill_all_applications())
+
     def call_soon(self, callback: Callable[[], None]) -> None:
         """After what is already scheduled: the application task's first step, and the rest of the data that
         Twisted is handing over now."""

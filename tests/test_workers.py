@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
+import openai
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
@@ -28,6 +30,7 @@ from websockets.sync.client import connect as websockets_connect
 from routing.models import ProxyKey
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
+from tests.fakes.script import Reply
 from tests.liveserver import ROOT, database_url, free_port
 from usage import live
 from usage.ledger import SHUTDOWN_GRACE_SECONDS
@@ -176,32 +179,53 @@ def test_two_workers_share_the_socket_and_a_killed_one_is_replaced(start_manager
     assert f"with pid {replacement}" in manager.output()
 
 
-def test_sigterm_stops_every_worker_with_every_exchange_in_the_ledger(start_manager, operator_cookie, alice):
+def test_sigterm_stops_every_worker_with_running_streams_finished_and_every_exchange_in_the_ledger(
+    start_manager, operator_cookie, alice
+):
     # The workers' background passes come seldom: the ledger rows are written by the stop, or not at all.
     manager = start_manager(CONFIG_REFRESH_INTERVAL="60")
     key, plaintext = ProxyKey.issue(alice, label="ci")
     with fake_upstream("openai-chat") as fake:
         add_route("up", "openai-chat", fake.url + "/v1", alias="fast-model", model="real-model")
         workers = pids_until(manager, operator_cookie, lambda pids: len(pids) >= 2)
-        headers = {"authorization": f"Bearer {plaintext}"}
 
-        def ask(n: int) -> int:
-            body = {"model": "fast-model", "stream": n % 2 == 0, "messages": [{"role": "user", "content": f"hi {n}"}]}
-            # A connection of its own each time, so that the kernel spreads them over the workers.
-            return httpx.post(manager.url + "/v1/chat/completions", json=body, headers=headers, timeout=20).status_code
+        def client() -> openai.OpenAI:
+            # A client (a connection) of its own each time, so that the kernel spreads them over the workers.
+            return openai.OpenAI(base_url=manager.url + "/v1", api_key=plaintext, max_retries=0, timeout=20)
+
+        def ask(n: int) -> str:
+            messages: Any = [{"role": "user", "content": f"hi {n}"}]
+            if n % 2:
+                return (
+                    client().chat.completions.create(model="fast-model", messages=messages).choices[0].message.content
+                    or ""
+                )
+            stream = client().chat.completions.create(model="fast-model", messages=messages, stream=True)
+            return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
 
         with ThreadPoolExecutor(4) as pool:
-            statuses = list(pool.map(ask, range(12)))
-        assert statuses == [200] * 12
+            answers = list(pool.map(ask, range(12)))
+        assert answers == ["Hello from the OpenAI Chat fake (real-model)."] * 12
+
+        # A stream still running when the manager is told to stop: it has the grace to finish.
+        fake.script(Reply(text="one two three four", chunks=4, chunk_delay=0.3))
+        stream = client().chat.completions.create(
+            model="fast-model", messages=[{"role": "user", "content": "count"}], stream=True
+        )
+        chunks = iter(stream)
+        received = next(chunks).choices[0].delta.content or ""  # the stream has begun
 
         stopping = time.monotonic()
         manager.process.send_signal(signal.SIGTERM)
+        received += "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
         manager.process.wait(timeout=30)
         took = time.monotonic() - stopping
     print(f"stopped in {took:.1f} s")
+    assert received == "one two three four"
     rows = LedgerEntry.objects.filter(key=key)
-    assert rows.count() == 12, manager.output()
+    assert rows.count() == 13, manager.output()
     assert set(rows.values_list("outcome", flat=True)) == {"ok"}
+    assert not rows.filter(usage_partial=True).exists()
     assert "stopped: llmproxy_00 (exit status 0)" in manager.output()
     assert "stopped: llmproxy_01 (exit status 0)" in manager.output()
     assert manager.process.returncode == 0, manager.output()
