@@ -25,11 +25,8 @@ def _close_in_process_db_thread(django_db_setup: None) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def proxy_server(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[ProxyServer]:
     """One real server process for the session, reading the test database."""
-    server = ProxyServer()
-    try:
+    with ProxyServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

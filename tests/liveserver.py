@@ -95,6 +95,12 @@ class ProxyServer:
         time in order, and the readiness probe's query is queued behind them."""
         httpx.get(self.url + "/health/ready", timeout=30)
 
+    def __enter__(self) -> ProxyServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.process.terminate()
         try:

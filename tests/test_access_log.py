@@ -31,8 +31,7 @@ def test_a_key_in_the_query_string_stays_out_of_the_access_log(proxy, alice_key)
 def test_forwarded_addresses_count_only_from_a_trusted_proxy(transactional_db, trusted, logged_as):
     """The access log, and the loopback rule of /metrics, see the address a trusted reverse proxy forwards;
     from anyone else X-Forwarded-For is ignored."""
-    server = ProxyServer({"TRUSTED_PROXIES": trusted, "METRICS_TOKEN": ""})
-    try:
+    with ProxyServer({"TRUSTED_PROXIES": trusted, "METRICS_TOKEN": ""}) as server:
         forwarded = {"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}
         scrape = httpx.get(server.url + "/metrics", headers=forwarded, timeout=10)
         assert scrape.status_code == (403 if logged_as == "203.0.113.9" else 200)
@@ -41,5 +40,3 @@ def test_forwarded_addresses_count_only_from_a_trusted_proxy(transactional_db, t
             time.sleep(0.05)
         (line,) = [line for line in server.output().splitlines() if '"GET /metrics"' in line]
         assert line.startswith(f"{logged_as}:")
-    finally:
-        server.stop()

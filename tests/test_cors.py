@@ -45,11 +45,8 @@ def cors_inproc(inproc: InProcessProxy, settings: Any) -> Iterator[InProcessProx
 @pytest.fixture(scope="module")
 def cors_server(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[ProxyServer]:
     """A real server with the same two allowed origins, for a real browser (tests/browser/test_cors_browser.py)."""
-    server = ProxyServer(extra_env={"CORS_ALLOWED_ORIGINS": f"{APP.upper()}/,{DEV}"})
-    try:
+    with ProxyServer(extra_env={"CORS_ALLOWED_ORIGINS": f"{APP.upper()}/,{DEV}"}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -26,11 +26,8 @@ MAX_BYTES = 64 * 1024 * 1024  # MAX_REQUEST_BYTES's default
 
 @pytest.fixture(scope="module")
 def limits_server(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[ProxyServer]:
-    server = ProxyServer(extra_env={"REQUEST_READ_TIMEOUT": str(READ_TIMEOUT)})
-    try:
+    with ProxyServer(extra_env={"REQUEST_READ_TIMEOUT": str(READ_TIMEOUT)}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -24,11 +24,8 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def small_limit_server(django_db_setup, django_db_blocker) -> Iterator[ProxyServer]:
-    server = ProxyServer({"MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES)})
-    try:
+    with ProxyServer({"MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES)}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
