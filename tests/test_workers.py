@@ -27,7 +27,7 @@ from django.db import connection
 from django.test import Client
 from websockets.sync.client import connect as websockets_connect
 
-from routing.models import ProxyKey
+from routing.models import KeyPolicy, ProxyKey
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply
@@ -141,7 +141,8 @@ def operator_cookie(transactional_db: None) -> str:
 
 
 @pytest.fixture
-def start_manager(tmp_path: Path) -> Iterator[Callable[..., Manager]]:
+def start_manager(tmp_path: Path, transactional_db: None) -> Iterator[Callable[..., Manager]]:
+    """Managers stopped before the test database is emptied (their workers write the ledger as they stop)."""
     started: list[Manager] = []
 
     def start(**extra_env: str) -> Manager:
@@ -177,6 +178,26 @@ def test_two_workers_share_the_socket_and_a_killed_one_is_replaced(start_manager
     assert manager.workers() == {survivor, replacement}
     assert "exited: llmproxy_" in manager.output()  # the manager said so, in the same terminal
     assert f"with pid {replacement}" in manager.output()
+
+
+def test_a_rate_limit_holds_across_the_workers(start_manager, operator_cookie, alice, alice_key):
+    """Without Redis the workers count in the database (on SQLite too, which serialises the writers)."""
+    manager = start_manager(REDIS_URL="")
+    KeyPolicy.objects.create(key=ProxyKey.objects.get(user=alice), requests_per_minute=6)
+    with fake_upstream("openai-chat") as fake:
+        add_route("up", "openai-chat", fake.url + "/v1", alias="fast-model", model="real-model")
+        pids_until(manager, operator_cookie, lambda pids: len(pids) >= 2)
+
+        def ask(_: int) -> int:
+            body = {"model": "fast-model", "messages": [{"role": "user", "content": "hi"}]}
+            headers = {"authorization": f"Bearer {alice_key}"}
+            url = manager.url + "/v1/chat/completions"
+            return httpx.post(url, json=body, headers=headers, timeout=20).status_code  # a connection each
+
+        # Twenty at once over both workers: six get through in all, not six per worker.
+        with ThreadPoolExecutor(10) as pool:
+            statuses = sorted(pool.map(ask, range(20)))
+    assert statuses == [200] * 6 + [429] * 14, manager.output()
 
 
 def test_sigterm_stops_every_worker_with_running_streams_finished_and_every_exchange_in_the_ledger(
