@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -96,12 +97,15 @@ class Misbehaving:
     bad: Callable[[], Iterator[bytes]] | None = None
     stall: bool = True
     whole: Callable[[], Response] | None = None
+    once: bool = False  # only the first streamed answer misbehaves
+    _done: bool = False
 
     def __call__(self, request: Request) -> Response:
         response = self.fake(request)
         if self.whole is not None:
             return self.whole()
-        if response.stream is not None and self.bad is not None:
+        if response.stream is not None and self.bad is not None and not (self.once and self._done):
+            self._done = True
             good = list(response.stream)
             inserted = list(self.bad())
             response.stream = [*good[: self.after], *inserted, *good[self.after :]]
@@ -264,6 +268,58 @@ def test_a_malformed_event_midstream_ends_the_translated_stream_with_the_dialect
     assert (row.outcome, row.status, row.error_type) == ("upstream_error", 502, "upstream_error")
     assert "could not read" in row.error_message
     assert row.usage_partial and row.ttft_ms is not None  # output had reached the client
+
+
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
+def test_a_malformed_event_midstream_fails_the_response_over_the_responses_websocket(
+    proxy: ProxyServer, alice_key: str
+) -> None:
+    after, bad = MALFORMED["gemini"]
+    behaviour = Misbehaving(make("gemini"), after=after, bad=_frames(bad), once=True)  # then silence
+    with FakeUpstream(behaviour) as up:
+        _route(up, "gemini")
+        behaviour.script(Reply(text=TEXT, chunks=3), Reply(text="still open"))
+        proxy.sync()
+        client = openai.OpenAI(api_key=alice_key, base_url=proxy.url + "/v1", max_retries=0, timeout=30)
+
+        def converse() -> tuple[list[Any], Any]:
+            with client.responses.connect(max_retries=0) as connection:
+                connection.response.create(model="m", input="hi", store=False)
+                events = []
+                for event in connection:
+                    events.append(event)
+                    if event.type in ("response.completed", "response.failed"):
+                        break
+                # The connection outlives the failed response: the next one is served.
+                connection.response.create(model="m", input="again", store=False)
+                return events, next(e for e in connection if e.type in ("response.completed", "response.failed"))
+
+        # The SDK's WebSocket waits for events without a timeout: a response that never ends would hang the
+        # test, so the conversation runs in a daemon thread given a deadline.
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(converse())
+            except BaseException as exc:  # handed to the test thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(PROMPT_END * 2)
+        assert outcome, "the failed response never ended on the WebSocket"
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        events, after_it = outcome[0]
+    assert events[-1].type == "response.failed", events[-3:]
+    # As over HTTP: an `error` event, then the response failed with its open message incomplete.
+    assert events[-2].type == "error" and "could not read" in events[-2].error.message
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "partial answer"
+    assert "could not read" in events[-1].response.error.message
+    assert after_it.type == "response.completed"
+    first, _second = wait_for_rows(2)
+    assert (first.outcome, first.status, first.usage_partial) == ("upstream_error", 502, True)
 
 
 @pytest.mark.e2e
