@@ -21,7 +21,8 @@ a 300 MB body is read before the application sees its headers. This server chang
 
 Besides: WebSocket messages get the same size limit as bodies, the access log leaves query strings out, and
 X-Forwarded-* headers are read only from the reverse proxies in TRUSTED_PROXIES (daphne's --proxy-headers would
-believe anyone's).
+believe anyone's), and a stop (SIGTERM/SIGINT) lets running requests finish for a grace before cancelling them.
+`make run` runs several of these servers on one socket (llmproxy_site.serve, `--fd 0`).
 
 Requests without a body (GETs, WebSocket upgrades) go through daphne unchanged. HTTP/1.1 only (daphne speaks
 HTTP/2 only over TLS with extras this project does not install; TLS ends at the reverse proxy:
