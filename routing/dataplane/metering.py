@@ -120,6 +120,7 @@ class StreamTap:
         except Exception:
             logger.warning("usage could not be read from an upstream stream; relaying it without", exc_info=True)
             self._decoder = None
+            self._meter.record.usage_partial = True  # what the ledger has is what came before the unreadable event
 
 
 def whole_body_usage(exchange: Exchange, meter: Meter, content: bytes) -> None:
