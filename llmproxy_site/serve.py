@@ -54,9 +54,12 @@ def _quoted(value: str) -> str:
 def supervisor_config(*, host: str, port: int, workers: int, stop_wait: int, run_dir: Path, root: Path) -> str:
     server = [sys.executable, "-m", "llmproxy_site.server", "--fd", "0", APPLICATION]
     address = f"[{host}]" if ":" in host else host
+    # Run as whoever started it; said explicitly for root (a container), where supervisord would otherwise log a
+    # CRIT line about privileges at every start.
+    user = "user=root\n" if os.geteuid() == 0 else ""
     return f"""\
 [supervisord]
-nodaemon=true
+{user}nodaemon=true
 logfile=/dev/null
 logfile_maxbytes=0
 loglevel=info
