@@ -8,6 +8,7 @@ its WebSocket landed on.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
@@ -154,6 +156,26 @@ def start_manager(tmp_path: Path, transactional_db: None) -> Iterator[Callable[.
     finally:
         for manager in started:
             manager.stop()
+
+
+def test_by_default_one_worker_per_core_and_a_stop_timeout_past_the_ledgers_grace(tmp_path, monkeypatch):
+    """What `make run` hands supervisord when nothing is set (checked without starting it)."""
+    from llmproxy_site import serve
+
+    execs: list[list[str]] = []
+    monkeypatch.setattr(serve.os, "execv", lambda path, args: execs.append(args))
+    monkeypatch.setattr(settings, "WORKERS", 0)
+    monkeypatch.setattr(settings, "WORKER_STOP_TIMEOUT", 0.5)  # too short: raised to the grace plus a second
+    serve.main(["--host", "127.0.0.1", "--port", "18080", "--run-dir", str(tmp_path)])
+    (args,) = execs
+    config = (tmp_path / "18080" / "supervisord.conf").read_text()
+    assert args[-2:] == ["--configuration", str(tmp_path / "18080" / "supervisord.conf")]
+    assert "--nodaemon" in args
+    assert f"\nnumprocs={os.cpu_count()}\n" in config
+    assert "\nsocket=tcp://127.0.0.1:18080\n" in config
+    assert f"\nstopwaitsecs={math.ceil(SHUTDOWN_GRACE_SECONDS + 1)}\n" in config
+    assert "\nautorestart=true\n" in config
+    assert "llmproxy_site.server --fd 0 llmproxy_site.asgi:application" in config
 
 
 def test_two_workers_share_the_socket_and_a_killed_one_is_replaced(start_manager, operator_cookie):
