@@ -90,8 +90,6 @@ def main(argv: list[str] | None = None) -> None:
     django.setup()
     from django.conf import settings
 
-    from usage.ledger import SHUTDOWN_GRACE_SECONDS
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--host", default=settings.HOST, help="address to listen on (HOST)")
     parser.add_argument("--port", type=int, default=settings.PORT, help="port to listen on (PORT)")
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             host=args.host,
             port=args.port,
             workers=workers,
-            stop_wait=stop_wait_seconds(settings.WORKER_STOP_TIMEOUT, SHUTDOWN_GRACE_SECONDS),
+            stop_wait=stop_wait_seconds(settings.WORKER_STOP_TIMEOUT, settings.SHUTDOWN_GRACE_SECONDS),
             run_dir=run_dir,
             root=Path(settings.BASE_DIR),
         )

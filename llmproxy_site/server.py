@@ -264,9 +264,8 @@ class ProxyServer(Server):  # type: ignore[misc]
         workers do), let running requests, streams above all, end by themselves for up to the ledger's grace,
         then cancel what is left, as daphne does at once. The ledger waits the same grace before recording
         what is still running as interrupted (usage.ledger.write_at_stop)."""
+        from django.conf import settings
         from twisted.internet.defer import Deferred
-
-        from usage.ledger import SHUTDOWN_GRACE_SECONDS
 
         for port in getattr(self, "_ports", []):
             port.stopListening()
@@ -274,7 +273,8 @@ class ProxyServer(Server):  # type: ignore[misc]
         running = [task for task in running if not task.done()]
         if not running:
             return super().kill_all_applications()
-        drained = Deferred.fromFuture(asyncio.ensure_future(asyncio.wait(running, timeout=SHUTDOWN_GRACE_SECONDS)))
+        grace: float = settings.SHUTDOWN_GRACE_SECONDS
+        drained = Deferred.fromFuture(asyncio.ensure_future(asyncio.wait(running, timeout=grace)))
         return drained.addCallback(lambda _: super(ProxyServer, self).kill_all_applications())
 
     def call_soon(self, callback: Callable[[], None]) -> None:

@@ -25,6 +25,9 @@ LOOPBACK = HOST in ("127.0.0.1", "localhost", "::1") or HOST.startswith("127.")
 # process manager kills it.
 WORKERS: int = env.int("WORKERS", default=0)
 WORKER_STOP_TIMEOUT: float = env.float("WORKER_STOP_TIMEOUT", default=15.0)
+# How long a stopping server lets running requests (streams above all) finish by themselves before it cancels
+# them and records them as interrupted (llmproxy_site.server, usage.ledger).
+SHUTDOWN_GRACE_SECONDS: float = env.float("SHUTDOWN_GRACE_SECONDS", default=2.0)
 
 # DEBUG only when asked for: a loopback address may well be a reverse proxy's upstream, and debug pages show
 # settings and code. Serving on a loopback address allows a built-in SECRET_KEY; anything else is a

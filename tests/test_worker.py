@@ -145,3 +145,21 @@ async def test_an_alias_added_in_the_admin_is_served_after_the_next_refresh(proc
     await worker.run_due()
     route = live_config.snapshot.resolve("team-model")
     assert route is not None and route.upstream_model == "qwen"
+
+
+async def test_jobs_that_are_only_a_last_word_speak_after_the_others(clock):
+    said: list[str] = []
+    background = Worker(clock=clock)
+
+    async def close_connections() -> None:
+        said.append("connections closed")
+
+    async def write_ledger() -> None:
+        said.append("ledger written")
+
+    background.register("connections", None, at_stop=close_connections)
+    background.register("ledger", write_ledger, at_stop=write_ledger)
+    await background.run_due()
+    assert said == ["ledger written"]  # a last-word-only job never runs on a pass
+    await background.stop()
+    assert said == ["ledger written", "ledger written", "connections closed"]

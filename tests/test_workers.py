@@ -35,7 +35,6 @@ from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply
 from tests.liveserver import ROOT, database_url, free_port
 from usage import live
-from usage.ledger import SHUTDOWN_GRACE_SECONDS
 from usage.models import LedgerEntry
 
 pytestmark = pytest.mark.e2e
@@ -173,7 +172,7 @@ def test_by_default_one_worker_per_core_and_a_stop_timeout_past_the_ledgers_grac
     assert "--nodaemon" in args
     assert f"\nnumprocs={os.cpu_count()}\n" in config
     assert "\nsocket=tcp://127.0.0.1:18080\n" in config
-    assert f"\nstopwaitsecs={math.ceil(SHUTDOWN_GRACE_SECONDS + 1)}\n" in config
+    assert f"\nstopwaitsecs={math.ceil(settings.SHUTDOWN_GRACE_SECONDS + 1)}\n" in config
     assert "\nautorestart=true\n" in config
     assert "llmproxy_site.server --fd 0 llmproxy_site.asgi:application" in config
 
@@ -272,6 +271,6 @@ def test_sigterm_stops_every_worker_with_running_streams_finished_and_every_exch
     assert "stopped: llmproxy_00 (exit status 0)" in manager.output()
     assert "stopped: llmproxy_01 (exit status 0)" in manager.output()
     assert manager.process.returncode == 0, manager.output()
-    assert took < SHUTDOWN_GRACE_SECONDS + 5, manager.output()
+    assert took < settings.SHUTDOWN_GRACE_SECONDS + 5, manager.output()
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 
 from routing.runtime.database import run_db
@@ -499,10 +500,6 @@ def tokens_per_second(output_tokens: int | None, ttft: float | None, duration: f
 
 # --- the ledger's background jobs (routing.runtime.worker) ------------------------------------------------
 
-# How long a stopping server lets running exchanges finish before recording them as interrupted.
-SHUTDOWN_GRACE_SECONDS = 2.0
-
-
 # While the database is down, one line now and then rather than a traceback every pass.
 OUTAGE_LOG_SECONDS = 30.0
 _adopted_at: float | None = None
@@ -534,7 +531,7 @@ async def write_queued() -> None:
 
 async def write_at_stop() -> None:
     """Let the exchanges the stopping server has just cancelled record themselves, then write everything."""
-    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+    deadline = time.monotonic() + settings.SHUTDOWN_GRACE_SECONDS
     while in_flight and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     interrupt_in_flight()

@@ -46,7 +46,7 @@ def every_tick() -> float:
 @dataclass
 class Job:
     name: str
-    run: Callable[[], Awaitable[None]]
+    run: Callable[[], Awaitable[None]] | None  # None: a job with only a last word
     # Seconds between two runs, read before each run (settings may change while a process lives).
     every: Callable[[], float] = every_tick
     # The job's last word when the server stops (the same function, or one that first lets work finish).
@@ -67,7 +67,7 @@ class Worker:
     def register(
         self,
         name: str,
-        run: Callable[[], Awaitable[None]],
+        run: Callable[[], Awaitable[None]] | None,
         *,
         every: Callable[[], float] = every_tick,
         at_stop: Callable[[], Awaitable[None]] | None = None,
@@ -103,7 +103,7 @@ class Worker:
         the others from running."""
         for job in list(self.jobs.values()):
             now = self.clock.monotonic()
-            if now < job.due:
+            if job.run is None or now < job.due:
                 continue
             job.due = now + job.every()
             await _run_logged(job.name, job.run)
@@ -121,8 +121,10 @@ class Worker:
         self.halt()
 
     async def finish_stop(self) -> None:
-        """Run every job's last word, in registration order."""
-        for job in list(self.jobs.values()):
+        """Run every job's last word, in registration order; those of jobs that are only a last word (closing
+        what the others may still use, such as the upstream connections) after all the others."""
+        jobs = list(self.jobs.values())
+        for job in [j for j in jobs if j.run is not None] + [j for j in jobs if j.run is None]:
             if job.at_stop is not None:
                 await _run_logged(job.name, job.at_stop)
 

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from routing.config.registry import UpstreamRoute
+from routing.runtime.worker import worker
 from routing.upstream.transport import AiohttpTransport
 from translation.dialect import Dialect
 from translation.operation import Operation
@@ -76,6 +77,16 @@ def http_client() -> httpx.AsyncClient:
         client = httpx.AsyncClient(transport=AiohttpTransport(limits), follow_redirects=False)
         _clients[loop] = client
     return client
+
+
+async def close_clients() -> None:
+    """Close the pooled connections of this process (its last word when the server stops)."""
+    while _clients:
+        _, client = _clients.popitem()
+        await client.aclose()
+
+
+worker.register("upstream connections", None, at_stop=close_clients)
 
 
 def timeout_for(upstream: UpstreamRoute) -> httpx.Timeout:
