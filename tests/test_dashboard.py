@@ -370,6 +370,19 @@ def test_speed_per_model_is_exact_for_small_views(db: None) -> None:
     assert m2.percentiles[LatencyRollup.Metric.TTFT] is None
 
 
+@pytest.mark.parametrize("exact_limit", [10_000, 0], ids=["exact", "histograms"])
+def test_failures_are_counted_apart_and_kept_out_of_the_percentiles(db: None, exact_limit: int) -> None:
+    worked = [entry(upstream_model="m", duration_ms=d, ttft_ms=d // 2) for d in (1000, 2000, 3000)]
+    refused = entry(upstream_model="m", duration_ms=8, ttft_ms=None, outcome=Outcome.CLIENT_ERROR, status=400)
+    broken = entry(upstream_model="m", duration_ms=0, ttft_ms=0, outcome=Outcome.UPSTREAM_ERROR, status=502)
+    write(*worked, refused, broken)
+    (speed,) = queries.speed(Filters.from_params({}), exact_limit=exact_limit)
+    assert (speed.count, speed.failed) == (3, 2)
+    p50, _, p99 = speed.percentiles[LatencyRollup.Metric.DURATION]
+    assert 1000 / 2 ** (1 / 4) <= p50 <= 2000 * 2 ** (1 / 4) and p99 >= 2000  # not dragged down to 8 or 0 ms
+    assert speed.percentiles[LatencyRollup.Metric.TTFT][0] >= 500 / 2 ** (1 / 4)
+
+
 def test_histogram_percentiles_are_within_their_bound(db: None) -> None:
     rng = random.Random(7)
     durations = [int(rng.lognormvariate(7, 1)) + 1 for _ in range(2000)]

@@ -172,6 +172,9 @@ def test_each_exchange_writes_one_row_field_by_field(proxy, alice, alice_key, up
     assert before - 1 <= row.started_at.timestamp() <= row.finished_at.timestamp() <= time.time() + 1
     assert row.duration_ms is not None and 0 <= row.ttft_ms <= row.duration_ms
     assert row.tokens_per_second is not None and row.tokens_per_second > 0
+    if not stream:  # a whole answer: its speed is over the whole exchange, not the last milliseconds
+        generating = row.output_tokens / row.tokens_per_second  # seconds the speed was computed over
+        assert abs(generating - row.duration_ms / 1000) <= 0.001  # the whole exchange (duration_ms is rounded)
 
 
 @pytest.mark.parametrize("upstream", ["openai-chat"], indirect=True)
@@ -212,7 +215,8 @@ def test_upstream_errors_are_recorded_with_their_kind(proxy, alice_key, upstream
     assert (row.outcome, row.status, row.error_type) == (outcome, failure.status, error_type)
     assert row.error_message
     assert row.input_tokens is None and row.output_tokens is None
-    assert row.cost_usd is None  # nothing reported: unknown, not free
+    # Failed before any usage: it cost nothing, and is not counted as "unpriced" on the dashboards.
+    assert (row.cost_usd, row.price_source) == (Decimal(0), "not billed: failed without usage")
 
 
 @pytest.mark.parametrize("upstream", ["anthropic", "gemini"], indirect=True)
@@ -374,3 +378,15 @@ def test_features_the_translation_dropped_are_recorded(proxy, alice_key, upstrea
     (row,) = wait_for_rows(1)
     assert "stop_sequences" in row.warnings.split(", ")
     assert set(header.split(", ")) <= set(row.warnings.split(", "))
+
+
+@pytest.mark.parametrize(
+    ("streamed", "expected"),
+    [(False, 200.0), (True, 100 / 0.002)],
+    ids=["whole answer: over the whole exchange", "stream: from the first token"],
+)
+def test_output_speed_counts_generation_time_only_where_it_is_real(streamed, expected):
+    from usage.ledger import tokens_per_second
+
+    # 100 tokens; the first byte came 498 ms into a 500 ms exchange.
+    assert tokens_per_second(100, 0.498, 0.5, streamed=streamed) == pytest.approx(expected)

@@ -459,7 +459,7 @@ def _row(facts: dict[str, Any], prices: PriceBook) -> LedgerEntry:
         usage_partial=bool(facts.get("usage_partial")),
         ttft_ms=min(round(ttft * 1000), 2**31 - 1) if ttft is not None else None,
         duration_ms=min(round(duration * 1000), 2**31 - 1),
-        tokens_per_second=tokens_per_second(usage.output_tokens, ttft, duration),
+        tokens_per_second=tokens_per_second(usage.output_tokens, ttft, duration, streamed=bool(facts.get("stream"))),
         **_price_fields(facts, usage, prices),
     )
 
@@ -467,6 +467,9 @@ def _row(facts: dict[str, Any], prices: PriceBook) -> LedgerEntry:
 def _price_fields(facts: dict[str, Any], usage: Usage, prices: PriceBook) -> dict[str, Any]:
     if facts.get("operation") == Operation.COUNT_TOKENS:
         return {"cost_usd": Decimal(0), "price_source": "not billed: token count"}
+    if facts.get("outcome") != Outcome.OK and not usage.total:
+        # Failed before the upstream reported any usage: it cost nothing, it is not "unpriced".
+        return {"cost_usd": Decimal(0), "price_source": "not billed: failed without usage"}
     model = _text(facts.get("upstream_model"), 200)
     if not model:
         return {}  # refused before a model was resolved: nothing ran
@@ -489,12 +492,15 @@ def _price_fields(facts: dict[str, Any], usage: Usage, prices: PriceBook) -> dic
     }
 
 
-def tokens_per_second(output_tokens: int | None, ttft: float | None, duration: float) -> float | None:
-    """Output speed over the time spent generating: from the first token to the end (the whole exchange when
-    nothing was streamed). None when the upstream reported no output count."""
+def tokens_per_second(
+    output_tokens: int | None, ttft: float | None, duration: float, *, streamed: bool
+) -> float | None:
+    """Output speed over the time spent generating: from the first token to the end of a stream. A whole
+    answer arrives at once (its "first token" is its last byte but a few ms), so its speed is over the whole
+    exchange. None when the upstream reported no output count."""
     if not output_tokens:
         return None
-    generating = duration - ttft if ttft is not None and duration - ttft > 0.001 else duration
+    generating = duration - ttft if streamed and ttft is not None and duration - ttft > 0.001 else duration
     return round(output_tokens / generating, 2) if generating > 0 else None
 
 

@@ -500,12 +500,15 @@ SPEED_COLUMNS: dict[int, str] = {
 
 @dataclass
 class Speed:
+    """The speed of the exchanges that worked (`count`); `failed` were errors, left out of the percentiles."""
+
     upstream_model: str
     count: int
     # metric -> (p50, p90, p99), None where the metric has no values; plus how many values each had.
     percentiles: dict[int, tuple[float, ...] | None]
     counts: dict[int, int]
     approximate: bool
+    failed: int = 0
 
 
 def exact_percentiles(values: Sequence[float], quantiles: Sequence[float] = PERCENTILES) -> tuple[float, ...] | None:
@@ -562,10 +565,14 @@ def speed(filters: Filters, exact_limit: int = EXACT_PERCENTILE_ROWS, requests: 
 def _exact_speed(filters: Filters) -> list[Speed]:
     values: dict[str, dict[int, list[float]]] = defaultdict(lambda: {metric: [] for metric in SPEED_COLUMNS})
     counts: dict[str, int] = defaultdict(int)
-    columns = ["upstream_model", *SPEED_COLUMNS.values()]
-    for model, *measured in rows(filters).order_by().values_list(*columns).iterator(chunk_size=5000):
-        counts[model] += 1
+    failed: dict[str, int] = defaultdict(int)
+    columns = ["upstream_model", "outcome", *SPEED_COLUMNS.values()]
+    for model, outcome, *measured in rows(filters).order_by().values_list(*columns).iterator(chunk_size=5000):
         per_metric = values[model]
+        if outcome != Outcome.OK:
+            failed[model] += outcome not in NOT_ERRORS
+            continue
+        counts[model] += 1
         for metric, value in zip(SPEED_COLUMNS, measured, strict=True):
             if value is not None:
                 per_metric[metric].append(value)
@@ -576,6 +583,7 @@ def _exact_speed(filters: Filters) -> list[Speed]:
             percentiles={metric: exact_percentiles(found) for metric, found in per_metric.items()},
             counts={metric: len(found) for metric, found in per_metric.items()},
             approximate=False,
+            failed=failed[model],
         )
         for model, per_metric in values.items()
     ]
@@ -597,26 +605,28 @@ def _histogram_speed(filters: Filters) -> list[Speed]:
     for row in grouped:
         found: dict[str, Any] = dict(row)
         histograms[found["upstream_model"]][found["metric"]] = [int(found[f"n_{c}"] or 0) for c in BUCKET_COLUMNS]
-    model_counts = dict(
-        rollup_rows(filters)
+    model_counts: dict[str, tuple[int, int]] = {
+        model: (int(requests or 0) - int(errors or 0) - int(cancelled or 0), int(errors or 0))
+        for model, requests, errors, cancelled in rollup_rows(filters)
         .values("upstream_model")
         .order_by()
-        .annotate(n=Sum("requests"))
-        .values_list("upstream_model", "n")
-    )
+        .annotate(n=Sum("requests"), e=Sum("errors"), c=Sum("cancelled"))
+        .values_list("upstream_model", "n", "e", "c")
+    }
     result = []
     for model in set(histograms) | set(model_counts):
         per_metric = histograms.get(model, {})
         result.append(
             Speed(
                 upstream_model=model,
-                count=int(model_counts.get(model) or 0),
+                count=model_counts.get(model, (0, 0))[0],
                 percentiles={
                     metric: histogram_percentiles(per_metric.get(metric, [0] * LATENCY_BUCKETS), metric)
                     for metric in SPEED_COLUMNS
                 },
                 counts={metric: sum(per_metric.get(metric, [])) for metric in SPEED_COLUMNS},
                 approximate=True,
+                failed=model_counts.get(model, (0, 0))[1],
             )
         )
     return sorted(result, key=lambda s: (-s.count, s.upstream_model))

@@ -114,6 +114,8 @@ def _usage_groups(
         periods = ((int(Period.HOUR), hour), (int(Period.DAY), hour.replace(hour=0)))
         user_id = row.user_id or 0
         counts = _row_counts(row)
+        # Speed is that of exchanges that worked: a refusal's 8 ms or a failure's 0 ms is not how fast a model is
+        # (failures are counted apart, in the usage sums).
         buckets = [
             (int(metric), bucket_of(value, metric))
             for metric, value in (
@@ -121,7 +123,7 @@ def _usage_groups(
                 (Metric.TTFT, row.ttft_ms),
                 (Metric.TOKENS_PER_SECOND, row.tokens_per_second),
             )
-            if value is not None
+            if value is not None and row.outcome == Outcome.OK
         ]
         for hours, period in periods:
             sums = usage[(hours, period, user_id, row.key_id or 0, row.alias, row.upstream_model, row.client_program)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
-from decimal import Decimal
 from functools import wraps
 from typing import Any
 
@@ -18,11 +17,11 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 
 from usage import charts, queries
+from usage.formatting import BLANK, fmt_int, fmt_usd
 from usage.models import LedgerEntry
 from usage.queries import Figures, Filters
 
 View = Callable[..., HttpResponseBase]
-BLANK = "\N{EN DASH}"  # where a value is unknown
 
 
 @login_required
@@ -48,24 +47,11 @@ def staff_required(view: View) -> View:
 # Formatting (numbers are formatted here, so that templates only place them)
 
 
-def fmt_int(value: int) -> str:
-    return f"{value:,}"
-
-
 def fmt_compact(value: float) -> str:
     for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= limit:
             return f"{value / limit:.3g}{suffix}"
     return f"{value:g}" if value != int(value) else f"{int(value)}"
-
-
-def fmt_usd(value: Decimal | float) -> str:
-    amount = Decimal(value)
-    if amount == 0:
-        return "$0"
-    if abs(amount) < 1:
-        return f"${amount:.4f}"
-    return f"${amount:,.2f}"
 
 
 def fmt_usd_axis(value: float) -> str:
@@ -209,7 +195,14 @@ def _speed_rows(speeds: list[queries.Speed]) -> list[dict[str, Any]]:
             found = item.percentiles.get(metric)
             fmt = fmt_tps if name == "tokens_per_second" else fmt_ms
             cells[name] = [fmt(value) for value in found] if found else [BLANK] * len(queries.PERCENTILES)
-        rows.append({"model": item.upstream_model or "(none)", "count": fmt_int(item.count), "cells": cells})
+        rows.append(
+            {
+                "model": item.upstream_model or "(none)",
+                "count": fmt_int(item.count),
+                "failed": fmt_int(item.failed),
+                "cells": cells,
+            }
+        )
     return rows
 
 
