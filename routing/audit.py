@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
@@ -200,6 +201,9 @@ class _Encoder(DjangoJSONEncoder):
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if isinstance(value, Decimal):
+        # As a number reads, whatever its scale: 15.000000 from the database and 15 from a form are one value.
+        return format(value.normalize(), "f")
     return json.loads(json.dumps(value, cls=_Encoder))
 
 

@@ -342,3 +342,17 @@ def test_other_models_register_with_one_call():
         audit.track(Upstream, secret_fields=("not_a_field",))
     with pytest.raises(ValueError, match="no such field"):
         audit.track(Upstream, ignore_fields=("typo",))
+
+
+def test_model_price_changes_are_audited(operator):
+    from decimal import Decimal
+
+    from usage.models import ModelPrice
+
+    price = ModelPrice.objects.create(model_pattern="claude-*", input_per_mtok=Decimal(3), output_per_mtok=Decimal(15))
+    price.output_per_mtok = Decimal(12)
+    price.save()
+    price.delete()
+    created, updated, deleted = entries("usage.modelprice")
+    assert [created.action, updated.action, deleted.action] == ["create", "update", "delete"]
+    assert updated.changes == {"output_per_mtok": ["15", "12"]}

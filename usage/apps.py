@@ -6,3 +6,10 @@ from django.apps import AppConfig
 class UsageConfig(AppConfig):
     name = "usage"
     verbose_name = "Usage"
+
+    def ready(self) -> None:
+        from routing import audit
+        from usage.models import ModelPrice
+
+        # Price overrides change what every exchange costs: audited like the rest of the configuration.
+        audit.track(ModelPrice)
