@@ -77,7 +77,7 @@ def test_dashboard_figures_filter_export_and_charts(page, proxy):
     expect(tile(page, "input_tokens")).to_have_attribute("data-value", "7000")
     expect(tile(page, "input_tokens").locator(".value")).to_have_text("7k")
     expect(tile(page, "output_tokens")).to_have_attribute("data-value", "1100")
-    expect(tile(page, "cost_usd").locator(".value")).to_have_text("$0.7500")
+    expect(tile(page, "cost_usd").locator(".value")).to_have_text("$0.75")
     expect(page.locator('#totals [data-metric="unpriced"]')).to_contain_text("2 unpriced")
     expect(tile(page, "cache_hit_share").locator(".value")).to_have_text("10.3 %")  # 800 / 7,800
 
@@ -131,7 +131,7 @@ def test_dashboard_figures_filter_export_and_charts(page, proxy):
     page.click("#filters button[type=submit]")
     page.wait_for_load_state()
     expect(tile(page, "requests")).to_have_attribute("data-value", "2")
-    expect(tile(page, "cost_usd").locator(".value")).to_have_text("$0.7500")
+    expect(tile(page, "cost_usd").locator(".value")).to_have_text("$0.75")
 
     # The recent exchanges link to the admin's page of each row.
     first = page.locator("#recent tbody tr a").first
