@@ -22,6 +22,7 @@ from django.test import override_settings
 
 from llmproxy_site.asgi import application
 from routing.models import ProxyKey
+from routing.runtime.database import db_executor
 from routing.runtime.live import live_config
 from routing.runtime.worker import worker
 from routing.upstream import client as upstream_module
@@ -78,6 +79,11 @@ async def live() -> AsyncIterator[None]:
     """The in-process snapshot, reloaded from this test's data; its refresher stopped afterwards."""
     yield
     worker.halt()
+    # Before the test database is emptied: let the writes started off the request path (stored responses, the
+    # ledger's pass) reach the database thread, and wait for it to finish them, or the emptying TRUNCATE and
+    # those writes deadlock on PostgreSQL.
+    await asyncio.sleep(0)
+    await asyncio.wrap_future(db_executor.submit(lambda: None))
     client = upstream_module._clients.pop(asyncio.get_running_loop(), None)
     if client is not None:
         await client.aclose()
