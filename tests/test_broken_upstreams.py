@@ -344,12 +344,15 @@ def test_a_complete_answer_ends_the_clients_stream_though_the_upstream_never_clo
 
 @pytest.mark.e2e
 def test_upstreams_that_end_their_streams_keep_their_connection(proxy: ProxyServer, alice_key: str) -> None:
-    # The relay stops reading at the answer's stop event and drains the rest (Chat's [DONE]): the connection
-    # goes back to the pool instead of being closed.
+    # The relay stops reading at the answer's stop event and drains the rest (Chat's [DONE]) after the client
+    # has its answer: the connection goes back to the pool instead of being closed. The exchange's ledger row
+    # is recorded once that drain is over, so each next request waits for it (else it may race the drain).
     with FakeUpstream(make("openai-chat")) as up:
         _route(up, "openai-chat")
         proxy.sync()
-        assert [_anthropic_stream(proxy, alice_key).error for _ in range(3)] == ["", "", ""]
+        for done in range(1, 4):
+            assert _anthropic_stream(proxy, alice_key).error == ""
+            wait_for_rows(done)
         assert up.connections == 1 and up.disconnects == 0
 
 
