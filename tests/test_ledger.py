@@ -345,6 +345,10 @@ def test_a_graceful_stop_writes_every_finished_and_running_exchange(transactiona
         server = ProxyServer(extra_env={"CONFIG_REFRESH_INTERVAL": "60"})
         try:
             client = openai.OpenAI(api_key=key, base_url=server.url + "/v1", max_retries=0)
+            # The first request starts the background worker, whose first pass writes what is queued by then:
+            # let that pass go by first (a model listing is not a ledgered exchange).
+            client.models.list()
+            time.sleep(1.0)
             for _ in range(5):
                 client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
             fake.script(Reply(text="x " * 100, chunks=100, chunk_delay=0.1))

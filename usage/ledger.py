@@ -42,7 +42,7 @@ from routing.runtime.worker import worker
 from translation.errors import ApiError, ErrorKind
 from translation.operation import Operation
 from translation.usage import Usage, count
-from usage import metrics, spool
+from usage import bulk, metrics, spool
 from usage.models import LedgerEntry, Outcome
 from usage.pricing import PriceBook
 from usage.rollups import apply_rollups
@@ -323,7 +323,7 @@ def _write_facts(batch: list[dict[str, Any]]) -> int:
     _unlink_deleted(rows)
     try:
         with transaction.atomic():
-            LedgerEntry.objects.bulk_create(rows)
+            bulk.insert(LedgerEntry, rows)
             apply_rollups(rows)
     except Exception as exc:
         _check_refusal(exc)
