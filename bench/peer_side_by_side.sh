@@ -5,11 +5,8 @@
 #
 #   ROUNDS=2 bench/peer_side_by_side.sh            # the shared script's knobs (DURATION, CONCS, ...) pass through
 #
-# The proxy runs from a copy of HEAD (git archive) with its own SQLite database and .env, so the checkout's
-# database and secrets are untouched and other edits to the tree during the run do not change what is measured.
-# The route: an `openai-chat` upstream at the mock, alias claude-3-5-sonnet-20241022 -> mock-model, one key.
-# Authentication, the ledger and rate limits stay on: the key and its user have limits far above the load
-# (counted in the database, as without REDIS_URL; set REDIS_URL to count them in Redis).
+# The proxy runs from a copy of HEAD (bench/proxy_copy.sh). The route: an `openai-chat` upstream at the mock,
+# alias claude-3-5-sonnet-20241022 -> mock-model, one key with rate limits far above the load.
 #
 # run_peers.sh measures one `custom` peer per run; a copy of it (in the work directory) gets a second one,
 # `custom2`, configured by TARGET2_NAME / TARGET2_START_CMD, so both configurations share the mock and the run.
@@ -21,31 +18,9 @@ PORT=${PORT:-18080}
 MOCK_PORT=${MOCK_PORT:-18000}
 export MOCK_PORT
 
-rm -rf "$WORK" && mkdir -p "$WORK/src"
-git -C "$REPO" archive HEAD | tar -x -C "$WORK/src"
-echo "proxy at $(git -C "$REPO" rev-parse --short HEAD) -> $WORK/src"
-# The checkout's venv is already installed: older requirement files keep `make run` from reinstalling into it.
-ln -s "$REPO/.venv" "$WORK/src/.venv"
-touch -d '2000-01-01' "$WORK/src/requirements.txt" "$WORK/src/requirements-dev.txt"
-make -s -C "$WORK/src" .env > /dev/null
-
-export DATABASE_URL="sqlite:///$WORK/db.sqlite3"
-PY="$WORK/src/.venv/bin/python"
-(cd "$WORK/src" && "$PY" manage.py migrate -v0)
-KEY=$(cd "$WORK/src" && "$PY" manage.py createkey --user bench --create-user --label bench)
-cat > "$WORK/proxy.yaml" <<EOF
-upstreams:
-  - {name: mock, format: openai-chat, base_url: 'http://127.0.0.1:$MOCK_PORT/v1', api_key: sk-mock}
-aliases:
-  - {name: claude-3-5-sonnet-20241022, upstream: mock, model: mock-model}
-users:
-  - username: bench
-    limits: {requests_per_minute: 10000000, tokens_per_minute: 1000000000, concurrent_streams: 1000}
-    keys:
-      - label: bench
-        limits: {requests_per_minute: 10000000, tokens_per_minute: 1000000000, concurrent_streams: 1000}
-EOF
-(cd "$WORK/src" && "$PY" manage.py importconfig "$WORK/proxy.yaml" > /dev/null)
+STREAM_LIMIT=1000
+# shellcheck source=bench/proxy_copy.sh
+source "$REPO/bench/proxy_copy.sh"
 
 # The second custom peer: the same branch as `custom`, started with TARGET2_START_CMD and named TARGET2_NAME (the
 # first is started with TARGET_START_CMD_1).

@@ -199,3 +199,24 @@ def test_a_stopping_worker_gives_back_its_reservations_and_writes_its_tokens() -
     admitted = run(scenario())
     assert counted_in_row(RPM.name) == admitted
     assert counted_in_row(tpm.name) == 70
+
+
+def test_tokens_a_failed_write_could_not_count_are_written_by_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    tpm = Counter(TOKENS, "tpm:key:1", 100_000, "key")
+    real = counters_db.transact
+
+    def unreachable(*args: Any) -> counters_db.Answer:
+        raise OSError("database unreachable")
+
+    async def scenario() -> int:
+        store = DatabaseStore()
+        assert await admit(store, [tpm])
+        store.finish([tpm], 300, (), "")
+        monkeypatch.setattr(counters_db, "transact", unreachable)
+        with pytest.raises(OSError):
+            await store.upkeep()
+        monkeypatch.setattr(counters_db, "transact", real)
+        await store.upkeep()
+        return await in_row(tpm.name)
+
+    assert run(scenario()) == 300

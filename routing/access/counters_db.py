@@ -242,8 +242,7 @@ class DatabaseStore(Store):
             held_here = [c for c in counters if self._has(c, now, clock)]
             ask = self._kept_back(clock, final=False)
             ask.admit = [(c, self._get(c.name).wanted()) for c in counters if c not in held_here]
-            answer = await run_db(lambda: transact(ask, now, window_seconds()), keep_connection=True)
-            self._apply(answer, time.monotonic())
+            answer = await self._transact(ask, now)
             if answer.refusal is not None:
                 return answer.refusal
             for counter in counters:
@@ -293,6 +292,8 @@ class DatabaseStore(Store):
         await self._write(final=False, passing=True)
 
     async def at_stop(self) -> None:
+        for held in self._held.values():
+            held.keep_free = 0  # the streams still running give back their slots as they end
         await self._write(final=True)
 
     async def _write(self, *, final: bool, passing: bool = False) -> None:
@@ -301,10 +302,18 @@ class DatabaseStore(Store):
             if passing:
                 self._measure_rates(clock)
             ask = self._kept_back(clock, final=final, passing=passing)
-            if not ask:
-                return
-            answer = await run_db(lambda: transact(ask, time.time(), window_seconds()), keep_connection=True)
-            self._apply(answer, time.monotonic())
+            if ask:
+                await self._transact(ask, time.time())
+
+    async def _transact(self, ask: Ask, now: float) -> Answer:
+        try:
+            answer = await run_db(lambda: transact(ask, now, window_seconds()), keep_connection=True)
+        except Exception:
+            for name, count in ask.add_tokens.items():  # not written: kept for the next transaction
+                self._get(name).unwritten += count
+            raise
+        self._apply(answer, time.monotonic())
+        return answer
 
     def _measure_rates(self, clock: float) -> None:
         elapsed = max(clock - self._last_pass, 1e-3)
