@@ -11,8 +11,8 @@ worker **reserves ahead** while a limit is far away:
 - requests: when it counts an admission it also counts up to a second's worth of its own recent admissions
   (never more than a quarter of what is left in the window) and admits that many more without asking; what it has
   not used after a pass of the background worker without admissions goes back into the row;
-- streams: it keeps the slot of a stream that ended (a quarter of what was left, at most) for its next stream,
-  and gives back slots unused for a pass;
+- streams: it takes as many slots again as it has streams running (a quarter of what is left, at most), keeps
+  the slot of a stream that ended for its next stream, and gives back slots unused for a pass;
 - tokens are added in memory when an exchange ends and written at the next pass; a worker admits without asking
   while its last reading of the counter (at most `TOKENS_FRESH_SECONDS` old) plus its own unwritten tokens is
   below three quarters of the limit.
@@ -182,7 +182,11 @@ class Held:
     read_at: float = -math.inf  # monotonic
     unwritten: int = 0
 
-    def wanted(self) -> int:
+    def wanted(self, kind: str) -> int:
+        """Spare units to reserve with the next transaction: a second's worth of admissions; for streams, as many
+        slots again as are running (what matters is how many run at once, not how often one starts)."""
+        if kind == STREAMS:
+            return len(self.running) if self.rate else 0
         return math.ceil(self.rate * RESERVE_SECONDS)
 
 
@@ -241,7 +245,7 @@ class DatabaseStore(Store):
             now, clock = time.time(), time.monotonic()
             held_here = [c for c in counters if self._has(c, now, clock)]
             ask = self._kept_back(clock, final=False)
-            ask.admit = [(c, self._get(c.name).wanted()) for c in counters if c not in held_here]
+            ask.admit = [(c, self._get(c.name).wanted(c.kind)) for c in counters if c not in held_here]
             answer = await self._transact(ask, now)
             if answer.refusal is not None:
                 return answer.refusal
