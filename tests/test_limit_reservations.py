@@ -21,6 +21,7 @@ from routing.runtime.database import run_db
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RPM = Counter(REQUESTS, "rpm:key:1", 100, "key")
+RPM_FAR = Counter(REQUESTS, "rpm:key:2", 1_000_000, "key")
 
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
@@ -220,3 +221,15 @@ def test_tokens_a_failed_write_could_not_count_are_written_by_the_next_one(monke
         return await in_row(tpm.name)
 
     assert run(scenario()) == 300
+
+
+def test_a_burst_of_streams_on_a_fresh_worker_costs_a_few_transactions_not_one_each(transactions: list[int]) -> None:
+    streams = Counter(STREAMS, "streams:key:1", 10_000, "key")
+
+    async def scenario() -> list[bool]:
+        store = DatabaseStore()
+        return await asyncio.gather(*(admit(store, [RPM_FAR, streams], f"lease-{i}") for i in range(200)))
+
+    assert run(scenario()) == [True] * 200
+    assert len(transactions) <= 5
+    assert StreamLease.objects.count() == 200

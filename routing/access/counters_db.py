@@ -169,6 +169,7 @@ class Held:
     """One counter as this worker sees it."""
 
     uses: int = 0  # admissions since the last pass
+    waiting: int = 0  # admissions waiting for a transaction of this worker (the one running included)
     rate: float = 0.0  # admissions per second over the last pass
     # requests: reserved and not yet used, in the window ending at window_end (epoch seconds)
     spare: int = 0
@@ -183,11 +184,13 @@ class Held:
     unwritten: int = 0
 
     def wanted(self, kind: str) -> int:
-        """Spare units to reserve with the next transaction: a second's worth of admissions; for streams, as many
-        slots again as are running (what matters is how many run at once, not how often one starts)."""
+        """Spare units to reserve with the next transaction: one for each admission waiting behind it, plus a
+        second's worth of admissions; for streams, as many slots again as are running (what matters is how many
+        run at once, not how often one starts)."""
+        behind = self.waiting - 1
         if kind == STREAMS:
-            return len(self.running) if self.rate else 0
-        return math.ceil(self.rate * RESERVE_SECONDS)
+            return behind + (len(self.running) if self.rate else 0)
+        return behind + math.ceil(self.rate * RESERVE_SECONDS)
 
 
 class DatabaseStore(Store):
@@ -239,27 +242,36 @@ class DatabaseStore(Store):
             raise
 
     async def _acquire(self, counters: Sequence[Counter], lease: str) -> Refusal | None:
-        async with self._lock:
-            if self.take_local(counters, lease):  # the transaction this one waited for reserved enough
-                return None
-            now, clock = time.time(), time.monotonic()
-            held_here = [c for c in counters if self._has(c, now, clock)]
-            ask = self._kept_back(clock, final=False)
-            ask.admit = [(c, self._get(c.name).wanted(c.kind)) for c in counters if c not in held_here]
-            answer = await self._transact(ask, now)
-            if answer.refusal is not None:
-                return answer.refusal
+        for counter in counters:
+            self._get(counter.name).waiting += 1
+        try:
+            async with self._lock:
+                return await self._acquire_locked(counters, lease)
+        finally:
             for counter in counters:
-                held = self._get(counter.name)
-                if counter in held_here:
-                    self._take(counter, lease)
-                    continue
-                held.uses += 1
-                if counter.kind == STREAMS:
-                    slot, *spare = answer.slots[counter.name]
-                    held.running[lease] = slot
-                    held.free += spare
+                self._held[counter.name].waiting -= 1
+
+    async def _acquire_locked(self, counters: Sequence[Counter], lease: str) -> Refusal | None:
+        if self.take_local(counters, lease):  # the transaction this one waited for reserved enough
             return None
+        now, clock = time.time(), time.monotonic()
+        held_here = [c for c in counters if self._has(c, now, clock)]
+        ask = self._kept_back(clock, final=False)
+        ask.admit = [(c, self._get(c.name).wanted(c.kind)) for c in counters if c not in held_here]
+        answer = await self._transact(ask, now)
+        if answer.refusal is not None:
+            return answer.refusal
+        for counter in counters:
+            held = self._get(counter.name)
+            if counter in held_here:
+                self._take(counter, lease)
+                continue
+            held.uses += 1
+            if counter.kind == STREAMS:
+                slot, *spare = answer.slots[counter.name]
+                held.running[lease] = slot
+                held.free += spare
+        return None
 
     def _abandoned(self, task: asyncio.Task[Refusal | None], counters: Sequence[Counter], lease: str) -> None:
         if not task.cancelled() and task.exception() is None and task.result() is None:
