@@ -48,6 +48,7 @@ from routing.access.counters import (
 )
 from routing.models import RateCounter, StreamLease
 from routing.runtime.database import run_db
+from routing.runtime.looplock import LoopLock
 
 # A worker reserves what it admitted in about this many seconds, and reads token counters this often while used.
 RESERVE_SECONDS = 1.0
@@ -196,7 +197,7 @@ class Held:
 class DatabaseStore(Store):
     def __init__(self) -> None:
         self._held: dict[str, Held] = {}
-        self._lock = asyncio.Lock()  # one transaction of this worker at a time: answers apply in order
+        self._lock = LoopLock()  # one transaction of this worker at a time: answers apply in order
         self._last_pass = time.monotonic()
         self._last_renewal = time.monotonic()
 
@@ -245,7 +246,7 @@ class DatabaseStore(Store):
         for counter in counters:
             self._get(counter.name).waiting += 1
         try:
-            async with self._lock:
+            async with self._lock.get():
                 return await self._acquire_locked(counters, lease)
         finally:
             for counter in counters:
@@ -313,7 +314,7 @@ class DatabaseStore(Store):
         await self._write(final=True)
 
     async def _write(self, *, final: bool, passing: bool = False) -> None:
-        async with self._lock:
+        async with self._lock.get():
             clock = time.monotonic()
             if passing:
                 self._measure_rates(clock)

@@ -18,6 +18,7 @@ from routing.access.budgets import spend_book
 from routing.config.registry import Snapshot, load_snapshot
 from routing.models import ConfigState, ProxyKey
 from routing.runtime.database import run_db
+from routing.runtime.looplock import LoopLock
 from routing.runtime.worker import worker
 
 logger = logging.getLogger(__name__)
@@ -32,11 +33,15 @@ class LiveConfig:
         self.loaded = False
         self.last_error: str | None = None
         self._key_last_used: dict[int, float] = {}
+        self._first_load = LoopLock()
 
     async def ensure_started(self) -> None:
-        """Load the configuration once and have the background worker running (first request of a process)."""
+        """Load the configuration once and have the background worker running (first request of a process).
+        The requests that arrive together at a fresh worker wait for one load, not one each."""
         if not self.loaded:
-            await self.reload()
+            async with self._first_load.get():
+                if not self.loaded:
+                    await self.reload()
         worker.start()
 
     async def reload(self) -> None:
