@@ -15,8 +15,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from routing.config.upstream_check import check_upstreams
 from routing.models import ModelAlias, Upstream
-from routing.upstream.check import check_upstreams
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin

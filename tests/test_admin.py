@@ -34,6 +34,7 @@ UPSTREAM_FORM = {
     "timeout": "600",
     "connect_timeout": "10",
     "allow_direct_models": "on",
+    "verify_tls": "on",
     "aliases-TOTAL_FORMS": "1",
     "aliases-INITIAL_FORMS": "0",
     "aliases-MIN_NUM_FORMS": "0",

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
+from routing.config.upstream_check import check_upstreams
 from routing.models import ModelAlias, Upstream
-from routing.upstream.check import check_upstreams
 from tests.fakes.openai_chat import OpenAIChatFake
 from tests.fakes.providers import fake_upstream
 from tests.fakes.server import FakeUpstream, Request, Response

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from routing.config.upstream_check import CheckResult, check_upstreams
 from routing.models import Upstream
-from routing.upstream.check import CheckResult, check_upstreams
 
 SHOWN_MODELS = 8
 

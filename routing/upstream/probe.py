@@ -1,17 +1,16 @@
-"""Knowing an upstream works: ask it for its model list with the stored credential, as the proxy would call it.
+"""Knowing an upstream works: ask it for its model list with its credential, as the proxy would call it.
 
-Used by the admin's "Check" action and `manage.py checkupstreams`. The request goes through the same transport,
-egress proxy and TLS setting as real traffic; a format's model list is `GET /v1/models` (OpenAI, Anthropic) or
-`GET /v1beta/models` (Gemini). Where there is none (an Azure deployment URL, a server that answers 404), one
-request for one output token to the model of one of its aliases tells instead. Nothing reported ever holds the
-credential: upstream messages are redacted, and a missing or undecryptable credential is named, not shown.
+The request goes through the same transport, egress proxy and TLS setting as real traffic; a format's model list
+is `GET /v1/models` (OpenAI, Anthropic) or `GET /v1beta/models` (Gemini), read page by page. Where there is none
+(an Azure deployment URL, a server that answers 404), one request for one output token to the model of one of its
+aliases tells instead. Nothing reported ever holds the credential: upstream messages are redacted. What to check
+is read from the database by routing.config.upstream_check (this module does I/O only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,11 +18,8 @@ from typing import Any
 
 import httpx
 
-from routing.config.registry import UpstreamRoute, upstream_route
-from routing.config.secrets import credential_variable_problem, decrypt, proxy_auth_variable_problem
-from routing.models import ModelAlias, Upstream
+from routing.config.registry import UpstreamRoute
 from routing.upstream.client import _openai_root, auth_headers, endpoint_url, network_extension
-from routing.upstream.network import ca_bundle_problem
 from routing.upstream.transport import AiohttpTransport
 from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
@@ -31,7 +27,7 @@ from translation.errors import parse_upstream_error
 from translation.operation import Operation
 from translation.redaction import SECRET_NAME, redact_text
 
-# A model list longer than this many pages is cut (and said so): a check is not an inventory.
+# A model list longer than this many pages is cut there: a check is not an inventory.
 MAX_PAGES = 10
 READ_TIMEOUT = 30.0
 
@@ -52,47 +48,13 @@ class CheckResult:
         return self.reachable and not self.problems
 
 
-def _configuration_problems(upstream: Upstream) -> list[str]:
-    """What is wrong before anything is sent: credentials that cannot be read, a CA bundle that is missing."""
-    problems = []
-    if upstream.api_key_env:
-        if problem := credential_variable_problem(upstream.api_key_env):
-            problems.append(problem)
-        elif not os.environ.get(upstream.api_key_env):
-            problems.append(f"environment variable {upstream.api_key_env} (the API key) is not set")
-    elif upstream.api_key_encrypted:
-        try:
-            decrypt(upstream.api_key_encrypted)
-        except ValueError:
-            problems.append("the stored API key cannot be decrypted with ENCRYPTION_KEYS")
-    if upstream.proxy_url and upstream.proxy_auth_env:
-        if problem := proxy_auth_variable_problem(upstream.proxy_auth_env):
-            problems.append(problem)
-        elif not os.environ.get(upstream.proxy_auth_env):
-            problems.append(f"environment variable {upstream.proxy_auth_env} (the proxy credentials) is not set")
-    elif upstream.proxy_url and upstream.proxy_auth_encrypted:
-        try:
-            decrypt(upstream.proxy_auth_encrypted)
-        except ValueError:
-            problems.append("the stored proxy credentials cannot be decrypted with ENCRYPTION_KEYS")
-    if upstream.ca_bundle and upstream.verify_tls and (problem := ca_bundle_problem(upstream.ca_bundle)):
-        problems.append(problem)
-    return problems
-
-
 @dataclass(frozen=True)
-class _Plan:
-    upstream: Upstream
+class Probe:
+    """One upstream to check, everything read beforehand (database, environment, disk)."""
+
     route: UpstreamRoute
     probe_model: str  # for a one-token request where there is no model list ("" when no alias names one)
-    problems: list[str]
-
-
-def _plan(upstream: Upstream) -> _Plan:
-    """Everything read from the database and disk, before the event loop runs."""
-    aliases = ModelAlias.objects.filter(upstream=upstream).exclude(upstream_model="").order_by("priority", "id")
-    model = next((a.upstream_model for a in aliases if not any(ch in a.upstream_model for ch in "*?[")), "")
-    return _Plan(upstream, upstream_route(upstream), model, _configuration_problems(upstream))
+    problems: list[str]  # what is wrong before anything is sent
 
 
 def list_url(route: UpstreamRoute) -> str | None:
@@ -186,9 +148,9 @@ async def _send(
     return await client.send(request)
 
 
-async def _check(client: httpx.AsyncClient, plan: _Plan) -> CheckResult:
-    route = plan.route
-    result = CheckResult(route.name, route.id, problems=list(plan.problems))
+async def _check(client: httpx.AsyncClient, probe: Probe) -> CheckResult:
+    route = probe.route
+    result = CheckResult(route.name, route.id, problems=list(probe.problems))
     url = list_url(route)
     started = time.perf_counter()
     try:
@@ -208,15 +170,15 @@ async def _check(client: httpx.AsyncClient, plan: _Plan) -> CheckResult:
             if response.status_code not in (404, 405):
                 result.problems.append(_answer_problem(route, response))
                 return result
-        if not plan.probe_model:
+        if not probe.probe_model:
             result.problems.append(
                 "it has no model list, and none of its aliases names an upstream model to try a one-token request with"
             )
             return result
-        result.method = f"one-token request to {plan.probe_model}"
+        result.method = f"one-token request to {probe.probe_model}"
         started = time.perf_counter()
-        probe_url = endpoint_url(route, Operation.GENERATE, plan.probe_model, False)
-        response = await _send(client, route, "POST", probe_url, {}, _probe_body(route, plan.probe_model))
+        probe_url = endpoint_url(route, Operation.GENERATE, probe.probe_model, False)
+        response = await _send(client, route, "POST", probe_url, {}, _probe_body(route, probe.probe_model))
         result.latency_ms = (time.perf_counter() - started) * 1000
         result.reachable, result.status = True, response.status_code
         if not response.is_success:
@@ -252,14 +214,7 @@ def _answer_problem(route: UpstreamRoute, response: httpx.Response) -> str:
     return redact_text(f"{prefix} (HTTP {response.status_code}): {message[:300]}", _secrets(route))
 
 
-async def _check_all(plans: Sequence[_Plan]) -> list[CheckResult]:
+async def check_all(probes: Sequence[Probe]) -> list[CheckResult]:
     limits = httpx.Limits(max_connections=20, keepalive_expiry=5)
     async with httpx.AsyncClient(transport=AiohttpTransport(limits), follow_redirects=False) as client:
-        return list(await asyncio.gather(*(_check(client, plan) for plan in plans)))
-
-
-def check_upstreams(upstreams: Sequence[Upstream]) -> list[CheckResult]:
-    """Check each upstream (concurrently) and report, in the order given. Synchronous: the database is read
-    first, then an event loop of its own does the requests (an admin view or a command, never the data plane)."""
-    plans = [_plan(upstream) for upstream in upstreams]
-    return asyncio.run(_check_all(plans))
+        return list(await asyncio.gather(*(_check(client, probe) for probe in probes)))
