@@ -15,15 +15,17 @@ from google.genai import types as genai_types
 from routing.config.shaping import Shaping, shape, with_upstream_limits
 from routing.models import ModelAlias, Upstream
 from tests.conftest import add_route
+from tests.fakes.providers import fake_upstream
 from tests.inprocess import InProcessProxy, passwordless_alice  # noqa: F401  (no password hashing here)
+from tests.test_responses_ws import create, final, key, live, opened, reload, turn  # noqa: F401  (fixtures)
 from translation.dialect import Dialect
 from translation.ir import Message, Request, Role, TextPart, TranslationError
 
 LONG_PROMPT = "Please read this carefully. " * 400  # about 2,400 estimated tokens
 
 
-def openai_client(inproc: InProcessProxy, key: str) -> openai.OpenAI:
-    return openai.OpenAI(api_key=key, base_url=inproc.url + "/v1", max_retries=0, http_client=inproc.client())
+def openai_client(inproc: InProcessProxy, proxy_key: str) -> openai.OpenAI:
+    return openai.OpenAI(api_key=proxy_key, base_url=inproc.url + "/v1", max_retries=0, http_client=inproc.client())
 
 
 def max_tokens_sent(body: dict) -> int | None:
@@ -134,3 +136,25 @@ def test_shaping_merges_upstream_limits_under_the_aliases():
     with pytest.raises(TranslationError) as refused:
         shape(request(LONG_PROMPT), merged, Dialect.OPENAI_CHAT)
     assert refused.value.feature == "context_length_exceeded"
+
+
+@pytest.fixture
+def limited_chat_upstream(transactional_db):
+    with fake_upstream("openai-chat", strict=False) as fake:
+        local_upstream(fake.url, default_max_tokens=500, context_window=1000)
+        ModelAlias.objects.create(name="m", upstream=Upstream.objects.get(name="ollama"), upstream_model="qwen3")
+        yield fake
+
+
+async def test_codex_over_the_responses_websocket_gets_the_same_limits(live, key, limited_chat_upstream):  # noqa: F811
+    fake = limited_chat_upstream
+    await reload()
+    ws = await opened(key)
+    final(await turn(ws, create(input="Hi", tools=[], reasoning=None, include=[])))
+    assert max_tokens_sent(fake.requests[-1].json) == 500
+
+    refused = await turn(ws, create(input=LONG_PROMPT, tools=[], reasoning=None, include=[]))
+    assert refused[-1]["type"] == "error" and refused[-1]["status"] == 400
+    assert refused[-1]["error"]["code"] == "context_length_exceeded"
+    assert len(fake.requests) == 1
+    await ws.disconnect()
