@@ -237,3 +237,16 @@ def test_the_fakes_model_list_pages_read_as_the_official_sdks_read_them():
         pager = google.models.list(config={"page_size": 2})
         assert [m.name for m in pager] == [f"models/{n}" for n in names]  # and nextPageToken / pageToken
         assert len(gemini.requests) == 3
+
+
+@pytest.mark.django_db
+def test_an_unreachable_egress_proxy_is_named_and_tls_off_is_noted(fakes):
+    upstream = stored("lab", "openai-chat", fakes["chat"].url + "/v1", RIGHT_KEY, verify_tls=False)
+    upstream.proxy_url = f"http://127.0.0.1:{closed_port()}"
+    upstream.save()
+    [result] = check_upstreams([upstream])
+    assert not result.reachable
+    assert any("egress proxy" in p for p in result.problems)
+    assert result.notes == ["TLS certificate verification is off"]
+    output, _ = run_command("lab")
+    assert "note: TLS certificate verification is off" in output

@@ -152,19 +152,24 @@ def operator(transactional_db) -> Client:
     return client
 
 
-def test_proxy_credentials_never_appear_in_pages_exports_or_the_audit_log(operator):
-    row = upstream("http://127.0.0.1:9/v1", proxy_url="http://egress.corp:3128", proxy_auth=PROXY_AUTH)
-    assert PROXY_PASSWORD not in row.proxy_auth_encrypted
-    for page in ("/admin/routing/upstream/", f"/admin/routing/upstream/{row.pk}/change/"):
-        html = operator.get(page).content.decode()
-        assert PROXY_PASSWORD not in html and row.proxy_auth_encrypted not in html
-        assert "egress.corp:3128" in html
+def test_proxy_credentials_never_appear_in_pages_exports_or_the_audit_log(operator, caplog):
+    with fake_upstream("openai-chat") as fake, ForwardProxy(credentials="someone:else") as egress:
+        row = upstream(fake.url + "/v1", proxy_url=egress.url, proxy_auth=PROXY_AUTH)
+        assert PROXY_PASSWORD not in row.proxy_auth_encrypted
+        pages = ("/admin/routing/upstream/", f"/admin/routing/upstream/{row.pk}/change/")
+        with caplog.at_level(logging.DEBUG):
+            check = operator.get(f"/admin/routing/upstream/check/?ids={row.pk}").content.decode()
+        assert "egress proxy rejected its credentials" in check  # the check went through it, and was refused
+        for html in [check, *(operator.get(page).content.decode() for page in pages)]:
+            assert PROXY_PASSWORD not in html and row.proxy_auth_encrypted not in html
+            assert egress.url in html
+        assert PROXY_PASSWORD not in caplog.text
     exported = export_config()
     assert PROXY_PASSWORD not in exported and row.proxy_auth_encrypted not in exported
     assert "corp (proxy credentials)" in exported
     entry = AuditEntry.objects.filter(model="routing.upstream").latest("at")
     assert entry.changes["proxy_auth_encrypted"] == "set"
-    assert entry.changes["proxy_url"] == [None, "http://egress.corp:3128"]
+    assert entry.changes["proxy_url"] == [None, egress.url]
 
 
 def test_the_admin_stores_proxy_credentials_and_warns_when_tls_is_not_verified(operator):

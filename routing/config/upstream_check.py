@@ -50,7 +50,8 @@ def _probe(upstream: Upstream) -> Probe:
     """Everything read from the database and disk, before the event loop runs."""
     aliases = ModelAlias.objects.filter(upstream=upstream).exclude(upstream_model="").order_by("priority", "id")
     model = next((a.upstream_model for a in aliases if not any(ch in a.upstream_model for ch in "*?[")), "")
-    return Probe(upstream_route(upstream), model, _configuration_problems(upstream))
+    notes = ("TLS certificate verification is off",) if not upstream.verify_tls else ()
+    return Probe(upstream_route(upstream), model, _configuration_problems(upstream), notes)
 
 
 def check_upstreams(upstreams: Sequence[Upstream]) -> list[CheckResult]:

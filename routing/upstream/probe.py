@@ -20,6 +20,7 @@ import httpx
 
 from routing.config.registry import UpstreamRoute
 from routing.upstream.client import _openai_root, auth_headers, endpoint_url, network_extension
+from routing.upstream.network import proxy_for
 from routing.upstream.transport import AiohttpTransport
 from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
@@ -42,6 +43,8 @@ class CheckResult:
     method: str = "model list"
     models: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # missing variable, rejected key, unreachable…
+    notes: list[str] = field(default_factory=list)  # worth knowing, not a failure (TLS verification off)
+    via: str = "direct"  # the egress proxy the check went through (its URL, never its credentials)
 
     @property
     def ok(self) -> bool:
@@ -55,6 +58,7 @@ class Probe:
     route: UpstreamRoute
     probe_model: str  # for a one-token request where there is no model list ("" when no alias names one)
     problems: list[str]  # what is wrong before anything is sent
+    notes: tuple[str, ...] = ()
 
 
 def list_url(route: UpstreamRoute) -> str | None:
@@ -150,8 +154,11 @@ async def _send(
 
 async def _check(client: httpx.AsyncClient, probe: Probe) -> CheckResult:
     route = probe.route
-    result = CheckResult(route.name, route.id, problems=list(probe.problems))
+    result = CheckResult(route.name, route.id, problems=list(probe.problems), notes=list(probe.notes))
     url = list_url(route)
+    proxy = proxy_for(route.network, url or route.base_url)
+    if proxy is not None:
+        result.via = proxy.url if route.network.proxy_url else f"{proxy.url} (from the process environment)"
     started = time.perf_counter()
     try:
         if url is not None:

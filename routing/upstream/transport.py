@@ -28,6 +28,8 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise httpx.ReadTimeout(str(exc) or "read timeout", request=request) from exc
     except aiohttp.ClientHttpProxyError as exc:  # the egress proxy refused (407) or failed the CONNECT
         raise httpx.ProxyError(f"egress proxy answered {exc.status} {exc.message}", request=request) from exc
+    except aiohttp.ClientProxyConnectionError as exc:  # before its base class: the proxy, not the upstream
+        raise httpx.ProxyError(f"cannot connect to the egress proxy: {exc}", request=request) from exc
     except aiohttp.ClientConnectorError as exc:
         raise httpx.ConnectError(str(exc), request=request) from exc
     except aiohttp.ClientError as exc:

@@ -46,10 +46,12 @@ class Command(BaseCommand):
 def _line(result: CheckResult) -> str:
     status = "OK  " if result.ok else "FAIL"
     latency = f"{result.latency_ms:.0f} ms" if result.latency_ms is not None else "no answer"
-    parts = [f"{status} {result.upstream}: {latency} ({result.method})"]
+    via = "" if result.via == "direct" else f", via {result.via}"
+    parts = [f"{status} {result.upstream}: {latency} ({result.method}{via})"]
     if result.models:
         shown = ", ".join(result.models[:SHOWN_MODELS])
         more = f" and {len(result.models) - SHOWN_MODELS} more" if len(result.models) > SHOWN_MODELS else ""
         parts.append(f"{len(result.models)} model(s): {shown}{more}")
     parts.extend(result.problems)
+    parts.extend(f"note: {note}" for note in result.notes)
     return "\n    ".join(parts)
