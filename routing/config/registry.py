@@ -186,7 +186,9 @@ def _stored_secret(upstream: Upstream, token: str, what: str) -> str | None:
 def upstream_network(upstream: Upstream) -> Network:
     """The upstream's egress proxy and TLS setting (reads a CA bundle from disk: not on the event loop)."""
     proxy_auth: str | None = None
-    if upstream.proxy_auth_env:
+    if not upstream.proxy_url:
+        pass  # credentials without a proxy to give them to are not read
+    elif upstream.proxy_auth_env:
         proxy_auth = proxy_auth_from_environment(upstream.proxy_auth_env)
         if proxy_auth is None:
             logger.warning("upstream %s: environment variable %s is not set", upstream.name, upstream.proxy_auth_env)
@@ -194,7 +196,7 @@ def upstream_network(upstream: Upstream) -> Network:
         proxy_auth = _stored_secret(upstream, upstream.proxy_auth_encrypted, "proxy credentials")
     return Network(
         proxy_url=upstream.proxy_url or None,
-        proxy_auth=proxy_auth if upstream.proxy_url else None,
+        proxy_auth=proxy_auth,
         ssl=tls_setting(upstream.ca_bundle, upstream.verify_tls),
     )
 
