@@ -10,11 +10,18 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from routing.admin_check import upstream_check_view
 from routing.models import AuditEntry, GroupPolicy, KeyPolicy, ModelAlias, ProxyKey, Upstream, UserPolicy
+
+TLS_OFF_WARNING = (
+    "TLS certificate verification is OFF for this upstream: anyone on the network path can read its API key and "
+    "traffic. Use a CA bundle instead."
+)
 
 
 def _upstream_formfield(db_field: Any, kwargs: dict[str, Any]) -> Any:
@@ -33,6 +40,13 @@ class UpstreamForm(forms.ModelForm[Upstream]):
         help_text="Leave empty to keep the stored key. Or name an environment variable above instead.",
     )
     clear_api_key = forms.BooleanField(label="Remove the stored key", required=False)
+    proxy_auth = forms.CharField(
+        label="Proxy credentials (stored encrypted)",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="USER:PASSWORD for the egress proxy. Leave empty to keep the stored ones; or name a variable above.",
+    )
+    clear_proxy_auth = forms.BooleanField(label="Remove the stored proxy credentials", required=False)
 
     class Meta:
         model = Upstream
@@ -49,6 +63,16 @@ class UpstreamForm(forms.ModelForm[Upstream]):
         keeps_stored = self.instance.has_stored_key and not cleaned.get("clear_api_key")
         if cleaned.get("api_key_env") and (cleaned.get("api_key") or keeps_stored):
             self.add_error("api_key_env", "Use either an environment variable or a stored key, not both.")
+        keeps_proxy_auth = self.instance.has_stored_proxy_auth and not cleaned.get("clear_proxy_auth")
+        if cleaned.get("proxy_auth_env") and (cleaned.get("proxy_auth") or keeps_proxy_auth):
+            self.add_error("proxy_auth_env", "Use either an environment variable or stored credentials, not both.")
+        if cleaned.get("proxy_auth") and ":" not in cleaned["proxy_auth"]:
+            self.add_error("proxy_auth", "Give USER:PASSWORD.")
+        # Set before the model's own checks run (after this method), so "not both" sees the final state.
+        if cleaned.get("clear_proxy_auth"):
+            self.instance.set_proxy_auth("")
+        if cleaned.get("proxy_auth"):
+            self.instance.set_proxy_auth(cleaned["proxy_auth"])
         return cleaned
 
     def save(self, commit: bool = True) -> Upstream:
@@ -70,6 +94,14 @@ SUPERUSER_ONLY_FIELDS = (
     "forward_client_key",
     "api_key",
     "clear_api_key",
+    # The network decides who can read the traffic: a proxy of one's own, or verification off, would show the key.
+    "proxy_url",
+    "proxy_auth_env",
+    "proxy_credentials",
+    "proxy_auth",
+    "clear_proxy_auth",
+    "ca_bundle",
+    "verify_tls",
 )
 
 
@@ -82,14 +114,20 @@ class ModelAliasInline(admin.TabularInline[ModelAlias, Upstream]):
 @admin.register(Upstream)
 class UpstreamAdmin(admin.ModelAdmin[Upstream]):
     form = UpstreamForm
-    list_display = ("name", "format", "base_url", "credential_source", "enabled", "updated_at")
+    list_display = ("name", "format", "base_url", "credential_source", "network", "check_link", "enabled", "updated_at")
     list_filter = ("format", "enabled")
     search_fields = ("name", "base_url")
     inlines = [ModelAliasInline]
+    actions = ["check_selected"]
     fieldsets = (
         (None, {"fields": ("name", "format", "base_url", "enabled")}),
         ("Credential", {"fields": ("api_key_env", "api_key", "clear_api_key", "auth_header", "forward_client_key")}),
         ("Request options", {"fields": ("headers", "query_params", "timeout", "connect_timeout", "translation_flags")}),
+        (
+            "Network",
+            {"fields": ("proxy_url", "proxy_auth_env", "proxy_auth", "clear_proxy_auth", "ca_bundle", "verify_tls")},
+        ),
+        ("Limits", {"fields": ("default_max_tokens", "context_window")}),
         ("Routing", {"fields": ("allow_direct_models",)}),
     )
 
@@ -110,10 +148,28 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
     def get_fieldsets(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
         if request.user.is_superuser:
             return self.fieldsets
-        credential = ("credential_source", "auth_header", "forward_client_key")
-        return [
-            (name, {"fields": credential if name == "Credential" else opts["fields"]}) for name, opts in self.fieldsets
-        ]
+        read_only = {
+            "Credential": ("credential_source", "auth_header", "forward_client_key"),
+            "Network": ("proxy_url", "proxy_credentials", "ca_bundle", "verify_tls"),
+        }
+        return [(name, {"fields": read_only.get(name or "", opts["fields"])}) for name, opts in self.fieldsets]
+
+    def get_urls(self) -> list[URLPattern]:
+        check = self.admin_site.admin_view(self.check_view)
+        return [path("check/", check, name="routing_upstream_check"), *super().get_urls()]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        upstream = self.get_object(request, object_id)
+        if request.method == "GET" and upstream is not None and not upstream.verify_tls:
+            messages.warning(request, TLS_OFF_WARNING)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: Upstream, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not obj.verify_tls:
+            messages.warning(request, f"{obj.name}: {TLS_OFF_WARNING}")
 
     @admin.display(description="credential")
     def credential_source(self, obj: Upstream) -> str:
@@ -121,13 +177,42 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
             return f"${obj.api_key_env}"
         return "stored (encrypted)" if obj.has_stored_key else "none"
 
+    @admin.display(description="proxy credentials")
+    def proxy_credentials(self, obj: Upstream) -> str:
+        if obj.proxy_auth_env:
+            return f"${obj.proxy_auth_env}"
+        return "stored (encrypted)" if obj.has_stored_proxy_auth else "none"
+
+    @admin.display(description="network")
+    def network(self, obj: Upstream) -> str:
+        parts = []
+        if obj.proxy_url:
+            parts.append(format_html("via {}", obj.proxy_url))
+        if obj.ca_bundle:
+            parts.append(format_html("CA {}", obj.ca_bundle))
+        if not obj.verify_tls:
+            parts.append(format_html('<strong style="color:#ba2121">{}</strong>', "TLS NOT VERIFIED"))
+        return format_html_join(", ", "{}", ((p,) for p in parts)) or "direct"
+
+    @admin.display(description="check")
+    def check_link(self, obj: Upstream) -> str:
+        return format_html('<a href="{}?ids={}">Check</a>', reverse("admin:routing_upstream_check"), obj.pk)
+
+    @admin.action(description="Check selected upstreams (model list, credential, latency)")
+    def check_selected(self, request: HttpRequest, queryset: QuerySet[Upstream]) -> HttpResponse:
+        ids = ",".join(str(pk) for pk in queryset.values_list("pk", flat=True))
+        return HttpResponseRedirect(f"{reverse('admin:routing_upstream_check')}?ids={ids}")
+
+    def check_view(self, request: HttpRequest) -> HttpResponse:
+        return upstream_check_view(self, request)
+
 
 @admin.register(ModelAlias)
 class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
     list_display = ("name", "upstream", "upstream_model", "priority", "enabled")
     fieldsets = (
         (None, {"fields": ("name", "upstream", "upstream_model", "priority", "enabled")}),
-        ("Limits", {"fields": ("max_output_tokens", "context_window")}),
+        ("Limits", {"fields": ("max_output_tokens", "default_max_tokens", "context_window")}),
         (
             "Request shaping",
             {

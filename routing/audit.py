@@ -375,7 +375,11 @@ def _m2m_changed(
 
 # --- what this project tracks -----------------------------------------------------------------------------
 
-track(Upstream, secret_fields=("api_key_encrypted",), masked_mapping_fields=("headers", "query_params"))
+track(
+    Upstream,
+    secret_fields=("api_key_encrypted", "proxy_auth_encrypted"),
+    masked_mapping_fields=("headers", "query_params"),
+)
 track(ModelAlias)
 track(ProxyKey, secret_fields=("key_hash",), ignore_fields=("last_used_at",))
 track(

@@ -72,6 +72,47 @@ class Upstream(models.Model):
         '{"echo_reasoning_content": true} for DeepSeek, {"anthropic_version": "2026-10-21"}, '
         '{"gemini_dummy_thought_signature": true}.',
     )
+    # The network between the proxy and this upstream (routing.upstream.network).
+    proxy_url = models.CharField(
+        "egress proxy URL",
+        max_length=500,
+        blank=True,
+        help_text="HTTP(S) proxy for this upstream's traffic, e.g. http://egress.corp:3128 (no credentials in it: "
+        "give them below). Empty: the process's HTTPS_PROXY / HTTP_PROXY and NO_PROXY apply.",
+    )
+    proxy_auth_env = models.CharField(
+        "proxy credentials environment variable",
+        max_length=128,
+        blank=True,
+        help_text="Name of the variable holding the proxy's USER:PASSWORD, e.g. EGRESS_PROXY_AUTH.",
+    )
+    proxy_auth_encrypted = models.TextField(blank=True, editable=False)
+    ca_bundle = models.CharField(
+        "CA bundle",
+        max_length=500,
+        blank=True,
+        help_text="Path to a PEM file of the certificate authorities to trust for this upstream (and an HTTPS "
+        "proxy); empty: the system's.",
+    )
+    verify_tls = models.BooleanField(
+        "verify TLS certificates",
+        default=True,
+        help_text="Off: any certificate is accepted, so anyone on the path can read the key. Testing only.",
+    )
+    # Limits a local model needs (routing.config.shaping); an alias's own values win.
+    default_max_tokens = models.PositiveIntegerField(
+        "default max output tokens",
+        null=True,
+        blank=True,
+        help_text="Output cap sent when the client asks for none (Codex never does), so a local model cannot "
+        "generate without bound.",
+    )
+    context_window = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The models' context size in tokens: a prompt estimated larger is refused with a 400 before it "
+        "is sent, and output is clamped to what the prompt leaves.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -91,15 +132,31 @@ class Upstream(models.Model):
 
         self.api_key_encrypted = encrypt(plaintext) if plaintext else ""
 
+    @property
+    def has_stored_proxy_auth(self) -> bool:
+        return bool(self.proxy_auth_encrypted)
+
+    def set_proxy_auth(self, plaintext: str) -> None:
+        from routing.config.secrets import encrypt
+
+        self.proxy_auth_encrypted = encrypt(plaintext) if plaintext else ""
+
     def clean(self) -> None:
+        from routing.config.secrets import credential_variable_problem, proxy_auth_variable_problem
+        from routing.upstream.network import proxy_url_problem
+
         if self.api_key_env and self.api_key_encrypted:
             raise ValidationError("Give the key either as an environment variable or stored, not both.")
         if self.api_key_env:
-            from routing.config.secrets import credential_variable_problem
-
             problem = credential_variable_problem(self.api_key_env)
             if problem is not None:
                 raise ValidationError({"api_key_env": problem})
+        if self.proxy_url and (problem := proxy_url_problem(self.proxy_url)):
+            raise ValidationError({"proxy_url": problem})
+        if self.proxy_auth_env and self.proxy_auth_encrypted:
+            raise ValidationError("Give the proxy credentials either as an environment variable or stored, not both.")
+        if self.proxy_auth_env and (problem := proxy_auth_variable_problem(self.proxy_auth_env)):
+            raise ValidationError({"proxy_auth_env": problem})
 
 
 class ModelAlias(models.Model):
@@ -120,10 +177,17 @@ class ModelAlias(models.Model):
     max_output_tokens = models.PositiveIntegerField(
         null=True, blank=True, help_text="Cap on output tokens; larger requests are clamped (with a warning)."
     )
+    default_max_tokens = models.PositiveIntegerField(
+        "default max output tokens",
+        null=True,
+        blank=True,
+        help_text="Output cap sent when the client asks for none; empty: the upstream's.",
+    )
     context_window = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="The model's context size: output is clamped to what is left after the (estimated) prompt.",
+        help_text="The model's context size: a prompt estimated larger is refused with a 400, and output is "
+        "clamped to what is left after it. Empty: the upstream's.",
     )
     system_replacements = models.JSONField(
         default=list, blank=True, help_text='System prompt replacements, applied in order: [["old", "new"], …].'

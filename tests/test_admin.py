@@ -34,6 +34,7 @@ UPSTREAM_FORM = {
     "timeout": "600",
     "connect_timeout": "10",
     "allow_direct_models": "on",
+    "verify_tls": "on",
     "aliases-TOTAL_FORMS": "1",
     "aliases-INITIAL_FORMS": "0",
     "aliases-MIN_NUM_FORMS": "0",
@@ -132,17 +133,26 @@ def test_staff_who_are_not_superusers_cannot_redirect_an_upstream_or_its_credent
 
     page = staff_editor.get(f"/admin/routing/upstream/{upstream.pk}/change/").content.decode()
     assert 'name="base_url"' not in page and 'name="api_key_env"' not in page and 'name="api_key"' not in page
+    assert 'name="proxy_url"' not in page and 'name="verify_tls"' not in page and 'name="proxy_auth"' not in page
     assert "https://generativelanguage.googleapis.com" in page  # shown, read-only
 
+    # The network decides who can read the traffic: an egress proxy of one's own, or TLS unverified, would show
+    # the key as surely as a base URL of one's own.
+    attack = {
+        "base_url": "http://attacker.example",
+        "api_key_env": "GEMINI_API_KEY",
+        "proxy_url": "http://attacker:3128",
+    }
     response = staff_editor.post(
         f"/admin/routing/upstream/{upstream.pk}/change/",
-        change_form(upstream, base_url="http://attacker.example", api_key_env="GEMINI_API_KEY", timeout="30"),
+        change_form(upstream, **attack, verify_tls="", timeout="30", default_max_tokens="2048"),
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     upstream.refresh_from_db()
-    assert upstream.timeout == 30  # what staff may change, changed
+    assert (upstream.timeout, upstream.default_max_tokens) == (30, 2048)  # what staff may change, changed
     assert upstream.base_url == "https://generativelanguage.googleapis.com"
     assert upstream.api_key_env == "" and decrypt(upstream.api_key_encrypted) == "AIza-stored-secret"
+    assert (upstream.proxy_url, upstream.verify_tls) == ("", True)
     assert staff_editor.get("/admin/routing/upstream/add/").status_code == 403
 
 

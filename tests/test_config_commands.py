@@ -244,9 +244,11 @@ def test_rotatesecrets_moves_stored_keys_to_the_newest_encryption_key(settings):
     settings.ENCRYPTION_KEYS = [old]
     upstream = Upstream(name="u", format="anthropic", base_url="http://127.0.0.1:9")
     upstream.set_api_key("sk-ant-secret")
+    upstream.set_proxy_auth("egress:proxy-secret")  # an egress proxy's stored credentials rotate too
     upstream.save()
 
     settings.ENCRYPTION_KEYS = [new, old]  # the operator puts the new key first
-    assert "re-encrypted 1 stored key(s)" in run("rotatesecrets")
+    assert "re-encrypted 2 stored secret(s)" in run("rotatesecrets")
     settings.ENCRYPTION_KEYS = [new]  # and can then retire the old one
     assert decrypt(Upstream.objects.get(name="u").api_key_encrypted) == "sk-ant-secret"
+    assert decrypt(Upstream.objects.get(name="u").proxy_auth_encrypted) == "egress:proxy-secret"

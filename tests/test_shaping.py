@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import anthropic
 import openai
+import pytest
 
 from routing.config.shaping import Shaping, merge_extra_body, shape, tool_history_summary
 from routing.models import ModelAlias
@@ -13,6 +14,7 @@ from tests.conftest import add_route
 from tests.inprocess import InProcessProxy
 from translation.anthropic.request import decode_request
 from translation.dialect import Dialect
+from translation.ir import TranslationError
 
 
 def claude_code_request(**fields):
@@ -72,8 +74,9 @@ def test_defaults_fill_gaps_and_overrides_win():
 def test_context_window_leaves_room_for_the_prompt():
     shaped = shape(claude_code_request(), Shaping(max_output_tokens=4096, context_window=1000), Dialect.OPENAI_CHAT)
     assert shaped.output_cap is not None and 0 < shaped.output_cap < 1000
-    too_small = shape(claude_code_request(), Shaping(context_window=10), Dialect.OPENAI_CHAT)
-    assert too_small.warnings == ("context_window",)
+    # A prompt the window cannot hold is refused before it is sent (a 400 in the client's dialect).
+    with pytest.raises(TranslationError, match="context window is 10 tokens"):
+        shape(claude_code_request(), Shaping(context_window=10), Dialect.OPENAI_CHAT)
 
 
 def test_extra_body_merges_nested_objects():

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import models, transaction
 
-from routing.config.secrets import credential_variable_problem, decrypt, encrypt
+from routing.config.secrets import credential_variable_problem, decrypt, encrypt, proxy_auth_variable_problem
 from routing.models import (
     AuthHeader,
     BudgetPeriod,
@@ -27,6 +27,7 @@ from routing.models import (
     Upstream,
     UserPolicy,
 )
+from routing.upstream.network import proxy_url_problem
 from translation.dialect import Dialect
 from translation.redaction import SECRET_NAME
 
@@ -45,10 +46,22 @@ UPSTREAM_FIELDS = {
     "forward_client_key",
     "translation_flags",
     "enabled",
+    *("proxy_url", "proxy_auth_env", "proxy_auth", "ca_bundle", "verify_tls"),
+    *("default_max_tokens", "context_window"),
+}
+# Network and limit settings of an upstream, stored as they are written (file key = model field), and their
+# defaults (an export leaves defaults out).
+UPSTREAM_SETTINGS: dict[str, Any] = {
+    "proxy_url": "",
+    "ca_bundle": "",
+    "verify_tls": True,
+    "default_max_tokens": None,
+    "context_window": None,
 }
 # File key -> model field, for the alias settings that are stored as they are written.
 ALIAS_SETTINGS = {
     "max_output_tokens": "max_output_tokens",
+    "default_max_tokens": "default_max_tokens",
     "context_window": "context_window",
     "system_replacements": "system_replacements",
     "system_append": "system_append",
@@ -59,6 +72,7 @@ ALIAS_SETTINGS = {
 }
 ALIAS_DEFAULTS: dict[str, Any] = {
     "max_output_tokens": None,
+    "default_max_tokens": None,
     "context_window": None,
     "system_replacements": [],
     "system_append": "",
@@ -190,6 +204,7 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
             raise ConfigFileError(f"{_at(entry, where, 'api_key')}: give api_key or api_key_env, not both")
         if entry.get("api_key_env") and (problem := credential_variable_problem(str(entry["api_key_env"]))):
             raise ConfigFileError(f"{_at(entry, where, 'api_key_env')}: {problem}")
+        _check_network(entry, where)
     for index, entry in enumerate(sections["aliases"]):
         where = f"aliases[{index}]"
         _check_fields(_require_mapping(entry, where), ALIAS_FIELDS, where)
@@ -216,6 +231,22 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
             _check_fields(_require_mapping(key, key_where), KEY_FIELDS, key_where, name="label")
             _check_policy(key, f"{key_where} ({key['label']})", limits=True)
     return sections
+
+
+def _check_network(entry: dict[str, Any], where: str) -> None:
+    """An upstream's proxy, TLS and limit settings."""
+    if entry.get("proxy_auth") and entry.get("proxy_auth_env"):
+        raise ConfigFileError(f"{_at(entry, where, 'proxy_auth')}: give proxy_auth or proxy_auth_env, not both")
+    if entry.get("proxy_url") and (problem := proxy_url_problem(str(entry["proxy_url"]))):
+        raise ConfigFileError(f"{_at(entry, where, 'proxy_url')}: proxy_url: {problem}")
+    if entry.get("proxy_auth_env") and (problem := proxy_auth_variable_problem(str(entry["proxy_auth_env"]))):
+        raise ConfigFileError(f"{_at(entry, where, 'proxy_auth_env')}: {problem}")
+    if "verify_tls" in entry and not isinstance(entry["verify_tls"], bool):
+        raise ConfigFileError(f"{_at(entry, where, 'verify_tls')}: verify_tls must be true or false")
+    for name in ("default_max_tokens", "context_window"):
+        value = entry.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigFileError(f"{_at(entry, where, name)}: {name} must be a whole number, 1 or more")
 
 
 def _check_unique(entries: list[Any], where: str, name: str) -> None:
@@ -301,6 +332,18 @@ def _credential_values(upstream: Upstream, entry: dict[str, Any]) -> dict[str, A
     return {}
 
 
+def _proxy_auth_values(upstream: Upstream, entry: dict[str, Any]) -> dict[str, Any]:
+    """As `_credential_values`, for the egress proxy's credentials."""
+    if entry.get("proxy_auth"):
+        current = decrypt(upstream.proxy_auth_encrypted) if upstream.proxy_auth_encrypted else None
+        if current == entry["proxy_auth"]:
+            return {"proxy_auth_env": ""}
+        return {"proxy_auth_env": "", "proxy_auth_encrypted": encrypt(entry["proxy_auth"])}
+    if "proxy_auth_env" in entry:
+        return {"proxy_auth_env": entry["proxy_auth_env"] or "", "proxy_auth_encrypted": ""}
+    return {}
+
+
 def import_config(text: str, *, dry_run: bool = False) -> ImportReport:
     """Apply the file in one transaction; `dry_run` checks it against the database too, then rolls back."""
     document = parse(text)
@@ -336,7 +379,9 @@ def _import(document: dict[str, list[dict[str, Any]]], report: ImportReport) -> 
             "translation_flags": entry.get("translation_flags") or {},
             "enabled": bool(entry.get("enabled", True)),
         }
+        values.update({name: entry.get(name, default) for name, default in UPSTREAM_SETTINGS.items()})
         values.update(_credential_values(upstream, entry))
+        values.update(_proxy_auth_values(upstream, entry))
         _apply(upstream, values, report, f"upstream {entry['name']}")
         known[upstream.name] = upstream
     aliases = {a.name: a for a in ModelAlias.objects.all()}
@@ -484,6 +529,17 @@ def export_config() -> str:
                 "forward_client_key": upstream.forward_client_key,
                 "translation_flags": upstream.translation_flags,
                 "enabled": upstream.enabled,
+            }
+        )
+        if upstream.proxy_auth_env:
+            entry["proxy_auth_env"] = upstream.proxy_auth_env
+        elif upstream.proxy_auth_encrypted:
+            stored_keys.append(f"{upstream.name} (proxy credentials)")
+        entry.update(
+            {
+                name: getattr(upstream, name)
+                for name, default in UPSTREAM_SETTINGS.items()
+                if getattr(upstream, name) != default
             }
         )
         upstreams.append(entry)

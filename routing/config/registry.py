@@ -20,9 +20,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 
 from routing.access.policy import NO_RULES, Budget, KeyRules, load_rules
-from routing.config.secrets import credential_from_environment, decrypt
-from routing.config.shaping import NO_SHAPING, Shaping
+from routing.config.secrets import credential_from_environment, decrypt, proxy_auth_from_environment
+from routing.config.shaping import NO_SHAPING, Shaping, with_upstream_limits
 from routing.models import DISPLAY_PREFIX_LENGTH, AuthHeader, ConfigState, ModelAlias, ProxyKey, Upstream, hash_key
+from routing.upstream.network import DIRECT, Network, tls_setting
 from translation.dialect import Dialect
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class UpstreamRoute:
     allow_direct_models: bool
     forward_client_key: bool
     translation_flags: Mapping[str, Any]
+    network: Network = DIRECT  # egress proxy and TLS (routing.upstream.network)
+    limits: Shaping = NO_SHAPING  # its default output cap and context window, for routes without an alias
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ class Snapshot:
                 continue
             upstream = self.upstreams_by_name.get(upstream_name)
             if upstream is not None and upstream.allow_direct_models:
-                return Route(requested, None, upstream, model)
+                return Route(requested, None, upstream, model, upstream.limits)
         return None
 
     def authenticate(self, presented: str, now: datetime) -> KeyRecord | None:
@@ -161,18 +164,47 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
 
 
-def _upstream_route(upstream: Upstream) -> UpstreamRoute:
-    dialect = Dialect(upstream.format)
-    credential: str | None = None
+def upstream_credential(upstream: Upstream) -> str | None:
     if upstream.api_key_env:
         credential = credential_from_environment(upstream.api_key_env)
         if credential is None:
             logger.warning("upstream %s: environment variable %s is not set", upstream.name, upstream.api_key_env)
-    elif upstream.api_key_encrypted:
-        try:
-            credential = decrypt(upstream.api_key_encrypted)
-        except ValueError:
-            logger.error("upstream %s: stored key cannot be decrypted with ENCRYPTION_KEYS", upstream.name)
+        return credential
+    if upstream.api_key_encrypted:
+        return _stored_secret(upstream, upstream.api_key_encrypted, "key")
+    return None
+
+
+def _stored_secret(upstream: Upstream, token: str, what: str) -> str | None:
+    try:
+        return decrypt(token)
+    except ValueError:
+        logger.error("upstream %s: stored %s cannot be decrypted with ENCRYPTION_KEYS", upstream.name, what)
+        return None
+
+
+def upstream_network(upstream: Upstream) -> Network:
+    """The upstream's egress proxy and TLS setting (reads a CA bundle from disk: not on the event loop)."""
+    proxy_auth: str | None = None
+    if not upstream.proxy_url:
+        pass  # credentials without a proxy to give them to are not read
+    elif upstream.proxy_auth_env:
+        proxy_auth = proxy_auth_from_environment(upstream.proxy_auth_env)
+        if proxy_auth is None:
+            logger.warning("upstream %s: environment variable %s is not set", upstream.name, upstream.proxy_auth_env)
+    elif upstream.proxy_auth_encrypted:
+        proxy_auth = _stored_secret(upstream, upstream.proxy_auth_encrypted, "proxy credentials")
+    return Network(
+        proxy_url=upstream.proxy_url or None,
+        proxy_auth=proxy_auth,
+        ssl=tls_setting(upstream.ca_bundle, upstream.verify_tls),
+    )
+
+
+def upstream_route(upstream: Upstream) -> UpstreamRoute:
+    """The request path's view of one upstream row (also what `checkupstreams` calls it with)."""
+    dialect = Dialect(upstream.format)
+    credential = upstream_credential(upstream)
     auth_header = AuthHeader(upstream.auth_header)
     if auth_header is AuthHeader.AUTO:
         auth_header = _DEFAULT_AUTH_HEADER[dialect]
@@ -190,12 +222,15 @@ def _upstream_route(upstream: Upstream) -> UpstreamRoute:
         allow_direct_models=upstream.allow_direct_models,
         forward_client_key=upstream.forward_client_key,
         translation_flags=dict(upstream.translation_flags or {}),
+        network=upstream_network(upstream),
+        limits=Shaping(default_max_tokens=upstream.default_max_tokens, context_window=upstream.context_window),
     )
 
 
 def _shaping(alias: ModelAlias) -> Shaping:
     return Shaping(
         max_output_tokens=alias.max_output_tokens,
+        default_max_tokens=alias.default_max_tokens,
         context_window=alias.context_window,
         system_replacements=tuple((str(old), str(new)) for old, new in alias.system_replacements or ()),
         system_append=alias.system_append,
@@ -210,12 +245,14 @@ def load_snapshot() -> Snapshot:
     """Read the whole configuration (synchronous ORM: call it from a thread, never from the event loop)."""
     snapshot = Snapshot(token=ConfigState.current_token())
     for upstream in Upstream.objects.filter(enabled=True):
-        route = _upstream_route(upstream)
+        route = upstream_route(upstream)
         snapshot.upstreams[route.id] = route
         snapshot.upstreams_by_name[route.name] = route
     aliases = ModelAlias.objects.filter(enabled=True, upstream__enabled=True).order_by("priority", "id")
     for alias in aliases:
-        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model, _shaping(alias))
+        target = snapshot.upstreams[alias.upstream_id]
+        shaping = with_upstream_limits(_shaping(alias), target.limits)
+        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model, shaping)
         if alias.is_pattern:
             snapshot.pattern_aliases.append((_glob_regex(alias.name), rule))
         else:

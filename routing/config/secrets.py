@@ -63,6 +63,32 @@ def credential_variable_problem(variable: str) -> str | None:
     return None
 
 
+# A proxy's USER:PASSWORD may also sit in a variable named like EGRESS_PROXY_AUTH or CORP_PROXY_PASSWORD.
+PROXY_AUTH_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*_(AUTH|PASSWORD|CREDENTIALS)")
+
+
+def proxy_auth_variable_problem(variable: str) -> str | None:
+    """Why `variable` may not be named as an egress proxy's credentials (its value goes to the proxy)."""
+    problem = credential_variable_problem(variable)
+    if problem is None or problem.startswith(variable + " is one of"):
+        return problem
+    if PROXY_AUTH_VARIABLE.fullmatch(variable):
+        return None
+    return (
+        f"{variable} does not look like a credential variable: use upper-case letters, digits and _, "
+        "ending in _AUTH, _PASSWORD, _CREDENTIALS, _API_KEY, _KEY, _TOKEN or _SECRET"
+    )
+
+
+def proxy_auth_from_environment(variable: str) -> str | None:
+    """An egress proxy's USER:PASSWORD named by its environment variable (None: unset or not allowed)."""
+    problem = proxy_auth_variable_problem(variable)
+    if problem is not None:
+        logger.error("proxy credential refused: %s", problem)
+        return None
+    return os.environ.get(variable) or None
+
+
 def credential_from_environment(variable: str) -> str | None:
     """An upstream credential named by its environment variable (read here, when the route table loads).
     A name that is not a credential variable yields nothing, whatever is stored (a row written before the rule

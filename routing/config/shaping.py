@@ -2,7 +2,8 @@
 
 An operator sets it on a model alias in the admin: system prompt replacements and an appended text, a summary
 of the conversation's tool calls for models that lose track after a client compacts its history, default and
-overriding parameters, extra upstream body fields, and limits on output and context.
+overriding parameters, extra upstream body fields, and limits on output and context (the upstream's default
+output cap and context window apply where its alias sets none, and to direct NAME/MODEL routes).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from translation.ir import (
     TextPart,
     ToolCallPart,
     ToolResultPart,
+    TranslationError,
 )
 
 # Claude Code starts its system prompt with a billing line that changes on every request: harmless to
@@ -38,7 +40,8 @@ SUMMARY_MAX_CHARS = 160
 @dataclass(frozen=True, slots=True)
 class Shaping:
     max_output_tokens: int | None = None
-    context_window: int | None = None
+    default_max_tokens: int | None = None  # sent when the client asked for no output cap
+    context_window: int | None = None  # a larger (estimated) prompt is refused before it is sent
     system_replacements: tuple[tuple[str, str], ...] = ()
     system_append: str = ""
     summarize_tool_history: bool = False
@@ -53,6 +56,16 @@ class Shaping:
 
 
 NO_SHAPING = Shaping()
+
+
+def with_upstream_limits(shaping: Shaping, upstream: Shaping) -> Shaping:
+    """An alias's shaping with its upstream's default output cap and context window where it sets none
+    (merged once per snapshot: the request path reads one `Shaping`)."""
+    default = shaping.default_max_tokens or upstream.default_max_tokens
+    window = shaping.context_window or upstream.context_window
+    if (default, window) == (shaping.default_max_tokens, shaping.context_window):
+        return shaping
+    return dataclasses.replace(shaping, default_max_tokens=default, context_window=window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +90,22 @@ def shape(request: Request, shaping: Shaping, target: Dialect) -> Shaped:
         request = dataclasses.replace(request, system=(*request.system, *(TextPart(t) for t in extra_system)))
     request = _apply_params(request, shaping.default_params, override=False)
     request = _apply_params(request, shaping.override_params, override=True)
+    if request.max_output_tokens is None and shaping.default_max_tokens:
+        request = dataclasses.replace(request, max_output_tokens=shaping.default_max_tokens)
     cap = shaping.max_output_tokens
     if shaping.context_window:
         prompt = estimate_input_tokens(request)
         room = shaping.context_window - prompt
         if room <= 0:
-            warnings.append("context_window")  # sent anyway: the estimate may be high, the upstream decides
-        else:
-            cap = min(cap, room) if cap else room
+            # Refused here, in the client's own dialect, rather than sent to a model that would fail on it
+            # (or, on a local server, silently cut the prompt's start).
+            raise TranslationError(
+                "context_length_exceeded",
+                f"This model's context window is {shaping.context_window} tokens, and the prompt alone is about "
+                f"{prompt} tokens (estimated). Shorten the conversation or pick a model with a larger context.",
+                param="messages",
+            )
+        cap = min(cap, room) if cap else room
     return Shaped(request, cap, tuple(warnings))
 
 

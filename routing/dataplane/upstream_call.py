@@ -13,7 +13,7 @@ from django.conf import settings
 
 from routing.dataplane.asgi_io import encode_headers
 from routing.dataplane.exchange import Exchange, ExchangeError
-from routing.upstream.client import auth_headers, endpoint_url, http_client, timeout_for
+from routing.upstream.client import auth_headers, endpoint_url, http_client, network_extension, timeout_for
 from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, parse_upstream_error
@@ -45,6 +45,7 @@ def build_upstream_request(
         headers=_upstream_headers(exchange, stream),
         params=dict(route.upstream.query_params) or None,
         timeout=timeout_for(route.upstream),
+        extensions=network_extension(route.upstream),
     )
 
 
@@ -78,6 +79,8 @@ def upstream_secrets(exchange: Exchange) -> tuple[str, ...]:
         upstream = exchange.route.upstream
         if upstream.credential:
             secrets.append(upstream.credential)
+        if upstream.network.proxy_auth:  # an egress proxy's USER:PASSWORD, and the password alone
+            secrets.extend((upstream.network.proxy_auth, upstream.network.proxy_auth.partition(":")[2]))
         secrets.extend(value for name, value in upstream.headers if SECRET_NAME.search(name))
     return tuple(secrets)
 
@@ -110,8 +113,13 @@ def broken_stream_error(exchange: Exchange, exc: httpx.HTTPError) -> ApiError:
 
 def upstream_error(exchange: Exchange, status: int, content: bytes, retry_after: str | None) -> ExchangeError:
     """An upstream's error answer, kept as the same kind and status, in whatever dialect the client speaks."""
-    error = parse_upstream_error(status, content)
     name = exchange.upstream_route.upstream.name
+    if status == 407:
+        # The upstream's egress proxy (routing.upstream.network), not the upstream: a gateway failure to the
+        # client, whose own proxy settings a 407 would wrongly blame.
+        message = f"{name}: the egress proxy refused the proxy's credentials for this upstream (407)"
+        return ExchangeError(ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502), from_upstream=True)
+    error = parse_upstream_error(status, content)
     # An overload keeps its kind, not its number: Anthropic clients expect 529, the others 503.
     kept_status = None if error.kind is ErrorKind.OVERLOADED else status
     message = redact_text(f"{name}: {error.message}", upstream_secrets(exchange))

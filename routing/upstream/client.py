@@ -7,12 +7,14 @@ The HTTP client sits behind this one module so that the transport can be chosen 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from routing.config.registry import UpstreamRoute
 from routing.runtime.worker import worker
+from routing.upstream.network import DIRECT, EXTENSION
 from routing.upstream.transport import AiohttpTransport
 from translation.dialect import Dialect
 from translation.operation import Operation
@@ -87,6 +89,11 @@ async def close_clients() -> None:
 
 
 worker.register("upstream connections", None, at_stop=close_clients)
+
+
+def network_extension(upstream: UpstreamRoute) -> dict[str, Any]:
+    """The request extension that tells the transport the upstream's egress proxy and TLS setting."""
+    return {EXTENSION: upstream.network} if upstream.network is not DIRECT else {}
 
 
 def timeout_for(upstream: UpstreamRoute) -> httpx.Timeout:

@@ -4,6 +4,7 @@ httpx stays the API the pipeline is written against; underneath, aiohttp's conne
 because httpx's own pool costs about three times the CPU per request under concurrency on these machines
 (docs/benchmarks.md has the measurement). Failures come back as the httpx exceptions the pipeline already
 handles: a refused connection is a ConnectError, a silent upstream a ReadTimeout, a dropped one a ReadError.
+Each request's egress proxy and TLS setting come with it (routing.upstream.network).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from contextlib import contextmanager
 import aiohttp
 import httpx
 
+from routing.upstream.network import DIRECT, EXTENSION, Network, basic_auth_header, proxy_for
+
 
 @contextmanager
 def _httpx_errors(request: httpx.Request) -> Iterator[None]:
@@ -23,6 +26,10 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise httpx.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise httpx.ReadTimeout(str(exc) or "read timeout", request=request) from exc
+    except aiohttp.ClientHttpProxyError as exc:  # the egress proxy refused (407) or failed the CONNECT
+        raise httpx.ProxyError(f"egress proxy answered {exc.status} {exc.message}", request=request) from exc
+    except aiohttp.ClientProxyConnectionError as exc:  # before its base class: the proxy, not the upstream
+        raise httpx.ProxyError(f"cannot connect to the egress proxy: {exc}", request=request) from exc
     except aiohttp.ClientConnectorError as exc:
         raise httpx.ConnectError(str(exc), request=request) from exc
     except aiohttp.ClientError as exc:
@@ -82,15 +89,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_connect=timeouts.get("connect"),
             sock_read=timeouts.get("read"),
         )
+        url = str(request.url)
+        headers = list(request.headers.multi_items())
+        network: Network = request.extensions.get(EXTENSION, DIRECT)
+        proxy = proxy_for(network, url)
+        proxy_headers: dict[str, str] | None = None
+        if proxy is not None and proxy.auth:
+            if request.url.scheme == "https":
+                proxy_headers = {"Proxy-Authorization": basic_auth_header(proxy.auth)}  # on the CONNECT only
+            else:
+                headers.append(("Proxy-Authorization", basic_auth_header(proxy.auth)))  # a plain-HTTP proxy reads it
         with _httpx_errors(request):
             response = await self._client_session().request(
                 request.method,
-                str(request.url),
-                headers=list(request.headers.multi_items()),
+                url,
+                headers=headers,
                 data=await request.aread(),
                 allow_redirects=False,
                 timeout=timeout,
                 skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                proxy=proxy.url if proxy is not None else None,
+                proxy_headers=proxy_headers,
+                ssl=network.ssl,
             )
         return httpx.Response(
             status_code=response.status,

@@ -58,7 +58,7 @@ class AnthropicFake(ProviderFake):
     def __call__(self, request: Request) -> Response:
         path = request.path
         if path.startswith("/v1/models") and request.method == "GET":
-            return self._authorized(request) or self._models(path.removeprefix("/v1/models").strip("/"))
+            return self._authorized(request) or self._models(path.removeprefix("/v1/models").strip("/"), request.query)
         if path in ("/v1/messages", "/v1/messages/count_tokens") and request.method == "POST":
             if denied := self._authorized(request) or self._check_version(request):
                 return denied
@@ -131,13 +131,21 @@ class AnthropicFake(ProviderFake):
     def _count_tokens(self, request: Request) -> Response:
         return self._invalid(request, COUNT_FIELDS) or json_response({"input_tokens": estimate_tokens(request)})
 
-    def _models(self, model_id: str) -> Response:
+    def _models(self, model_id: str, query: dict[str, str]) -> Response:
         models = [model_info(name) for name in self.models]
         if model_id:
             found = [info for info in models if info["id"] == model_id]
             return json_response(found[0]) if found else self.fail(404, f"model: {model_id}")
-        first, last = (models[0]["id"], models[-1]["id"]) if models else (None, None)
-        return json_response({"data": models, "has_more": False, "first_id": first, "last_id": last})
+        # Pages as the API pages them: `limit` 1-1000 (default 20), then `after_id` the previous page's last_id.
+        limit = int(query.get("limit", "20"))
+        if not 1 <= limit <= 1000:
+            return self.fail(400, "limit: Input should be less than or equal to 1000")
+        ids = [info["id"] for info in models]
+        start = ids.index(query["after_id"]) + 1 if query.get("after_id") in ids else 0
+        page = models[start : start + limit]
+        first, last = (page[0]["id"], page[-1]["id"]) if page else (None, None)
+        has_more = start + limit < len(models)
+        return json_response({"data": page, "has_more": has_more, "first_id": first, "last_id": last})
 
 
 def error_body(failure: Failure) -> JsonObject:

@@ -9,6 +9,7 @@ calls arrive whole (never as argument deltas) and carry no id unless asked for, 
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -118,7 +119,7 @@ class GeminiFake(ProviderFake):
         if denied := self._authorized(request):
             return denied
         if request.method == "GET" and method is None:
-            return self._models(model)
+            return self._models(model, request.query)
         if request.method == "POST" and model and method in ("generateContent", "streamGenerateContent"):
             return self._generate(request, model, method == "streamGenerateContent")
         if request.method == "POST" and model and method == "countTokens":
@@ -208,12 +209,18 @@ class GeminiFake(ProviderFake):
             stream_type="text/event-stream" if sse_mode else "application/json; charset=UTF-8",
         )
 
-    def _models(self, model: str | None) -> Response:
+    def _models(self, model: str | None, query: dict[str, str]) -> Response:
         models = [model_info(name) for name in self.models]
         if model:
             found = [info for info in models if info["name"] == f"models/{model}"]
             return json_response(found[0]) if found else self.fail(404, f"models/{model} is not found for API version")
-        return json_response({"models": models})
+        # Pages as the API pages them: `pageSize` (default 50, at most 1000), then the opaque `pageToken`.
+        size = min(int(query.get("pageSize") or 50), 1000)
+        start = int(base64.urlsafe_b64decode(query["pageToken"])) if query.get("pageToken") else 0
+        body: JsonObject = {"models": models[start : start + size]}
+        if start + size < len(models):
+            body["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        return json_response(body)
 
 
 def model_info(model_id: str) -> JsonObject:
