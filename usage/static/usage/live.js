@@ -58,9 +58,8 @@
   }
 
   function clock(epochSeconds) {
-    var d = new Date(epochSeconds * 1000);
-    function two(n) { return (n < 10 ? "0" : "") + n; }
-    return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+    // UTC unless the reader ticked "Local time" (times.js); the column header says which.
+    return window.llmproxyTimes.format(epochSeconds, false, true);
   }
 
   function seconds(s) {
