@@ -233,3 +233,20 @@ def test_a_burst_of_streams_on_a_fresh_worker_costs_a_few_transactions_not_one_e
     assert run(scenario()) == [True] * 200
     assert len(transactions) <= 5
     assert StreamLease.objects.count() == 200
+
+
+def test_a_lowered_limit_applies_to_the_next_request_whatever_the_worker_reserved() -> None:
+    lowered = Counter(REQUESTS, RPM_FAR.name, 25, "key")
+
+    async def scenario() -> tuple[int, bool]:
+        store = DatabaseStore()
+        for _ in range(20):
+            assert await admit(store, [RPM_FAR])
+        await store.upkeep()
+        assert await admit(store, [RPM_FAR])
+        reserved = store._held[RPM_FAR.name].spare
+        return reserved, await admit(store, [lowered])
+
+    reserved, admitted = run(scenario())
+    assert reserved > 0 and admitted  # the reservation went back: 22 requests counted, under the new limit
+    assert counted_in_row(RPM_FAR.name) == 22

@@ -171,6 +171,7 @@ class Held:
 
     uses: int = 0  # admissions since the last pass
     waiting: int = 0  # admissions waiting for a transaction of this worker (the one running included)
+    limit: int = 0  # the limit when the database last decided an admission of this counter
     rate: float = 0.0  # admissions per second over the last pass
     # requests: reserved and not yet used, in the window ending at window_end (epoch seconds)
     spare: int = 0
@@ -209,6 +210,8 @@ class DatabaseStore(Store):
 
     def _has(self, counter: Counter, now: float, clock: float) -> bool:
         held = self._get(counter.name)
+        if counter.limit < held.limit:  # lowered since this worker reserved: what it holds was sized for more
+            return False
         if counter.kind == REQUESTS:
             return held.spare > 0 and held.window_end > now
         if counter.kind == STREAMS:
@@ -258,6 +261,13 @@ class DatabaseStore(Store):
         now, clock = time.time(), time.monotonic()
         held_here = [c for c in counters if self._has(c, now, clock)]
         ask = self._kept_back(clock, final=False)
+        for counter in counters:
+            held = self._get(counter.name)
+            if counter.limit < held.limit:  # lowered: what was reserved under the old limit goes back first
+                if held.spare:
+                    ask.give_back[counter.name], held.spare = (held.spare, held.window_end), 0
+                ask.drop_slots += held.free
+                held.free = []
         ask.admit = [(c, self._get(c.name).wanted(c.kind)) for c in counters if c not in held_here]
         answer = await self._transact(ask, now)
         if answer.refusal is not None:
@@ -267,7 +277,7 @@ class DatabaseStore(Store):
             if counter in held_here:
                 self._take(counter, lease)
                 continue
-            held.uses += 1
+            held.uses, held.limit = held.uses + 1, counter.limit
             if counter.kind == STREAMS:
                 slot, *spare = answer.slots[counter.name]
                 held.running[lease] = slot
