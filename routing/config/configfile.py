@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import models, transaction
 
-from routing.config.scenarios import parse_scenarios
+from routing.config.scenarios import ORDER, parse_scenarios
 from routing.config.secrets import credential_variable_problem, decrypt, encrypt, proxy_auth_variable_problem
 from routing.dataplane.endpoints import prefix_path_problem
 from routing.models import (
@@ -589,6 +589,8 @@ def export_config() -> str:
             value = getattr(alias, attr)
             if value != ALIAS_DEFAULTS[key]:
                 entry[key] = value
+        if "scenarios" in entry:  # in the order they are tried (PostgreSQL's jsonb keeps no key order)
+            entry["scenarios"] = {n.value: entry["scenarios"][n] for n in ORDER if n in entry["scenarios"]}
         aliases.append(entry)
     prefixes: list[dict[str, Any]] = []
     for prefix in PathPrefix.objects.order_by("path"):

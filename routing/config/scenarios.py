@@ -159,7 +159,7 @@ def parse_scenarios(value: Any) -> dict[str, dict[str, Any]]:
                 raise ValueError(f"{name}: above_tokens (a positive number of tokens) is required")
             item["above_tokens"] = above
         cleaned[str(name)] = item
-    return {name: cleaned[name] for name in ORDER if name in cleaned}
+    return {name.value: cleaned[name] for name in ORDER if name in cleaned}
 
 
 def scenario_targets(value: Mapping[str, Mapping[str, Any]]) -> tuple[ScenarioTarget, ...]:
