@@ -8,11 +8,14 @@ upstream and model each request reached."""
 from __future__ import annotations
 
 import base64
+import re
 
 import anthropic
 import openai
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.test import Client
 from google import genai
 from google.genai import types as genai_types
 
@@ -297,6 +300,15 @@ def test_each_scenario_reaches_its_target_from_every_sdk_and_the_ledger_names_it
             ("image", "claude", "vision-m"),
         ]
         assert set(LedgerEntry.objects.values_list("alias", flat=True)) == {"claude-*"}
+
+        # The admin's ledger shows it, in the list and on a row's page.
+        staff = Client()
+        staff.force_login(User.objects.create_superuser("operator", password=None))
+        listing = staff.get("/admin/usage/ledgerentry/").content.decode()
+        assert "column-scenario" in listing and "long_context" in listing
+        row = LedgerEntry.objects.get(scenario="background")
+        page = staff.get(f"/admin/usage/ledgerentry/{row.pk}/change/").content.decode()
+        assert re.search(r'field-scenario[\s\S]{0,400}(>background<|value="background")', page)
 
 
 def test_an_alias_without_scenarios_is_untouched_by_them(inproc, alice_key):
