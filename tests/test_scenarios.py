@@ -344,4 +344,11 @@ async def test_codex_over_the_responses_websocket_is_routed_by_scenario(live, ke
     assert claude.requests[-1].json["model"] == "default-m"
     final(await turn(ws, {**plain, "reasoning": {"effort": "high"}}))
     assert chat.requests[-1].json["model"] == "think-m"
+    # A turn continuing one of the connection's responses is judged with the whole conversation: each input
+    # alone is under long_context's 1,000 tokens, both together are over.
+    half = "Please read this carefully. " * 120
+    first = final(await turn(ws, {**plain, "input": half}))
+    assert claude.requests[-1].json["model"] == "default-m"
+    final(await turn(ws, {**plain, "input": half, "previous_response_id": first["id"]}))
+    assert claude.requests[-1].json["model"] == "long-m"
     await ws.disconnect()

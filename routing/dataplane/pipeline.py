@@ -169,7 +169,7 @@ async def forward(
     conversation history."""
     if not exchange.record.client_session and "metadata" in payload:
         exchange.record.client_session = identify(exchange.request.headers, payload).session
-    route = authorize_route(exchange, snapshot, payload)
+    route = authorize_route(exchange, snapshot, payload, connection)
     counting = exchange.endpoint.operation is Operation.COUNT_TOKENS
     stream = not counting and (
         exchange.endpoint.stream if exchange.endpoint.stream is not None else payload.get("stream") is True
@@ -284,8 +284,11 @@ async def _models(exchange: Exchange, snapshot: Snapshot) -> None:
 # --- routes -----------------------------------------------------------------------------------------------
 
 
-def authorize_route(exchange: Exchange, snapshot: Snapshot, payload: dict[str, Any]) -> Route:
-    """Check the key and resolve the model: sets `exchange.key`, `.route` and `.credential`, or raises."""
+def authorize_route(
+    exchange: Exchange, snapshot: Snapshot, payload: dict[str, Any], connection: ConnectionHistory | None = None
+) -> Route:
+    """Check the key and resolve the model: sets `exchange.key`, `.route` and `.credential`, or raises.
+    `connection`: the Responses WebSocket's own history, which a scenario is judged with."""
     endpoint = exchange.endpoint
     presented = _authenticate(exchange, snapshot)
     model = endpoint.model if endpoint.dialect is Dialect.GEMINI else payload.get("model")
@@ -301,7 +304,7 @@ def authorize_route(exchange: Exchange, snapshot: Snapshot, payload: dict[str, A
     exchange.credential = credential
     check_access(exchange, route)
     if route.scenarios:
-        route, credential = _scenario_route(exchange, route, payload, presented, credential)
+        route, credential = _scenario_route(exchange, route, payload, presented, credential, connection)
         exchange.routed(route)
         exchange.credential = credential
     return route
@@ -326,16 +329,27 @@ def reachable(exchange: Exchange, snapshot: Snapshot, route: Route | None) -> Ro
 
 
 def _scenario_route(
-    exchange: Exchange, route: Route, payload: dict[str, Any], presented: str | None, credential: str | None
+    exchange: Exchange,
+    route: Route,
+    payload: dict[str, Any],
+    presented: str | None,
+    credential: str | None,
+    connection: ConnectionHistory | None,
 ) -> tuple[Route, str | None]:
     """The alias's scenario target for this request, if one matches (routing.config.scenarios). The body is
     decoded for this alone (warnings are left to the decode the plan does); one the codec refuses keeps the
-    alias's target, and the plan reports the error."""
+    alias's target, and the plan reports the error. A WebSocket turn that continues one of the connection's
+    responses is judged with that conversation (held in memory); a continuation over HTTP by its new input only
+    (its history would be a database read)."""
     endpoint = exchange.endpoint
     try:
         decoded = codec_for(endpoint.dialect).request.decode_request(payload, model=endpoint.model).value
     except TranslationError:
         return route, credential
+    previous = decoded.previous_response_id
+    history = connection.get(previous) if connection is not None and previous else None
+    if history:
+        decoded = dataclasses.replace(decoded, messages=(*history, *decoded.messages))
     chosen = route.for_request(decoded)
     if chosen is route:
         return route, credential
