@@ -90,6 +90,8 @@ def test_a_prefix_reaches_its_aliases_from_every_sdk_and_only_those(inproc, alic
         with pytest.raises(genai_errors.ClientError) as gemini_refused:
             gemini.models.generate_content(model="other", contents="Hi")
         assert gemini_refused.value.code == 404
+        assert sorted(m.name.removeprefix("models/") for m in gemini.models.list()) == ["gpt-4.1", "gpt-4o", "smart"]
+        assert sorted(m.id for m in claude.models.list()) == ["gpt-4.1", "gpt-4o", "smart"]
 
         # Without the prefix every alias is reachable as before.
         root = openai.OpenAI(api_key=alice_key, base_url=inproc.url + "/v1", max_retries=0, http_client=inproc.client())
