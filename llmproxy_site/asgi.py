@@ -24,6 +24,7 @@ from django.urls import URLPattern, re_path
 django_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from routing.dataplane import http, websocket  # noqa: E402
+from routing.dataplane.prefixes import CANDIDATE_PATHS, prefixed  # noqa: E402
 from usage.live import LiveConsumer  # noqa: E402
 
 
@@ -45,12 +46,15 @@ application = ProtocolTypeRouter(
                 route(r"^healthz?$", http.liveness),
                 route(r"^health/ready$", http.readiness),
                 route(r"^metrics$", http.serve_metrics),
+                # Operator-defined prefixes (/team-a/v1/messages); a path under none goes on to Django.
+                route(CANDIDATE_PATHS, prefixed(http.DataPlaneConsumer.as_asgi(), django_app)),
                 route(r"", django_app),
             ]
         ),
         "websocket": URLRouter(
             [
                 route(websocket.PATHS, websocket.ResponsesConsumer.as_asgi()),
+                route(websocket.PREFIXED_PATHS, prefixed(websocket.ResponsesConsumer.as_asgi(), websocket.refuse)),
                 # The staff live view (usage.live): a person's browser, so the Django session decides (staff
                 # only), and the Origin must be one of ALLOWED_HOSTS so another site's page cannot open it.
                 route(

@@ -16,7 +16,16 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from routing.admin_check import upstream_check_view
-from routing.models import AuditEntry, GroupPolicy, KeyPolicy, ModelAlias, ProxyKey, Upstream, UserPolicy
+from routing.models import (
+    AuditEntry,
+    GroupPolicy,
+    KeyPolicy,
+    ModelAlias,
+    PathPrefix,
+    ProxyKey,
+    Upstream,
+    UserPolicy,
+)
 
 TLS_OFF_WARNING = (
     "TLS certificate verification is OFF for this upstream: anyone on the network path can read its API key and "
@@ -209,9 +218,10 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
 
 @admin.register(ModelAlias)
 class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
-    list_display = ("name", "upstream", "upstream_model", "priority", "enabled")
+    list_display = ("name", "upstream", "upstream_model", "scenario_names", "priority", "enabled")
     fieldsets = (
         (None, {"fields": ("name", "upstream", "upstream_model", "priority", "enabled")}),
+        ("Scenario routing", {"fields": ("scenarios",)}),
         ("Limits", {"fields": ("max_output_tokens", "default_max_tokens", "context_window")}),
         (
             "Request shaping",
@@ -230,6 +240,26 @@ class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
     list_editable = ("priority", "enabled")
     list_filter = ("upstream", "enabled")
     search_fields = ("name", "upstream_model")
+
+    @admin.display(description="scenarios")
+    def scenario_names(self, obj: ModelAlias) -> str:
+        return ", ".join(obj.scenarios or {}) or "—"
+
+
+@admin.register(PathPrefix)
+class PathPrefixAdmin(admin.ModelAdmin[PathPrefix]):
+    list_display = ("path", "alias_list", "enabled", "updated_at")
+    list_editable = ("enabled",)
+    fields = ("path", "aliases", "enabled")
+
+    def get_form(self, request: HttpRequest, obj: PathPrefix | None = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs.setdefault("field_classes", {"aliases": ModelListField})
+        kwargs.setdefault("help_texts", {"aliases": "One alias name or glob pattern per line (smart, gpt-*)."})
+        return super().get_form(request, obj, change, **kwargs)
+
+    @admin.display(description="reachable aliases")
+    def alias_list(self, obj: PathPrefix) -> str:
+        return ", ".join(obj.aliases or ())
 
 
 # --- model access, budgets and rate limits (routing.access.policy) -------------------------------------------------

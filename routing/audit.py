@@ -38,7 +38,16 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
-from routing.models import AuditEntry, GroupPolicy, KeyPolicy, ModelAlias, ProxyKey, Upstream, UserPolicy
+from routing.models import (
+    AuditEntry,
+    GroupPolicy,
+    KeyPolicy,
+    ModelAlias,
+    PathPrefix,
+    ProxyKey,
+    Upstream,
+    UserPolicy,
+)
 from translation.redaction import SECRET_NAME  # names of headers and parameters that hold credentials
 
 MASK = "***"
@@ -381,6 +390,7 @@ track(
     masked_mapping_fields=("headers", "query_params"),
 )
 track(ModelAlias)
+track(PathPrefix)
 track(ProxyKey, secret_fields=("key_hash",), ignore_fields=("last_used_at",))
 track(
     get_user_model(),

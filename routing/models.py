@@ -212,6 +212,15 @@ class ModelAlias(models.Model):
         blank=True,
         help_text='Merged into the upstream request body, e.g. {"options": {"num_ctx": 32768}} for Ollama.',
     )
+    scenarios = models.JSONField(
+        "scenario targets",
+        default=dict,
+        blank=True,
+        help_text="Other targets for some kinds of request (routing.config.scenarios, docs/configuration.md), e.g. "
+        '{"think": {"upstream": "b", "model": "reasoner"}, "long_context": {"upstream": "c", "model": "long", '
+        '"above_tokens": 60000}}. Scenarios: long_context, image, web_search, background, think (tried in that '
+        "order).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -226,6 +235,22 @@ class ModelAlias(models.Model):
     @property
     def is_pattern(self) -> bool:
         return any(ch in self.name for ch in "*?[")
+
+    def clean(self) -> None:
+        from routing.config.scenarios import parse_scenarios
+
+        try:
+            self.scenarios = parse_scenarios(self.scenarios)
+        except ValueError as exc:
+            raise ValidationError({"scenarios": str(exc)}) from exc
+        named = {t["upstream"] for t in self.scenarios.values()}
+        missing = sorted(named - set(_upstream_names())) if named else []
+        if missing:
+            raise ValidationError({"scenarios": f"no upstream named {', '.join(missing)}"})
+
+
+def _upstream_names() -> list[str]:
+    return list(Upstream.objects.values_list("name", flat=True))
 
 
 KEY_PREFIX = "sk-llmp-"
@@ -488,3 +513,40 @@ class StreamLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} {self.lease}"
+
+
+def validate_prefix_path(value: str) -> None:
+    from routing.dataplane.endpoints import prefix_path_problem
+
+    problem = prefix_path_problem(value)
+    if problem is not None:
+        raise ValidationError(problem)
+
+
+class PathPrefix(models.Model):
+    """A path prefix (such as /team-a) under which the client APIs are served again, reaching only some aliases:
+    /team-a/v1/messages, /team-a/v1/chat/completions, /team-a/v1beta/models/…, the Responses WebSocket."""
+
+    path = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[validate_prefix_path],
+        help_text="Starts with /, e.g. /team-a; letters, digits, - _ . and further / segments.",
+    )
+    aliases = models.JSONField(
+        "reachable aliases",
+        default=list,
+        validators=[validate_model_list],
+        help_text='Alias names or glob patterns reachable under this prefix, e.g. ["smart", "gpt-*"]; other models '
+        "answer 404 there.",
+    )
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["path"]
+        verbose_name = "path prefix"
+        verbose_name_plural = "path prefixes"
+
+    def __str__(self) -> str:
+        return self.path

@@ -10,7 +10,16 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from routing.models import ConfigState, GroupPolicy, KeyPolicy, ModelAlias, ProxyKey, Upstream, UserPolicy
+from routing.models import (
+    ConfigState,
+    GroupPolicy,
+    KeyPolicy,
+    ModelAlias,
+    PathPrefix,
+    ProxyKey,
+    Upstream,
+    UserPolicy,
+)
 
 
 def _bump(update_fields: frozenset[str] | None = None, **_: Any) -> None:
@@ -25,7 +34,7 @@ def _membership_changed(action: str, **_: Any) -> None:
         transaction.on_commit(ConfigState.bump)
 
 
-for _model in (Upstream, ModelAlias, ProxyKey, get_user_model(), Group, KeyPolicy, UserPolicy, GroupPolicy):
+for _model in (Upstream, ModelAlias, PathPrefix, ProxyKey, get_user_model(), Group, KeyPolicy, UserPolicy, GroupPolicy):
     post_save.connect(_bump, sender=_model, dispatch_uid=f"config-bump-save-{_model.__name__}")
     post_delete.connect(_bump, sender=_model, dispatch_uid=f"config-bump-delete-{_model.__name__}")
 m2m_changed.connect(

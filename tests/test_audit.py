@@ -356,3 +356,42 @@ def test_model_price_changes_are_audited(operator):
     created, updated, deleted = entries("usage.modelprice")
     assert [created.action, updated.action, deleted.action] == ["create", "update", "delete"]
     assert updated.changes == {"output_per_mtok": ["15", "12"]}
+
+
+def test_path_prefixes_and_scenario_targets_edited_in_the_admin_are_recorded(operator):
+    response = operator.post(
+        "/admin/routing/pathprefix/add/", {"path": "/team-a", "aliases": "smart\ngpt-*", "enabled": "on"}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    from routing.models import PathPrefix
+
+    assert PathPrefix.objects.get().aliases == ["smart", "gpt-*"]
+    created = entries("routing.pathprefix", "create")
+    assert [e.actor for e in created] == ["operator"]
+    assert created[0].changes["aliases"] == [None, ["smart", "gpt-*"]]
+    refused = operator.post("/admin/routing/pathprefix/add/", {"path": "/admin", "aliases": "smart"})
+    assert refused.status_code == 200 and "already a path of the proxy" in refused.content.decode()
+
+    upstream = Upstream.objects.create(name="up", format="anthropic", base_url="http://127.0.0.1:1")
+    alias = ModelAlias.objects.create(name="smart", upstream=upstream)
+    form = {
+        "name": "smart",
+        "upstream": str(upstream.pk),
+        "upstream_model": "",
+        "priority": "100",
+        "enabled": "on",
+        "system_replacements": "[]",
+        "default_params": "{}",
+        "override_params": "{}",
+        "extra_body": "{}",
+        "scenarios": json.dumps({"think": {"upstream": "up", "model": "reasoner"}}),
+    }
+    response = operator.post(f"/admin/routing/modelalias/{alias.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    updated = entries("routing.modelalias", "update")
+    assert updated[-1].changes["scenarios"] == [{}, {"think": {"upstream": "up", "model": "reasoner"}}]
+    bad = operator.post(
+        f"/admin/routing/modelalias/{alias.pk}/change/",
+        {**form, "scenarios": json.dumps({"think": {"upstream": "nowhere", "model": "r"}})},
+    )
+    assert bad.status_code == 200 and "no upstream named nowhere" in bad.content.decode()

@@ -119,6 +119,25 @@ def test_secret_headers_and_query_parameters_are_not_exported_and_survive_a_roun
             "upstreams: [{name: a, format: gemini, base_url: 'http://x', api_key_env: PATH}]",
             "PATH does not look like a credential variable",
         ),
+        (
+            "upstreams: [{name: a, format: gemini, base_url: 'http://x'}]\n"
+            "aliases: [{name: s, upstream: a, scenarios: {thinking: {upstream: a, model: r}}}]",
+            "line 2: aliases[0]: scenarios: unknown scenario 'thinking'",
+        ),
+        (
+            "upstreams: [{name: a, format: gemini, base_url: 'http://x'}]\n"
+            "aliases: [{name: s, upstream: a, scenarios: {long_context: {upstream: a, model: r}}}]",
+            "above_tokens",
+        ),
+        (
+            "upstreams: [{name: a, format: gemini, base_url: 'http://x'}]\n"
+            "aliases: [{name: s, upstream: a, scenarios: {think: {upstream: b, model: r}}}]",
+            "scenarios: no upstream named b",
+        ),
+        ("prefixes: [{path: team-a, aliases: [s]}]", "starts with /"),
+        ("prefixes: [{path: /v1, aliases: [s]}]", "already a path of the proxy"),
+        ("prefixes: [{path: /t, aliases: s}]", "aliases must be a list of names"),
+        ("prefixes: [{path: /t, aliases: [s]}, {path: /t, aliases: [x]}]", "path '/t' appears twice"),
     ],
 )
 def test_import_rejects_bad_files_with_a_precise_message(tmp_path, text, message):
@@ -126,6 +145,55 @@ def test_import_rejects_bad_files_with_a_precise_message(tmp_path, text, message
         import_text(tmp_path, text)
     assert message in str(caught.value)
     assert not Upstream.objects.exists()
+
+
+SCENARIO_CONFIG = """
+upstreams:
+  - {name: a, format: openai-chat, base_url: "http://127.0.0.1:1/v1"}
+  - {name: b, format: anthropic, base_url: "http://127.0.0.1:2"}
+aliases:
+  - name: smart
+    upstream: a
+    model: m1
+    scenarios:
+      background: {upstream: a, model: small}
+      think: {upstream: b, model: reasoner}
+      long_context: {upstream: b, model: long, above_tokens: 60000}
+      image: {upstream: b, model: vision}
+      web_search: {upstream: b, model: searcher}
+  - {name: "gpt-*", upstream: a}
+prefixes:
+  - {path: /team-a, aliases: [smart, "gpt-*"]}
+  - {path: /team-b, aliases: [smart], enabled: false}
+"""
+
+
+@pytest.mark.django_db
+def test_scenarios_and_prefixes_import_and_export_round_trip(tmp_path):
+    from routing.models import PathPrefix
+
+    assert "6 created" in import_text(tmp_path, SCENARIO_CONFIG)
+    smart = ModelAlias.objects.get(name="smart")
+    assert smart.scenarios["long_context"] == {"upstream": "b", "model": "long", "above_tokens": 60000}
+    assert set(smart.scenarios) == {"long_context", "image", "web_search", "background", "think"}
+    assert ModelAlias.objects.get(name="gpt-*").scenarios == {}
+    assert {p.path: (p.aliases, p.enabled) for p in PathPrefix.objects.all()} == {
+        "/team-a": (["smart", "gpt-*"], True),
+        "/team-b": (["smart"], False),
+    }
+
+    exported = yaml.safe_load(run("exportconfig"))
+    by_name = {a["name"]: a for a in exported["aliases"]}
+    assert by_name["smart"]["scenarios"]["think"] == {"upstream": "b", "model": "reasoner"}
+    assert list(by_name["smart"]["scenarios"]) == ["long_context", "image", "web_search", "background", "think"]
+    assert "scenarios" not in by_name["gpt-*"]  # defaults are left out
+    assert exported["prefixes"] == [
+        {"path": "/team-a", "aliases": ["smart", "gpt-*"]},
+        {"path": "/team-b", "aliases": ["smart"], "enabled": False},
+    ]
+    # The export reads back unchanged.
+    again = import_text(tmp_path, yaml.safe_dump(exported))
+    assert "0 created, 0 updated" in again
 
 
 @pytest.mark.django_db

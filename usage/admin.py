@@ -68,6 +68,7 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
         "requested_model",
         "alias",
         "upstream_model",
+        "scenario",
         "outcome",
         "status",
         "tokens",
@@ -97,6 +98,7 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
                     "alias",
                     "upstream",
                     "upstream_model",
+                    "scenario",
                     "upstream_request_id",
                     "warnings",
                 )

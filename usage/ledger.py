@@ -90,6 +90,7 @@ class ExchangeRecord:
     alias: str = ""
     upstream: str = ""
     upstream_model: str = ""
+    scenario: str = ""  # the alias's scenario target that served it (routing.config.scenarios), "" for none
     upstream_base_url: str = ""
     upstream_format: str = ""
     upstream_request_id: str = ""
@@ -238,6 +239,7 @@ def record_facts(record: ExchangeRecord) -> dict[str, Any]:
         "alias": record.alias,
         "upstream": record.upstream,
         "upstream_model": record.upstream_model,
+        "scenario": record.scenario,
         "upstream_base_url": record.upstream_base_url,
         "upstream_format": record.upstream_format,
         "upstream_request_id": record.upstream_request_id,
@@ -445,6 +447,7 @@ def _row(facts: dict[str, Any], prices: PriceBook) -> LedgerEntry:
         alias=_text(facts.get("alias"), 200),
         upstream=_text(facts.get("upstream"), 64),
         upstream_model=_text(facts.get("upstream_model"), 200),
+        scenario=_text(facts.get("scenario"), 16),
         upstream_request_id=_text(facts.get("upstream_request_id"), 200),
         outcome=_text(facts.get("outcome"), 16),
         status=status if status is not None and status < 2**15 else 0,

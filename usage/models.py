@@ -64,6 +64,9 @@ class LedgerEntry(models.Model):
     alias = models.CharField(max_length=200, blank=True)
     upstream = models.CharField(max_length=64, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
+    scenario = models.CharField(
+        max_length=16, blank=True, help_text="The alias's scenario target that served it (think, background, …)."
+    )
     upstream_request_id = models.CharField(max_length=200, blank=True)
 
     # How it ended.

@@ -16,13 +16,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import models, transaction
 
+from routing.config.scenarios import ORDER, parse_scenarios
 from routing.config.secrets import credential_variable_problem, decrypt, encrypt, proxy_auth_variable_problem
+from routing.dataplane.endpoints import prefix_path_problem
 from routing.models import (
     AuthHeader,
     BudgetPeriod,
     GroupPolicy,
     KeyPolicy,
     ModelAlias,
+    PathPrefix,
     ProxyKey,
     Upstream,
     UserPolicy,
@@ -69,6 +72,7 @@ ALIAS_SETTINGS = {
     "default_params": "default_params",
     "override_params": "override_params",
     "extra_body": "extra_body",
+    "scenarios": "scenarios",  # routing.config.scenarios
 }
 ALIAS_DEFAULTS: dict[str, Any] = {
     "max_output_tokens": None,
@@ -80,9 +84,11 @@ ALIAS_DEFAULTS: dict[str, Any] = {
     "default_params": {},
     "override_params": {},
     "extra_body": {},
+    "scenarios": {},
 }
 ALIAS_FIELDS = {"name", "upstream", "model", "priority", "enabled", *ALIAS_SETTINGS}
-SECTIONS = ("upstreams", "aliases", "groups", "users")
+SECTIONS = ("upstreams", "aliases", "prefixes", "groups", "users")
+PREFIX_FIELDS = {"path", "aliases", "enabled"}
 # Model access, budgets and rate limits (routing.access.policy): a group has access and a budget, users and keys
 # all three.
 GROUP_FIELDS = {"name", "models", "budget"}
@@ -210,6 +216,20 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
         _check_fields(_require_mapping(entry, where), ALIAS_FIELDS, where)
         if not entry.get("upstream"):
             raise ConfigFileError(f"{_at(entry, where)}: 'upstream' is required")
+        if "scenarios" in entry:
+            try:
+                entry["scenarios"] = parse_scenarios(entry["scenarios"])
+            except ValueError as exc:
+                raise ConfigFileError(f"{_at(entry, where, 'scenarios')}: scenarios: {exc}") from exc
+    _check_unique(sections["prefixes"], "prefixes", "path")
+    for index, entry in enumerate(sections["prefixes"]):
+        where = f"prefixes[{index}]"
+        _check_fields(_require_mapping(entry, where), PREFIX_FIELDS, where, name="path")
+        if problem := prefix_path_problem(str(entry["path"])):
+            raise ConfigFileError(f"{_at(entry, where, 'path')}: {problem}")
+        _check_names(entry, "aliases", f"{where} ({entry['path']})")
+        if "enabled" in entry and not isinstance(entry["enabled"], bool):
+            raise ConfigFileError(f"{_at(entry, where, 'enabled')}: enabled must be true or false")
     _check_unique(sections["groups"], "groups", "name")
     for index, entry in enumerate(sections["groups"]):
         where = f"groups[{index}]"
@@ -303,7 +323,7 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def _apply(obj: Upstream | ModelAlias, values: dict[str, Any], report: ImportReport, label: str) -> None:
+def _apply(obj: Upstream | ModelAlias | PathPrefix, values: dict[str, Any], report: ImportReport, label: str) -> None:
     is_new = obj._state.adding
     changed = False
     for attr, value in values.items():
@@ -390,6 +410,10 @@ def _import(document: dict[str, list[dict[str, Any]]], report: ImportReport) -> 
         if target is None:
             where = _at(entry, f"aliases[{index}]", "upstream")
             raise ConfigFileError(f"{where}: no upstream named {entry['upstream']!r}")
+        missing = sorted({t["upstream"] for t in (entry.get("scenarios") or {}).values()} - set(known))
+        if missing:
+            where = _at(entry, f"aliases[{index}]", "scenarios")
+            raise ConfigFileError(f"{where}: scenarios: no upstream named {', '.join(missing)}")
         alias = aliases.get(entry["name"]) or ModelAlias(name=entry["name"])
         values = {
             "upstream_id": target.pk,
@@ -399,6 +423,14 @@ def _import(document: dict[str, list[dict[str, Any]]], report: ImportReport) -> 
         }
         values.update({attr: entry.get(key, ALIAS_DEFAULTS[key]) for key, attr in ALIAS_SETTINGS.items()})
         _apply(alias, values, report, f"alias {entry['name']}")
+    prefixes = {p.path: p for p in PathPrefix.objects.all()}
+    for entry in document["prefixes"]:
+        prefix = prefixes.get(entry["path"]) or PathPrefix(path=entry["path"])
+        values = {
+            "aliases": [str(a).strip() for a in entry.get("aliases") or ()],
+            "enabled": entry.get("enabled", True),
+        }
+        _apply(prefix, values, report, f"prefix {entry['path']}")
     _import_access(document, report)
 
 
@@ -557,9 +589,17 @@ def export_config() -> str:
             value = getattr(alias, attr)
             if value != ALIAS_DEFAULTS[key]:
                 entry[key] = value
+        if "scenarios" in entry:  # in the order they are tried (PostgreSQL's jsonb keeps no key order)
+            entry["scenarios"] = {n.value: entry["scenarios"][n] for n in ORDER if n in entry["scenarios"]}
         aliases.append(entry)
+    prefixes: list[dict[str, Any]] = []
+    for prefix in PathPrefix.objects.order_by("path"):
+        item: dict[str, Any] = {"path": prefix.path, "aliases": list(prefix.aliases or ())}
+        if not prefix.enabled:
+            item["enabled"] = False
+        prefixes.append(item)
     groups, users, unnamed = _export_access()
-    document = {"upstreams": upstreams, "aliases": aliases, "groups": groups, "users": users}
+    document = {"upstreams": upstreams, "aliases": aliases, "prefixes": prefixes, "groups": groups, "users": users}
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     notes = []
     if stored_keys:

@@ -19,12 +19,23 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from routing.access.policy import NO_RULES, Budget, KeyRules, load_rules
+from routing.access.policy import NO_RULES, Budget, KeyRules, ModelAccess, load_rules
+from routing.config.scenarios import ScenarioTarget, detect, scenario_targets
 from routing.config.secrets import credential_from_environment, decrypt, proxy_auth_from_environment
 from routing.config.shaping import NO_SHAPING, Shaping, with_upstream_limits
-from routing.models import DISPLAY_PREFIX_LENGTH, AuthHeader, ConfigState, ModelAlias, ProxyKey, Upstream, hash_key
+from routing.models import (
+    DISPLAY_PREFIX_LENGTH,
+    AuthHeader,
+    ConfigState,
+    ModelAlias,
+    PathPrefix,
+    ProxyKey,
+    Upstream,
+    hash_key,
+)
 from routing.upstream.network import DIRECT, Network, tls_setting
 from translation.dialect import Dialect
+from translation.ir import Request
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +67,16 @@ class UpstreamRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class ScenarioRoute:
+    """A scenario target of an alias with its upstream and its shaping (the alias's, with that upstream's
+    limits where the alias sets none)."""
+
+    target: ScenarioTarget
+    upstream: UpstreamRoute
+    shaping: Shaping
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """Where one requested model name goes."""
 
@@ -64,6 +85,26 @@ class Route:
     upstream: UpstreamRoute
     upstream_model: str
     shaping: Shaping = NO_SHAPING
+    scenarios: tuple[ScenarioRoute, ...] = ()  # the alias's scenario targets, in routing.config.scenarios.ORDER
+    scenario: str = ""  # the scenario that chose this route ("" for the alias's own target)
+
+    def for_request(self, request: Request) -> Route:
+        """The route for this decoded request: a scenario's target when one matches (pure, no I/O)."""
+        if not self.scenarios:
+            return self
+        chosen = detect(request, self.requested_model, [s.target for s in self.scenarios])
+        if chosen is None:
+            return self
+        picked = next(s for s in self.scenarios if s.target is chosen)
+        return Route(
+            self.requested_model,
+            self.alias,
+            picked.upstream,
+            picked.target.target.model,
+            picked.shaping,
+            scenarios=(),
+            scenario=chosen.scenario.value,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +124,7 @@ class _AliasRule:
     upstream_id: int
     upstream_model: str
     shaping: Shaping
+    scenarios: tuple[ScenarioRoute, ...] = ()
 
 
 # Claude Code appends "[1m]" for the 1M-context variant; model ids carry dates ("-20250514") or "-latest".
@@ -116,6 +158,8 @@ class Snapshot:
     budgets: dict[tuple[str, int], Budget] = field(default_factory=dict)
     group_members: dict[int, tuple[int, ...]] = field(default_factory=dict)
     user_groups: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # Operator-defined path prefixes and the aliases each reaches (routing.dataplane.prefixes).
+    prefixes: dict[str, ModelAccess] = field(default_factory=dict)
 
     def resolve(self, requested: str) -> Route | None:
         candidates = model_name_candidates(requested)
@@ -131,7 +175,8 @@ class Snapshot:
 
     def _route(self, requested: str, rule: _AliasRule, matched_name: str) -> Route:
         upstream = self.upstreams[rule.upstream_id]
-        return Route(requested, rule.name, upstream, rule.upstream_model or matched_name, rule.shaping)
+        model = rule.upstream_model or matched_name
+        return Route(requested, rule.name, upstream, model, rule.shaping, rule.scenarios)
 
     def _direct_route(self, requested: str, name: str) -> Route | None:
         for separator in ("/", ":"):
@@ -158,6 +203,27 @@ class Snapshot:
     def model_names(self) -> list[str]:
         """The names a client can list: exact aliases (patterns are not names)."""
         return sorted(self.exact_aliases)
+
+
+def _scenario_routes(alias: ModelAlias, base: Shaping, snapshot: Snapshot) -> tuple[ScenarioRoute, ...]:
+    routes = []
+    for target in scenario_targets(alias.scenarios or {}):
+        upstream = snapshot.upstreams_by_name.get(target.target.upstream)
+        if upstream is None:
+            logger.warning(
+                "alias %s: scenario %s names upstream %s, which is missing or disabled: not used",
+                alias.name,
+                target.scenario.value,
+                target.target.upstream,
+            )
+            continue
+        routes.append(ScenarioRoute(target, upstream, with_upstream_limits(base, upstream.limits)))
+    return tuple(routes)
+
+
+def _prefix_access(prefix: PathPrefix) -> ModelAccess:
+    entries = tuple(str(e).strip() for e in prefix.aliases or () if str(e).strip())
+    return ModelAccess(f"path prefix {prefix.path}", entries, tuple(_glob_regex(e) for e in entries))
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -251,12 +317,16 @@ def load_snapshot() -> Snapshot:
     aliases = ModelAlias.objects.filter(enabled=True, upstream__enabled=True).order_by("priority", "id")
     for alias in aliases:
         target = snapshot.upstreams[alias.upstream_id]
-        shaping = with_upstream_limits(_shaping(alias), target.limits)
-        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model, shaping)
+        base = _shaping(alias)
+        shaping = with_upstream_limits(base, target.limits)
+        scenarios = _scenario_routes(alias, base, snapshot)
+        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model, shaping, scenarios)
         if alias.is_pattern:
             snapshot.pattern_aliases.append((_glob_regex(alias.name), rule))
         else:
             snapshot.exact_aliases.setdefault(alias.name, rule)
+    for prefix in PathPrefix.objects.filter(enabled=True):
+        snapshot.prefixes[prefix.path] = _prefix_access(prefix)
     active_users = get_user_model().objects.filter(is_active=True)
     keys = list(ProxyKey.objects.filter(revoked_at__isnull=True, user__in=active_users).select_related("user"))
     rules = load_rules(keys)

@@ -22,6 +22,8 @@ SSE_EXTRA_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-accel-buffering", b"no"),  # tells nginx-style reverse proxies not to buffer the stream
 ]
 SSE_HEADERS = [(b"content-type", SSE_CONTENT_TYPE), *SSE_EXTRA_HEADERS]
+# The operator-defined path prefix a request came under (routing.dataplane.prefixes), its path without it.
+PREFIX_SCOPE_KEY = "llmproxy.prefix"
 
 
 class ClientDisconnected(Exception):
@@ -36,6 +38,11 @@ class Request:
     method: str
     headers: dict[str, str] = field(default_factory=dict)
     query: dict[str, str] = field(default_factory=dict)
+    prefix: str = ""  # the path prefix it came under ("" for none); `path` is the rest
+
+    @property
+    def full_path(self) -> str:
+        return self.prefix + self.path
 
     @classmethod
     def from_scope(cls, scope: Scope, receive: Receive) -> Request:
@@ -45,7 +52,7 @@ class Request:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-        return cls(scope, receive, scope["path"], scope["method"], headers, query)
+        return cls(scope, receive, scope["path"], scope["method"], headers, query, scope.get(PREFIX_SCOPE_KEY, ""))
 
     async def wait_for_disconnect(self) -> None:
         """Returns when the client goes away (the body has been read, so nothing else can arrive)."""

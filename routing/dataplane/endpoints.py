@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from translation.dialect import Dialect
@@ -36,6 +37,32 @@ _GEMINI_METHODS = {
     "streamGenerateContent": (Operation.GENERATE, True),
     "countTokens": (Operation.COUNT_TOKENS, None),
 }
+
+
+# A prefix is one or more path segments; its first may not be a root the data plane or the site already has.
+_PREFIX_PATH = re.compile(r"^(?:/[A-Za-z0-9._-]+)+$")
+RESERVED_FIRST_SEGMENTS = frozenset(
+    {"v1", "v1beta", "v1alpha", "anthropic", "openai", "gemini", "admin", "static", "dashboard", "me", "accounts"}
+    | {"health", "healthz", "metrics"}
+)
+
+
+def prefix_path_problem(path: str) -> str | None:
+    """Why `path` cannot be an operator-defined prefix (None: it can)."""
+    if not _PREFIX_PATH.match(path):
+        return "Give a path such as /team-a: it starts with /, has no trailing /, and uses letters, digits, - _ ."
+    if path.split("/")[1].lower() in RESERVED_FIRST_SEGMENTS:
+        return f"{path.split('/')[1]!r} is already a path of the proxy: choose another first segment"
+    return None
+
+
+def split_prefix(path: str, prefixes: Iterable[str]) -> tuple[str, str] | None:
+    """(prefix, the rest) when `path` is a data-plane path under one of `prefixes` (the longest that fits)."""
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if path.startswith(prefix + "/"):
+            rest = path[len(prefix) :]
+            return (prefix, rest) if is_data_plane(rest) else None
+    return None
 
 
 def is_data_plane(path: str) -> bool:

@@ -51,7 +51,7 @@ class Exchange:
         client = identify(self.request.headers)
         self.record = ExchangeRecord(
             endpoint.dialect.value,
-            self.request.path,
+            self.request.full_path,
             operation,
             client_program=client.program,
             client_version=client.version,
@@ -76,6 +76,7 @@ class Exchange:
         record.upstream_model = route.upstream_model
         record.upstream_base_url = route.upstream.base_url
         record.upstream_format = route.upstream.format.value
+        record.scenario = route.scenario
 
     @property
     def upstream_route(self) -> Route:

@@ -24,6 +24,7 @@ from routing.access.limits import Refused, admit
 from routing.access.policy import access_names
 from routing.config.registry import Route, Snapshot
 from routing.dataplane.asgi_io import ClientDisconnected, Request, Send, cancel_on_disconnect
+from routing.dataplane.codecs import codec_for
 from routing.dataplane.conversations import ConnectionHistory, continuation
 from routing.dataplane.counting import count_tokens
 from routing.dataplane.endpoints import match
@@ -36,6 +37,7 @@ from routing.runtime.live import live_config
 from translation import catalog
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, status_for
+from translation.ir import TranslationError
 from translation.operation import Operation
 from usage import ledger
 from usage.clients import identify
@@ -109,7 +111,9 @@ async def handle_http(request: Request, read_body: Callable[[], Awaitable[bytes 
             case Operation.LIST_MODELS | Operation.GET_MODEL:
                 await _models(exchange, snapshot)
             case None:
-                raise ExchangeError(ApiError(ErrorKind.NOT_FOUND, f"Unknown endpoint: {request.method} {request.path}"))
+                raise ExchangeError(
+                    ApiError(ErrorKind.NOT_FOUND, f"Unknown endpoint: {request.method} {request.full_path}")
+                )
 
     await serve(exchange, work)
 
@@ -165,7 +169,7 @@ async def forward(
     conversation history."""
     if not exchange.record.client_session and "metadata" in payload:
         exchange.record.client_session = identify(exchange.request.headers, payload).session
-    route = authorize_route(exchange, snapshot, payload)
+    route = authorize_route(exchange, snapshot, payload, connection)
     counting = exchange.endpoint.operation is Operation.COUNT_TOKENS
     stream = not counting and (
         exchange.endpoint.stream if exchange.endpoint.stream is not None else payload.get("stream") is True
@@ -258,12 +262,18 @@ async def _models(exchange: Exchange, snapshot: Snapshot) -> None:
     owners = {name: snapshot.upstreams[rule.upstream_id].name for name, rule in snapshot.exact_aliases.items()}
     if exchange.endpoint.operation is Operation.LIST_MODELS:
         rules = exchange.key.rules
-        names = [name for name in snapshot.model_names() if rules.allows_model(access_names(name, name))]
+        under = exchange.request.prefix
+        prefix = snapshot.prefixes.get(under)
+        names = [
+            name
+            for name in snapshot.model_names()
+            if rules.allows_model(access_names(name, name)) and (not under or (prefix and prefix.allows((name,))))
+        ]
         entries = [catalog.model_entry(dialect, name, owners[name]) for name in names]
         await exchange.sink.json(200, catalog.model_list(dialect, entries))
         return
     requested = exchange.endpoint.model or ""
-    route = snapshot.resolve(requested)
+    route = reachable(exchange, snapshot, snapshot.resolve(requested))
     if route is None:
         raise ExchangeError(ApiError(ErrorKind.NOT_FOUND, f"Model {requested!r} is not configured on this proxy"))
     check_access(exchange, route)
@@ -274,8 +284,11 @@ async def _models(exchange: Exchange, snapshot: Snapshot) -> None:
 # --- routes -----------------------------------------------------------------------------------------------
 
 
-def authorize_route(exchange: Exchange, snapshot: Snapshot, payload: dict[str, Any]) -> Route:
-    """Check the key and resolve the model: sets `exchange.key`, `.route` and `.credential`, or raises."""
+def authorize_route(
+    exchange: Exchange, snapshot: Snapshot, payload: dict[str, Any], connection: ConnectionHistory | None = None
+) -> Route:
+    """Check the key and resolve the model: sets `exchange.key`, `.route` and `.credential`, or raises.
+    `connection`: the Responses WebSocket's own history, which a scenario is judged with."""
     endpoint = exchange.endpoint
     presented = _authenticate(exchange, snapshot)
     model = endpoint.model if endpoint.dialect is Dialect.GEMINI else payload.get("model")
@@ -283,16 +296,67 @@ def authorize_route(exchange: Exchange, snapshot: Snapshot, payload: dict[str, A
         if exchange.key is None:
             raise _unauthenticated(presented)
         raise ExchangeError(ApiError(ErrorKind.INVALID_REQUEST, "Missing required field: model", param="model"))
-    route = snapshot.resolve(model)
+    route = reachable(exchange, snapshot, snapshot.resolve(model))
     credential = _credential(exchange, route, presented)
     if route is None:
-        raise ExchangeError(
-            ApiError(ErrorKind.NOT_FOUND, f"Model {model!r} is not configured on this proxy", param="model")
-        )
+        raise _model_not_found(model)
     exchange.routed(route)
     exchange.credential = credential
     check_access(exchange, route)
+    if route.scenarios:
+        route, credential = _scenario_route(exchange, route, payload, presented, credential, connection)
+        exchange.routed(route)
+        exchange.credential = credential
     return route
+
+
+def _model_not_found(model: str) -> ExchangeError:
+    return ExchangeError(
+        ApiError(ErrorKind.NOT_FOUND, f"Model {model!r} is not configured on this proxy", param="model")
+    )
+
+
+def reachable(exchange: Exchange, snapshot: Snapshot, route: Route | None) -> Route | None:
+    """The route, unless the request came under a path prefix that does not reach it (then None, answered like
+    an unknown model: a prefix's clients learn nothing of the other aliases)."""
+    prefix = exchange.request.prefix
+    if not prefix or route is None:
+        return route
+    access = snapshot.prefixes.get(prefix)
+    if access is None or not access.allows(access_names(route.requested_model, route.alias)):
+        return None
+    return route
+
+
+def _scenario_route(
+    exchange: Exchange,
+    route: Route,
+    payload: dict[str, Any],
+    presented: str | None,
+    credential: str | None,
+    connection: ConnectionHistory | None,
+) -> tuple[Route, str | None]:
+    """The alias's scenario target for this request, if one matches (routing.config.scenarios). The body is
+    decoded for this alone (warnings are left to the decode the plan does); one the codec refuses keeps the
+    alias's target, and the plan reports the error. A WebSocket turn that continues one of the connection's
+    responses is judged with that conversation (held in memory); a continuation over HTTP by its new input only
+    (its history would be a database read)."""
+    endpoint = exchange.endpoint
+    try:
+        decoded = codec_for(endpoint.dialect).request.decode_request(payload, model=endpoint.model).value
+    except TranslationError:
+        return route, credential
+    previous = decoded.previous_response_id
+    history = connection.get(previous) if connection is not None and previous else None
+    if history:
+        decoded = dataclasses.replace(decoded, messages=(*history, *decoded.messages))
+    chosen = route.for_request(decoded)
+    if chosen is route:
+        return route, credential
+    try:
+        return chosen, _credential(exchange, chosen, presented)
+    except ExchangeError:  # the client's own key, for an upstream that does not take it: stay on the alias's target
+        return route, credential
 
 
 def check_access(exchange: Exchange, route: Route) -> None:

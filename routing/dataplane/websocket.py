@@ -70,6 +70,8 @@ logger = logging.getLogger(__name__)
 
 # URLRouter matches paths without their leading slash.
 PATHS = r"^(?:v1/responses|openai/v1/responses|openai/responses)$"
+# The same under an operator-defined prefix (routing.dataplane.prefixes checks that it is one).
+PREFIXED_PATHS = r"^.+?/(?:v1/responses|openai/v1/responses|openai/responses)$"
 # Fields of a `response.create` frame that are about the WebSocket, not the response.
 WS_ONLY_FIELDS = ("type", "generate", "stream_id")
 ENDPOINT = Endpoint(Dialect.OPENAI_RESPONSES, Operation.GENERATE)
@@ -220,7 +222,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """One `response.create` as an exchange of the pipeline; returns a close code when the connection
         must end. The warm-up (`generate: false`, no upstream call) is not a ledger row."""
         exchange = Exchange(self.request, ENDPOINT, WebSocketSink(self._send_text, frame.stream_id))
-        exchange.record.endpoint = f"ws:{self.request.path}"
+        exchange.record.endpoint = f"ws:{self.request.full_path}"
         exchange.record.stream = True
         warm_up = frame.payload is not None and frame.payload.get("generate") is False
         exchange.metered = not warm_up
