@@ -36,7 +36,7 @@ def when(value: datetime | None, style: str = "minutes") -> str:
     return format_html(
         '<time datetime="{}" data-epoch="{}" data-date="1"{}>{}</time>',
         value.isoformat(),
-        f"{value.timestamp():.0f}",
+        int(value.timestamp()),  # whole seconds, truncated as the UTC text is (never rounded up a minute)
         mark_safe(' data-seconds="1"') if seconds else "",
         text,
     )
