@@ -142,9 +142,9 @@ def test_tokens_near_the_limit_are_written_at_once_and_refuse_the_next_request()
         pending = first.finish([tpm], 1200, (), "")
         assert pending is not None
         await pending
-        return await admit(second, [tpm])
+        return await admit(second, [tpm]) or await admit(first, [tpm])
 
-    assert run(scenario()) is False
+    assert run(scenario()) is False  # neither the other worker nor this one (it knows what it wrote)
     assert counted_in_row("tpm:key:1") == 1200
 
 

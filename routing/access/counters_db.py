@@ -112,7 +112,8 @@ def transact(ask: Ask, now: float, window: float) -> Answer:
         if ask.renew_slots:
             StreamLease.objects.filter(lease__in=ask.renew_slots).update(expires_at=now + STREAM_LEASE_SECONDS)
         answer.refusal = _admit(ask.admit, rows, answer, now, window)
-        for name in ask.read | {c.name for c, _ in ask.admit if c.kind == TOKENS}:
+        # Token counters read, admitted or just added to: the worker's view of them must include what it wrote.
+        for name in ask.read | set(ask.add_tokens) | {c.name for c, _ in ask.admit if c.kind == TOKENS}:
             row = rows[name]
             answer.tokens[name] = (row.value, row.window_end) if row.window_end > now else (0, 0.0)
         if rows:
