@@ -140,6 +140,15 @@ CONFIG_REFRESH_INTERVAL: float = env.float("CONFIG_REFRESH_INTERVAL", default=0.
 RATE_LIMIT_WINDOW: float = env.float("RATE_LIMIT_WINDOW", default=60.0)
 RATE_LIMIT_PREFIX: str = env.str("RATE_LIMIT_PREFIX", default="llmproxy:limits:")
 BUDGET_REFRESH_INTERVAL: float = env.float("BUDGET_REFRESH_INTERVAL", default=2.0)
+# Failover over an alias's targets (routing.dataplane.failover, routing.upstream.health): the most upstream
+# attempts one request makes; the consecutive failures that open a target's circuit and how long it then rests
+# (seconds; a 429's Retry-After, when given, sets the rest instead); how long a pool key the upstream refused
+# (401/403) rests; the prefix under which the circuits are shared in Redis (when REDIS_URL is set).
+ROUTING_MAX_ATTEMPTS: int = env.int("ROUTING_MAX_ATTEMPTS", default=3)
+CIRCUIT_FAILURES: int = env.int("CIRCUIT_FAILURES", default=3)
+CIRCUIT_COOLDOWN: float = env.float("CIRCUIT_COOLDOWN", default=30.0)
+KEY_REJECTED_COOLDOWN: float = env.float("KEY_REJECTED_COOLDOWN", default=300.0)
+HEALTH_PREFIX: str = env.str("HEALTH_PREFIX", default="llmproxy:health:")
 # Largest request body the data plane accepts (bytes); coding agents send 100 KB+ with images far more.
 MAX_REQUEST_BYTES: int = env.int("MAX_REQUEST_BYTES", default=64 * 1024 * 1024)
 # What the proxy holds of an upstream's answer (bytes, counted after decompression, as they arrive): one stream

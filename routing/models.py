@@ -44,9 +44,10 @@ class Upstream(models.Model):
     )
     api_key_env = models.CharField(
         "API key environment variable",
-        max_length=128,
+        max_length=500,
         blank=True,
-        help_text="Name of the environment variable that holds the key, e.g. OPENAI_API_KEY.",
+        help_text="Name of the environment variable that holds the key, e.g. OPENAI_API_KEY; several names "
+        "separated by commas make a key pool, used round-robin (a key refused or rate-limited rests alone).",
     )
     api_key_encrypted = models.TextField(blank=True, editable=False)
     auth_header = models.CharField(max_length=32, choices=AuthHeader.choices, default=AuthHeader.AUTO)
@@ -147,8 +148,10 @@ class Upstream(models.Model):
 
         if self.api_key_env and self.api_key_encrypted:
             raise ValidationError("Give the key either as an environment variable or stored, not both.")
-        if self.api_key_env:
-            problem = credential_variable_problem(self.api_key_env)
+        from routing.config.targets import key_variables
+
+        for variable in key_variables(self.api_key_env):
+            problem = credential_variable_problem(variable)
             if problem is not None:
                 raise ValidationError({"api_key_env": problem})
         if self.proxy_url and (problem := proxy_url_problem(self.proxy_url)):
@@ -172,6 +175,17 @@ class ModelAlias(models.Model):
         default=100, help_text="Patterns are tried in ascending priority; exact names always win over patterns."
     )
     enabled = models.BooleanField(default=True)
+    weight = models.PositiveIntegerField(
+        default=1, help_text="This target's share of the traffic, against the weights of the other targets."
+    )
+    targets = models.JSONField(
+        "other targets",
+        default=list,
+        blank=True,
+        help_text="More upstreams this alias spreads its requests over by weight, or falls back to when the "
+        'others fail or cool down (docs/configuration.md), e.g. [{"upstream": "b", "model": "m2", "weight": 1}, '
+        '{"upstream": "c", "model": "m3", "fallback": true}].',
+    )
 
     # Limits and request shaping, applied to every request through this alias whatever the client's API.
     max_output_tokens = models.PositiveIntegerField(
@@ -238,15 +252,27 @@ class ModelAlias(models.Model):
 
     def clean(self) -> None:
         from routing.config.scenarios import parse_scenarios
+        from routing.config.targets import parse_targets, parse_weight
 
         try:
             self.scenarios = parse_scenarios(self.scenarios)
         except ValueError as exc:
             raise ValidationError({"scenarios": str(exc)}) from exc
-        named = {t["upstream"] for t in self.scenarios.values()}
-        missing = sorted(named - set(_upstream_names())) if named else []
-        if missing:
-            raise ValidationError({"scenarios": f"no upstream named {', '.join(missing)}"})
+        try:
+            self.targets = parse_targets(self.targets)
+        except ValueError as exc:
+            raise ValidationError({"targets": str(exc)}) from exc
+        try:
+            parse_weight(self.weight, "weight")
+        except ValueError as exc:
+            raise ValidationError({"weight": str(exc)}) from exc
+        for field, named in (
+            ("scenarios", {t["upstream"] for t in self.scenarios.values()}),
+            ("targets", {t["upstream"] for t in self.targets}),
+        ):
+            missing = sorted(named - set(_upstream_names())) if named else []
+            if missing:
+                raise ValidationError({field: f"no upstream named {', '.join(missing)}"})
 
 
 def _upstream_names() -> list[str]:

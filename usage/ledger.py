@@ -105,6 +105,9 @@ class ExchangeRecord:
     error_type: str = ""
     error_message: str = ""
     warnings: list[str] = field(default_factory=list)
+    attempts: int = 1  # upstream attempts made (routing.dataplane.failover); the last one served
+    # The attempts that failed before the one that served: {target, status (0: no answer), error, message}.
+    failed_attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def output_started(self) -> None:
         """The first generated content reached the client (time to first token)."""
@@ -240,6 +243,8 @@ def record_facts(record: ExchangeRecord) -> dict[str, Any]:
         "upstream": record.upstream,
         "upstream_model": record.upstream_model,
         "scenario": record.scenario,
+        "attempts": record.attempts,
+        "failed_attempts": record.failed_attempts,
         "upstream_base_url": record.upstream_base_url,
         "upstream_format": record.upstream_format,
         "upstream_request_id": record.upstream_request_id,
@@ -420,6 +425,22 @@ def _text(value: Any, limit: int) -> str:
     return str(value or "")[:limit]
 
 
+def _failed_attempts(value: Any) -> list[dict[str, Any]]:
+    """The failed attempts as stored: a short list of small flat objects (a damaged line gives an empty one)."""
+    if not isinstance(value, list):
+        return []
+    return [
+        {
+            "target": _text(item.get("target"), 300),
+            "status": count(item.get("status")) or 0,
+            "error": _text(item.get("error"), 32),
+            "message": _text(item.get("message"), 300),
+        }
+        for item in value[:20]
+        if isinstance(item, dict)
+    ]
+
+
 def _row(facts: dict[str, Any], prices: PriceBook) -> LedgerEntry:
     """The ledger row of one exchange's facts. Every value is checked again: a spooled line may come from an
     older version or a damaged file, and a bad value must cost its row only."""
@@ -448,6 +469,8 @@ def _row(facts: dict[str, Any], prices: PriceBook) -> LedgerEntry:
         upstream=_text(facts.get("upstream"), 64),
         upstream_model=_text(facts.get("upstream_model"), 200),
         scenario=_text(facts.get("scenario"), 16),
+        attempts=min(count(facts.get("attempts")) or 1, 2**15 - 1),
+        failed_attempts=_failed_attempts(facts.get("failed_attempts")),
         upstream_request_id=_text(facts.get("upstream_request_id"), 200),
         outcome=_text(facts.get("outcome"), 16),
         status=status if status is not None and status < 2**15 else 0,

@@ -68,6 +68,12 @@ class LedgerEntry(models.Model):
         max_length=16, blank=True, help_text="The alias's scenario target that served it (think, background, …)."
     )
     upstream_request_id = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=1, help_text="Upstream attempts made; more than one: the targets before the last one failed."
+    )
+    failed_attempts = models.JSONField(
+        default=list, blank=True, help_text="The attempts that failed before the one that served, and why."
+    )
 
     # How it ended.
     outcome = models.CharField(max_length=16, choices=Outcome.choices)

@@ -23,6 +23,7 @@ from routing.access.policy import NO_RULES, Budget, KeyRules, ModelAccess, load_
 from routing.config.scenarios import ScenarioTarget, detect, scenario_targets
 from routing.config.secrets import credential_from_environment, decrypt, proxy_auth_from_environment
 from routing.config.shaping import NO_SHAPING, Shaping, with_upstream_limits
+from routing.config.targets import key_variables, stored_keys
 from routing.models import (
     DISPLAY_PREFIX_LENGTH,
     AuthHeader,
@@ -53,7 +54,7 @@ class UpstreamRoute:
     name: str
     format: Dialect
     base_url: str
-    credential: str | None
+    credentials: tuple[str, ...]  # one key, or a pool used round-robin (routing.upstream.health.pick_key)
     auth_header: AuthHeader
     headers: tuple[tuple[str, str], ...]
     query_params: tuple[tuple[str, str], ...]
@@ -64,6 +65,11 @@ class UpstreamRoute:
     translation_flags: Mapping[str, Any]
     network: Network = DIRECT  # egress proxy and TLS (routing.upstream.network)
     limits: Shaping = NO_SHAPING  # its default output cap and context window, for routes without an alias
+
+    @property
+    def credential(self) -> str | None:
+        """The first key (the one a check or a single-key upstream uses)."""
+        return self.credentials[0] if self.credentials else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +83,25 @@ class ScenarioRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """One of the places an alias with several targets sends requests to (routing.config.targets)."""
+
+    upstream: UpstreamRoute
+    model: str
+    shaping: Shaping
+    weight: int = 1
+    fallback: bool = False
+
+    @property
+    def name(self) -> str:
+        """What the ledger, the metrics and the circuit breakers call it."""
+        return f"{self.upstream.name}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
-    """Where one requested model name goes."""
+    """Where one requested model name goes: `upstream` and `upstream_model` are the target that serves it (the
+    alias's own, until routing.dataplane.failover picks another of `targets`)."""
 
     requested_model: str
     alias: str | None
@@ -87,6 +110,26 @@ class Route:
     shaping: Shaping = NO_SHAPING
     scenarios: tuple[ScenarioRoute, ...] = ()  # the alias's scenario targets, in routing.config.scenarios.ORDER
     scenario: str = ""  # the scenario that chose this route ("" for the alias's own target)
+    # Every target of an alias that has more than one, its own first; empty for a single target.
+    targets: tuple[Target, ...] = ()
+
+    @property
+    def target(self) -> Target:
+        """The target this route is on."""
+        return Target(self.upstream, self.upstream_model, self.shaping)
+
+    def via(self, target: Target) -> Route:
+        """This route, served by `target`."""
+        return Route(
+            self.requested_model,
+            self.alias,
+            target.upstream,
+            target.model,
+            target.shaping,
+            self.scenarios,
+            self.scenario,
+            self.targets,
+        )
 
     def for_request(self, request: Request) -> Route:
         """The route for this decoded request: a scenario's target when one matches (pure, no I/O)."""
@@ -119,12 +162,22 @@ class KeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class _TargetRule:
+    upstream: UpstreamRoute
+    model: str  # "" for the name the client sent
+    shaping: Shaping
+    weight: int
+    fallback: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _AliasRule:
     name: str
     upstream_id: int
     upstream_model: str
     shaping: Shaping
     scenarios: tuple[ScenarioRoute, ...] = ()
+    targets: tuple[_TargetRule, ...] = ()  # all of them, the alias's own first; empty for a single target
 
 
 # Claude Code appends "[1m]" for the 1M-context variant; model ids carry dates ("-20250514") or "-latest".
@@ -176,7 +229,10 @@ class Snapshot:
     def _route(self, requested: str, rule: _AliasRule, matched_name: str) -> Route:
         upstream = self.upstreams[rule.upstream_id]
         model = rule.upstream_model or matched_name
-        return Route(requested, rule.name, upstream, model, rule.shaping, rule.scenarios)
+        targets = tuple(
+            Target(t.upstream, t.model or matched_name, t.shaping, t.weight, t.fallback) for t in rule.targets
+        )
+        return Route(requested, rule.name, upstream, model, rule.shaping, rule.scenarios, targets=targets)
 
     def _direct_route(self, requested: str, name: str) -> Route | None:
         for separator in ("/", ":"):
@@ -221,6 +277,29 @@ def _scenario_routes(alias: ModelAlias, base: Shaping, snapshot: Snapshot) -> tu
     return tuple(routes)
 
 
+def _target_rules(alias: ModelAlias, base: Shaping, snapshot: Snapshot) -> tuple[_TargetRule, ...]:
+    """The alias's targets, its own first, when it has more than one (a target on a missing or disabled upstream
+    is left out, with a warning)."""
+    own = snapshot.upstreams[alias.upstream_id]
+    rules = [_TargetRule(own, alias.upstream_model, with_upstream_limits(base, own.limits), alias.weight, False)]
+    for entry in alias.targets or ():
+        upstream = snapshot.upstreams_by_name.get(entry["upstream"])
+        if upstream is None:
+            logger.warning(
+                "alias %s: target names upstream %s, which is missing or disabled: not used",
+                alias.name,
+                entry["upstream"],
+            )
+            continue
+        shaping = with_upstream_limits(base, upstream.limits)
+        rules.append(
+            _TargetRule(
+                upstream, entry.get("model", ""), shaping, int(entry.get("weight", 1)), entry.get("fallback") is True
+            )
+        )
+    return tuple(rules) if len(rules) > 1 else ()
+
+
 def _prefix_access(prefix: PathPrefix) -> ModelAccess:
     entries = tuple(str(e).strip() for e in prefix.aliases or () if str(e).strip())
     return ModelAccess(f"path prefix {prefix.path}", entries, tuple(_glob_regex(e) for e in entries))
@@ -230,15 +309,18 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
 
 
-def upstream_credential(upstream: Upstream) -> str | None:
-    if upstream.api_key_env:
-        credential = credential_from_environment(upstream.api_key_env)
+def upstream_credentials(upstream: Upstream) -> tuple[str, ...]:
+    """The upstream's keys: one, or a pool (several variables, or several stored keys), in the order given."""
+    keys: list[str] = []
+    for variable in key_variables(upstream.api_key_env):
+        credential = credential_from_environment(variable)
         if credential is None:
-            logger.warning("upstream %s: environment variable %s is not set", upstream.name, upstream.api_key_env)
-        return credential
-    if upstream.api_key_encrypted:
-        return _stored_secret(upstream, upstream.api_key_encrypted, "key")
-    return None
+            logger.warning("upstream %s: environment variable %s is not set", upstream.name, variable)
+        else:
+            keys.append(credential)
+    if not upstream.api_key_env and upstream.api_key_encrypted:
+        keys.extend(stored_keys(_stored_secret(upstream, upstream.api_key_encrypted, "key") or ""))
+    return tuple(keys)
 
 
 def _stored_secret(upstream: Upstream, token: str, what: str) -> str | None:
@@ -270,7 +352,6 @@ def upstream_network(upstream: Upstream) -> Network:
 def upstream_route(upstream: Upstream) -> UpstreamRoute:
     """The request path's view of one upstream row (also what `checkupstreams` calls it with)."""
     dialect = Dialect(upstream.format)
-    credential = upstream_credential(upstream)
     auth_header = AuthHeader(upstream.auth_header)
     if auth_header is AuthHeader.AUTO:
         auth_header = _DEFAULT_AUTH_HEADER[dialect]
@@ -279,7 +360,7 @@ def upstream_route(upstream: Upstream) -> UpstreamRoute:
         name=upstream.name,
         format=dialect,
         base_url=upstream.base_url.rstrip("/"),
-        credential=credential,
+        credentials=upstream_credentials(upstream),
         auth_header=auth_header,
         headers=tuple((str(k), str(v)) for k, v in (upstream.headers or {}).items()),
         query_params=tuple((str(k), str(v)) for k, v in (upstream.query_params or {}).items()),
@@ -320,7 +401,8 @@ def load_snapshot() -> Snapshot:
         base = _shaping(alias)
         shaping = with_upstream_limits(base, target.limits)
         scenarios = _scenario_routes(alias, base, snapshot)
-        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model, shaping, scenarios)
+        targets = _target_rules(alias, base, snapshot)
+        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model, shaping, scenarios, targets)
         if alias.is_pattern:
             snapshot.pattern_aliases.append((_glob_regex(alias.name), rule))
         else:

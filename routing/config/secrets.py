@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 # What an upstream's `api_key_env` may name: a credential variable (OPENAI_API_KEY, ANTHROPIC_AUTH_TOKEN,
 # AWS_SECRET_ACCESS_KEY, MISTRAL_SECRET, AWS_ACCESS_KEY_ID), never the proxy's own settings: the value of the
 # named variable is sent upstream, so naming SECRET_KEY would hand it to whoever controls the upstream URL.
-CREDENTIAL_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*_(API_KEY|KEY|TOKEN|SECRET|KEY_ID)")
+CREDENTIAL_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*_(API_KEY|KEY|TOKEN|SECRET|KEY_ID)(_[0-9]+)?")
 PROXY_OWN_VARIABLES = frozenset(
     {"SECRET_KEY", "ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "ADMIN_PASSWORD"}
 )
@@ -58,7 +58,7 @@ def credential_variable_problem(variable: str) -> str | None:
     if not CREDENTIAL_VARIABLE.fullmatch(variable):
         return (
             f"{variable} does not look like a credential variable: use upper-case letters, digits and _, "
-            "ending in _API_KEY, _KEY, _TOKEN, _SECRET or _KEY_ID"
+            "ending in _API_KEY, _KEY, _TOKEN, _SECRET or _KEY_ID (a numbered one, such as _KEY_2, too)"
         )
     return None
 

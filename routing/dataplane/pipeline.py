@@ -23,13 +23,14 @@ from django.conf import settings
 from routing.access.limits import Refused, admit
 from routing.access.policy import access_names
 from routing.config.registry import Route, Snapshot
+from routing.dataplane import failover
 from routing.dataplane.asgi_io import ClientDisconnected, Request, Send, cancel_on_disconnect
 from routing.dataplane.codecs import codec_for
 from routing.dataplane.conversations import ConnectionHistory, continuation
 from routing.dataplane.counting import count_tokens
 from routing.dataplane.endpoints import match
 from routing.dataplane.exchange import Exchange, ExchangeError
-from routing.dataplane.plan import Plan, plan_generation
+from routing.dataplane.plan import Plan
 from routing.dataplane.relay import relay
 from routing.dataplane.sinks import HttpSink
 from routing.dataplane.upstream_call import build_upstream_request
@@ -187,8 +188,7 @@ async def forward(
         await _count(exchange, route, payload)
         return
     history, recorder = await continuation(exchange, payload, connection)
-    plan = plan_generation(exchange, payload, history, keep_conversation=recorder is not None)
-    await relay(exchange, plan, recorder)
+    await failover.generate(exchange, payload, history, recorder)
 
 
 async def _count(exchange: Exchange, route: Route, payload: dict[str, Any]) -> None:

@@ -52,11 +52,16 @@ logger = logging.getLogger(__name__)
 UPSTREAM_DRAIN_SECONDS = 1.0
 
 
-async def relay(exchange: Exchange, plan: Plan, recorder: Recorder | None = None) -> None:
+async def relay(
+    exchange: Exchange, plan: Plan, recorder: Recorder | None = None, response: httpx.Response | None = None
+) -> None:
+    """`response`: the upstream's answer, when the caller already sent the request (routing.dataplane.failover
+    looks at the status before anything goes to the client)."""
     exchange.record.stream = plan.stream
     if recorder is not None:
         recorder.conversation = plan.conversation
-    response = await open_upstream(exchange, plan.request)
+    if response is None:
+        response = await open_upstream(exchange, plan.request)
     meter = Meter(exchange)
     meter.response_headers(response)
     try:
