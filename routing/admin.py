@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -14,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from routing.admin_check import upstream_check_view
 from routing.models import (
@@ -26,6 +29,7 @@ from routing.models import (
     Upstream,
     UserPolicy,
 )
+from routing.upstream.health import CircuitState, CircuitView, circuit_views
 
 TLS_OFF_WARNING = (
     "TLS certificate verification is OFF for this upstream: anyone on the network path can read its API key and "
@@ -46,7 +50,8 @@ class UpstreamForm(forms.ModelForm[Upstream]):
         label="API key (stored encrypted)",
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the stored key. Or name an environment variable above instead.",
+        help_text="Leave empty to keep the stored key. Several keys separated by spaces make a key pool (used "
+        "round-robin). Or name an environment variable above instead.",
     )
     clear_api_key = forms.BooleanField(label="Remove the stored key", required=False)
     proxy_auth = forms.CharField(
@@ -114,6 +119,31 @@ SUPERUSER_ONLY_FIELDS = (
 )
 
 
+_circuits_read: tuple[float, list[CircuitView]] = (0.0, [])
+
+
+def _recent_circuit_views() -> list[CircuitView]:
+    """The circuits, read once per second at most (the upstream list asks for each row)."""
+    global _circuits_read
+    read_at, views = _circuits_read
+    if time.monotonic() - read_at > 1.0:
+        views = circuit_views()
+        _circuits_read = (time.monotonic(), views)
+    return views
+
+
+def _circuit_text(view: CircuitView) -> str:
+    parts = [view.target, str(view.state)]
+    if view.state is CircuitState.OPEN:
+        until = datetime.fromtimestamp(view.open_until, tz=UTC).strftime("%H:%M:%S UTC")
+        parts.append(f"until {until}")
+    if view.error_rate is not None:
+        parts.append(f"{view.error_rate:.0%} errors (5 min, this worker)")
+    if view.last_error and view.state is not CircuitState.CLOSED:
+        parts.append(view.last_error[:120])
+    return " · ".join(parts)
+
+
 class ModelAliasInline(admin.TabularInline[ModelAlias, Upstream]):
     model = ModelAlias
     extra = 0
@@ -123,7 +153,17 @@ class ModelAliasInline(admin.TabularInline[ModelAlias, Upstream]):
 @admin.register(Upstream)
 class UpstreamAdmin(admin.ModelAdmin[Upstream]):
     form = UpstreamForm
-    list_display = ("name", "format", "base_url", "credential_source", "network", "check_link", "enabled", "updated_at")
+    list_display = (
+        "name",
+        "format",
+        "base_url",
+        "credential_source",
+        "network",
+        "circuits",
+        "check_link",
+        "enabled",
+        "updated_at",
+    )
     list_filter = ("format", "enabled")
     search_fields = ("name", "base_url")
     inlines = [ModelAliasInline]
@@ -203,6 +243,16 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
             parts.append(format_html('<strong style="color:#ba2121">{}</strong>', "TLS NOT VERIFIED"))
         return format_html_join(", ", "{}", ((p,) for p in parts)) or "direct"
 
+    @admin.display(description="circuits")
+    def circuits(self, obj: Upstream) -> str:
+        """The circuit breakers of the targets on this upstream (routing.upstream.health): those not closed, or
+        with failures in the last minutes."""
+        views = [v for v in _recent_circuit_views() if v.target.startswith(f"{obj.name}/")]
+        shown = [v for v in views if v.state is not CircuitState.CLOSED or v.error_rate]
+        if not shown:
+            return "closed"
+        return format_html_join(mark_safe("<br>"), "{}", ((_circuit_text(v),) for v in shown))
+
     @admin.display(description="check")
     def check_link(self, obj: Upstream) -> str:
         return format_html('<a href="{}?ids={}">Check</a>', reverse("admin:routing_upstream_check"), obj.pk)
@@ -218,9 +268,10 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
 
 @admin.register(ModelAlias)
 class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
-    list_display = ("name", "upstream", "upstream_model", "scenario_names", "priority", "enabled")
+    list_display = ("name", "upstream", "upstream_model", "target_count", "scenario_names", "priority", "enabled")
     fieldsets = (
         (None, {"fields": ("name", "upstream", "upstream_model", "priority", "enabled")}),
+        ("Targets, balancing and fallbacks", {"fields": ("weight", "targets")}),
         ("Scenario routing", {"fields": ("scenarios",)}),
         ("Limits", {"fields": ("max_output_tokens", "default_max_tokens", "context_window")}),
         (
@@ -240,6 +291,12 @@ class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
     list_editable = ("priority", "enabled")
     list_filter = ("upstream", "enabled")
     search_fields = ("name", "upstream_model")
+
+    @admin.display(description="targets")
+    def target_count(self, obj: ModelAlias) -> str:
+        fallbacks = sum(1 for t in obj.targets or () if t.get("fallback"))
+        total = 1 + len(obj.targets or ())
+        return f"{total} ({fallbacks} fallback)" if fallbacks else str(total)
 
     @admin.display(description="scenarios")
     def scenario_names(self, obj: ModelAlias) -> str:

@@ -21,6 +21,7 @@ from tests.liveserver import ProxyServer
 from translation.errors import ApiError, ErrorKind
 from translation.operation import Operation
 from translation.usage import Usage as TokenUsage
+from routing.upstream import health  # noqa: F401  (registers the open-circuits gauge, as the server does)
 from usage import metrics
 from usage.ledger import ExchangeRecord
 from usage.models import ModelPrice, Outcome
@@ -32,8 +33,11 @@ FAMILIES = {
     "llmproxy_cost_usd_total": "counter",
     "llmproxy_request_duration_seconds": "histogram",
     "llmproxy_time_to_first_token_seconds": "histogram",
+    "llmproxy_upstream_attempts_total": "counter",
+    "llmproxy_fallbacks_total": "counter",
     "llmproxy_in_flight_requests": "gauge",
     "llmproxy_in_flight_streams": "gauge",
+    "llmproxy_open_circuits": "gauge",
 }
 
 
@@ -167,7 +171,11 @@ def test_empty_registry_declares_every_family():
     parsed = parse(metrics.render())
     assert parsed.types == FAMILIES
     assert set(parsed.helps) == set(FAMILIES)
-    assert parsed.samples == [("llmproxy_in_flight_requests", {}, 0.0), ("llmproxy_in_flight_streams", {}, 0.0)]
+    assert parsed.samples == [
+        ("llmproxy_in_flight_requests", {}, 0.0),
+        ("llmproxy_in_flight_streams", {}, 0.0),
+        ("llmproxy_open_circuits", {}, 0.0),
+    ]
 
 
 def test_a_finished_exchange_counts_its_request_tokens_and_times():

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -135,6 +135,17 @@ time_to_first_token = Histogram(
     ("alias", "upstream"),
     TTFT_BUCKETS,
 )
+upstream_attempts_total: Counter[int] = Counter(
+    "llmproxy_upstream_attempts_total",
+    "Upstream attempts of generations, by upstream and outcome: the error kind of an attempt that failed over "
+    "to another target, else the exchange's outcome.",
+    ("upstream", "outcome"),
+)
+fallbacks_total: Counter[int] = Counter(
+    "llmproxy_fallbacks_total",
+    "Generations served by another target after the first attempt failed, by alias and the upstream that served.",
+    ("alias", "upstream"),
+)
 IN_FLIGHT_REQUESTS = "llmproxy_in_flight_requests"
 IN_FLIGHT_STREAMS = "llmproxy_in_flight_streams"
 
@@ -143,6 +154,13 @@ IN_FLIGHT_STREAMS = "llmproxy_in_flight_streams"
 _open: dict[str, ExchangeRecord] = {}
 # The cost counter is the one metric written from another thread (the database thread).
 _cost_lock = threading.Lock()
+# Gauges other layers own (name -> help text and a function that reads the value), e.g. open circuits.
+_gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+
+
+def register_gauge(name: str, help_text: str, read: Callable[[], float]) -> None:
+    """A gauge whose value `read` gives when the metrics are rendered (on the event loop thread)."""
+    _gauges[name] = (help_text, read)
 
 
 def exchange_started(record: ExchangeRecord) -> None:
@@ -166,6 +184,12 @@ def exchange_finished(record: ExchangeRecord) -> None:
     ):
         if value is not None:
             tokens_total.inc((alias, upstream, kind), value)
+    for failure in record.failed_attempts:
+        upstream_attempts_total.inc((str(failure["target"]).partition("/")[0], str(failure["error"])), 1)
+    if record.upstream:
+        upstream_attempts_total.inc((upstream, record.outcome), 1)
+    if record.failed_attempts and record.upstream:
+        fallbacks_total.inc((alias, upstream), 1)
     request_duration.observe((alias, upstream), record.duration)
     if record.first_output is not None:
         time_to_first_token.observe((alias, upstream), max(record.first_output - record.started, 0.0))
@@ -188,10 +212,15 @@ def render() -> str:
         lines += cost_usd_total.render()
     lines += request_duration.render()
     lines += time_to_first_token.render()
+    lines += upstream_attempts_total.render()
+    lines += fallbacks_total.render()
     lines += _header(IN_FLIGHT_REQUESTS, "Exchanges begun and not yet ended in this process.", "gauge")
     lines.append(f"{IN_FLIGHT_REQUESTS} {len(open_records)}")
     lines += _header(IN_FLIGHT_STREAMS, "Streamed exchanges begun and not yet ended in this process.", "gauge")
     lines.append(f"{IN_FLIGHT_STREAMS} {sum(1 for record in open_records if record.stream)}")
+    for name, (help_text, read) in _gauges.items():
+        lines += _header(name, help_text, "gauge")
+        lines.append(f"{name} {_number(read())}")
     return "\n".join(lines) + "\n"
 
 
@@ -200,6 +229,8 @@ def reset() -> None:
     _open.clear()
     requests_total.values.clear()
     tokens_total.values.clear()
+    upstream_attempts_total.values.clear()
+    fallbacks_total.values.clear()
     with _cost_lock:
         cost_usd_total.values.clear()
     for histogram in (request_duration, time_to_first_token):

@@ -18,6 +18,7 @@ from django.db import models, transaction
 
 from routing.config.scenarios import ORDER, parse_scenarios
 from routing.config.secrets import credential_variable_problem, decrypt, encrypt, proxy_auth_variable_problem
+from routing.config.targets import STORED_KEY_SEPARATOR, key_variables, parse_targets
 from routing.dataplane.endpoints import prefix_path_problem
 from routing.models import (
     AuthHeader,
@@ -86,7 +87,7 @@ ALIAS_DEFAULTS: dict[str, Any] = {
     "extra_body": {},
     "scenarios": {},
 }
-ALIAS_FIELDS = {"name", "upstream", "model", "priority", "enabled", *ALIAS_SETTINGS}
+ALIAS_FIELDS = {"name", "upstream", "model", "targets", "priority", "enabled", *ALIAS_SETTINGS}
 SECTIONS = ("upstreams", "aliases", "prefixes", "groups", "users")
 PREFIX_FIELDS = {"path", "aliases", "enabled"}
 # Model access, budgets and rate limits (routing.access.policy): a group has access and a budget, users and keys
@@ -208,14 +209,12 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
             raise ConfigFileError(f"{_at(entry, where)}: 'base_url' is required")
         if entry.get("api_key") and entry.get("api_key_env"):
             raise ConfigFileError(f"{_at(entry, where, 'api_key')}: give api_key or api_key_env, not both")
-        if entry.get("api_key_env") and (problem := credential_variable_problem(str(entry["api_key_env"]))):
-            raise ConfigFileError(f"{_at(entry, where, 'api_key_env')}: {problem}")
+        _check_key_pool(entry, where)
         _check_network(entry, where)
     for index, entry in enumerate(sections["aliases"]):
         where = f"aliases[{index}]"
         _check_fields(_require_mapping(entry, where), ALIAS_FIELDS, where)
-        if not entry.get("upstream"):
-            raise ConfigFileError(f"{_at(entry, where)}: 'upstream' is required")
+        _check_targets(entry, where)
         if "scenarios" in entry:
             try:
                 entry["scenarios"] = parse_scenarios(entry["scenarios"])
@@ -251,6 +250,38 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
             _check_fields(_require_mapping(key, key_where), KEY_FIELDS, key_where, name="label")
             _check_policy(key, f"{key_where} ({key['label']})", limits=True)
     return sections
+
+
+def _check_key_pool(entry: dict[str, Any], where: str) -> None:
+    """`api_key_env` and `api_key` take one value or a list (a key pool); stored as the model keeps them."""
+    for name in ("api_key_env", "api_key"):
+        value = entry.get(name)
+        if isinstance(value, list):
+            if not value or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ConfigFileError(f"{_at(entry, where, name)}: {name} must be a value or a list of them")
+            entry[name] = (", " if name == "api_key_env" else STORED_KEY_SEPARATOR).join(v.strip() for v in value)
+    for variable in key_variables(str(entry.get("api_key_env") or "")):
+        if problem := credential_variable_problem(variable):
+            raise ConfigFileError(f"{_at(entry, where, 'api_key_env')}: {problem}")
+
+
+def _check_targets(entry: dict[str, Any], where: str) -> None:
+    """An alias names one target (`upstream`, `model`) or several (`targets`, the first its own); the list form
+    is turned into the one the model keeps: the first target's upstream, model and weight, the others apart."""
+    if "targets" not in entry:
+        if not entry.get("upstream"):
+            raise ConfigFileError(f"{_at(entry, where)}: 'upstream' (or 'targets') is required")
+        return
+    if "upstream" in entry or "model" in entry:
+        raise ConfigFileError(f"{_at(entry, where, 'targets')}: give upstream and model, or targets, not both")
+    try:
+        targets = parse_targets(entry["targets"])
+    except ValueError as exc:
+        raise ConfigFileError(f"{_at(entry, where, 'targets')}: targets: {exc}") from exc
+    if not targets or targets[0]["fallback"]:
+        raise ConfigFileError(f"{_at(entry, where, 'targets')}: targets: the first target cannot be a fallback")
+    first = targets[0]
+    entry.update(upstream=first["upstream"], model=first["model"], weight=first["weight"], targets=targets[1:])
 
 
 def _check_network(entry: dict[str, Any], where: str) -> None:
@@ -410,14 +441,20 @@ def _import(document: dict[str, list[dict[str, Any]]], report: ImportReport) -> 
         if target is None:
             where = _at(entry, f"aliases[{index}]", "upstream")
             raise ConfigFileError(f"{where}: no upstream named {entry['upstream']!r}")
-        missing = sorted({t["upstream"] for t in (entry.get("scenarios") or {}).values()} - set(known))
-        if missing:
-            where = _at(entry, f"aliases[{index}]", "scenarios")
-            raise ConfigFileError(f"{where}: scenarios: no upstream named {', '.join(missing)}")
+        for section, named in (
+            ("scenarios", {t["upstream"] for t in (entry.get("scenarios") or {}).values()}),
+            ("targets", {t["upstream"] for t in entry.get("targets") or ()}),
+        ):
+            missing = sorted(named - set(known))
+            if missing:
+                where = _at(entry, f"aliases[{index}]", section)
+                raise ConfigFileError(f"{where}: {section}: no upstream named {', '.join(missing)}")
         alias = aliases.get(entry["name"]) or ModelAlias(name=entry["name"])
         values = {
             "upstream_id": target.pk,
             "upstream_model": entry.get("model", ""),
+            "weight": entry.get("weight", 1),
+            "targets": entry.get("targets") or [],
             "priority": int(entry.get("priority", 100)),
             "enabled": bool(entry.get("enabled", True)),
         }
@@ -547,7 +584,8 @@ def export_config() -> str:
     for upstream in Upstream.objects.order_by("name"):
         entry: dict[str, Any] = {"name": upstream.name, "format": upstream.format, "base_url": upstream.base_url}
         if upstream.api_key_env:
-            entry["api_key_env"] = upstream.api_key_env
+            variables = key_variables(upstream.api_key_env)
+            entry["api_key_env"] = variables if len(variables) > 1 else upstream.api_key_env
         elif upstream.api_key_encrypted:
             stored_keys.append(upstream.name)
         entry.update(
@@ -577,13 +615,7 @@ def export_config() -> str:
         upstreams.append(entry)
     aliases = []
     for alias in ModelAlias.objects.select_related("upstream").order_by("priority", "name"):
-        entry = {
-            "name": alias.name,
-            "upstream": alias.upstream.name,
-            "model": alias.upstream_model,
-            "priority": alias.priority,
-            "enabled": alias.enabled,
-        }
+        entry = {"name": alias.name, **_targets_entry(alias), "priority": alias.priority, "enabled": alias.enabled}
         # Settings left at their defaults are not written, so exports stay short.
         for key, attr in ALIAS_SETTINGS.items():
             value = getattr(alias, attr)
@@ -609,6 +641,22 @@ def export_config() -> str:
         listed = ", ".join(unnamed)
         notes.append(f"# Proxy keys without a unique label (not listed, nor their limits): {listed}\n")
     return "".join(notes) + body
+
+
+def _targets_entry(alias: ModelAlias) -> dict[str, Any]:
+    """The one-target form, or `targets` when the alias has several (weights and fallbacks only where set)."""
+    if not alias.targets:
+        return {"upstream": alias.upstream.name, "model": alias.upstream_model}
+    first = {"upstream": alias.upstream.name, "model": alias.upstream_model, "weight": alias.weight}
+    targets = []
+    for target in (first, *alias.targets):
+        item = {"upstream": target["upstream"], "model": target.get("model", "")}
+        if target.get("weight", 1) != 1:
+            item["weight"] = target["weight"]
+        if target.get("fallback"):
+            item["fallback"] = True
+        targets.append(item)
+    return {"targets": targets}
 
 
 def _policy_entry(policy: GroupPolicy | UserPolicy | KeyPolicy | None, *, limits: bool) -> dict[str, Any]:

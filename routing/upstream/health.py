@@ -35,6 +35,7 @@ from django.conf import settings
 
 from routing.config.registry import Target, UpstreamRoute
 from routing.runtime.worker import worker
+from usage import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -388,13 +389,14 @@ async def follow_shared() -> None:
             logger.debug("lapsed circuit entries not removed: %s", exc)
 
 
-def shared_views_sync(names: Iterable[str]) -> list[CircuitView]:
-    """The circuits as the admin shows them (a synchronous view, on another thread than the request path: it
-    reads, never writes): this process's, with the openings shared in Redis when it is configured (the admin
-    may be served by a worker that carries no traffic)."""
-    views = health.views(names)
+def circuit_views() -> list[CircuitView]:
+    """Every circuit known, as the admin shows them (a synchronous view, on another thread than the request
+    path: it reads, never writes): this process's, with the openings shared in Redis when it is configured (the
+    admin may be served by a worker that carries no traffic)."""
+    now = time.time()
+    local = {view.target: view for view in health.views(list(health.circuits))}
     if not settings.REDIS_URL:
-        return views
+        return list(local.values())
     try:
         import redis
 
@@ -402,19 +404,23 @@ def shared_views_sync(names: Iterable[str]) -> list[CircuitView]:
         raw = client.hgetall(_hash_key())
     except Exception as exc:
         logger.warning("circuit state not read from Redis: %s", exc)
-        return views
-    now = time.time()
+        return list(local.values())
     live, _ = decode_shared(raw, now)
-    merged = []
-    for view in views:
-        entry = live.get(view.target)
-        until = float(entry["until"]) if entry else 0.0
-        if until > view.open_until:
-            state = CircuitState.OPEN if until > now else CircuitState.HALF_OPEN
-            view = CircuitView(view.target, state, until, view.error_rate, str(entry.get("error", "")) if entry else "")
-        merged.append(view)
-    return merged
+    for name, entry in live.items():
+        until = float(entry["until"])
+        view = local.get(name)
+        if "#" in name or (view is not None and view.open_until >= until):
+            continue
+        state = CircuitState.OPEN if until > now else CircuitState.HALF_OPEN
+        rate = view.error_rate if view is not None else None
+        local[name] = CircuitView(name, state, until, rate, str(entry.get("error", "")))
+    return list(local.values())
 
 
 health = Health()
 worker.register("shared circuits", follow_shared)
+metrics.register_gauge(
+    "llmproxy_open_circuits",
+    "Targets whose circuit is open or half-open, as this process sees them (shared through Redis when set).",
+    health.open_circuits,
+)
