@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from routing.upstream import health  # noqa: F401  (registers the open-circuits gauge, as the server does)
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, Usage
@@ -21,7 +22,6 @@ from tests.liveserver import ProxyServer
 from translation.errors import ApiError, ErrorKind
 from translation.operation import Operation
 from translation.usage import Usage as TokenUsage
-from routing.upstream import health  # noqa: F401  (registers the open-circuits gauge, as the server does)
 from usage import metrics
 from usage.ledger import ExchangeRecord
 from usage.models import ModelPrice, Outcome

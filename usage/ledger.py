@@ -106,6 +106,7 @@ class ExchangeRecord:
     error_message: str = ""
     warnings: list[str] = field(default_factory=list)
     attempts: int = 1  # upstream attempts made (routing.dataplane.failover); the last one served
+    fallback: bool = False  # served by another target than the first choice (a failure, or a resting target)
     # The attempts that failed before the one that served: {target, status (0: no answer), error, message}.
     failed_attempts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -244,6 +245,7 @@ def record_facts(record: ExchangeRecord) -> dict[str, Any]:
         "upstream_model": record.upstream_model,
         "scenario": record.scenario,
         "attempts": record.attempts,
+        "fallback": record.fallback,
         "failed_attempts": record.failed_attempts,
         "upstream_base_url": record.upstream_base_url,
         "upstream_format": record.upstream_format,
@@ -471,6 +473,7 @@ def _row(facts: dict[str, Any], prices: PriceBook) -> LedgerEntry:
         scenario=_text(facts.get("scenario"), 16),
         attempts=min(count(facts.get("attempts")) or 1, 2**15 - 1),
         failed_attempts=_failed_attempts(facts.get("failed_attempts")),
+        fallback=bool(facts.get("fallback")),
         upstream_request_id=_text(facts.get("upstream_request_id"), 200),
         outcome=_text(facts.get("outcome"), 16),
         status=status if status is not None and status < 2**15 else 0,

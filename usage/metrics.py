@@ -143,7 +143,8 @@ upstream_attempts_total: Counter[int] = Counter(
 )
 fallbacks_total: Counter[int] = Counter(
     "llmproxy_fallbacks_total",
-    "Generations served by another target after the first attempt failed, by alias and the upstream that served.",
+    "Generations served by another target than the alias's first choice (after a failed attempt, or by a "
+    "fallback target while the others rest), by alias and the upstream that served.",
     ("alias", "upstream"),
 )
 IN_FLIGHT_REQUESTS = "llmproxy_in_flight_requests"
@@ -188,7 +189,7 @@ def exchange_finished(record: ExchangeRecord) -> None:
         upstream_attempts_total.inc((str(failure["target"]).partition("/")[0], str(failure["error"])), 1)
     if record.upstream:
         upstream_attempts_total.inc((upstream, record.outcome), 1)
-    if record.failed_attempts and record.upstream:
+    if record.fallback and record.upstream:
         fallbacks_total.inc((alias, upstream), 1)
     request_duration.observe((alias, upstream), record.duration)
     if record.first_output is not None:

@@ -71,6 +71,11 @@ class LedgerEntry(models.Model):
     attempts = models.PositiveSmallIntegerField(
         default=1, help_text="Upstream attempts made; more than one: the targets before the last one failed."
     )
+    fallback = models.BooleanField(
+        default=False,
+        help_text="Served by another target than the alias's first choice: after an attempt failed, or by a "
+        "fallback target while the others rest.",
+    )
     failed_attempts = models.JSONField(
         default=list, blank=True, help_text="The attempts that failed before the one that served, and why."
     )

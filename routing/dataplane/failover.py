@@ -83,8 +83,7 @@ async def generate(
             if retryable and not final and (queue or retry_same):
                 failure = await _failure(exchange, response)
                 if not retry_same:
-                    rest = parse_retry_after(response.headers) if status == 429 else None
-                    health.failed(target, failure.error.message, rest)
+                    health.failed(target, failure.error.message, _rest(status, response, failure.error))
                 _note_failure(exchange, target, status, failure.error)
                 last_failure = failure
                 if retry_same:
@@ -93,8 +92,8 @@ async def generate(
             if status < 400:
                 health.succeeded(target)
             elif status in RETRY_STATUSES and not retry_same:
-                rest = parse_retry_after(response.headers) if status == 429 else None
-                health.failed(target, f"{status}", rest)
+                health.failed(target, f"answered {status}", _rest(status, response, None))
+            exchange.record.fallback = tried > 1 or target.fallback
             await relay(exchange, attempt.plan, recorder, response)
             return
         finally:
@@ -139,6 +138,17 @@ def _key_failure(
         rest = settings.KEY_REJECTED_COOLDOWN
     health.rest_key(upstream, index, rest)
     return health.other_key_awake(upstream, index)
+
+
+def _rest(status: int, response: httpx.Response, error: ApiError | None) -> float | None:
+    """How long a 429 asks the target to be left alone: its Retry-After header, or the delay its error body
+    names (Gemini's RetryInfo); None for other statuses, which only count towards opening the circuit."""
+    if status != 429:
+        return None
+    rest = parse_retry_after(response.headers)
+    if rest is None and error is not None and error.retry_after:
+        rest = parse_retry_after({"retry-after": error.retry_after})
+    return rest
 
 
 async def _failure(exchange: Exchange, response: httpx.Response) -> ExchangeError:
