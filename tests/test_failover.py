@@ -20,8 +20,10 @@ from google.genai import types as genai_types
 from routing.config.configfile import ConfigFileError, export_config, import_config
 from routing.models import ModelAlias, Upstream
 from routing.upstream.health import health
+from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply
 from tests.inprocess import InProcessProxy, passwordless_alice  # noqa: F401  (no password hashing here)
+from tests.test_responses_ws import create, final, key, live, opened, reload, turn  # noqa: F401  (fixtures)
 from usage import metrics
 from usage.models import LedgerEntry
 
@@ -50,8 +52,8 @@ def route(primary_url: str, other_url: str, *, fallback: bool = True, weight: in
     )
 
 
-def claude(inproc: InProcessProxy, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(api_key=key, base_url=inproc.url, max_retries=0, http_client=inproc.client())
+def claude(inproc: InProcessProxy, proxy_key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=proxy_key, base_url=inproc.url, max_retries=0, http_client=inproc.client())
 
 
 def rows() -> list[LedgerEntry]:
@@ -334,3 +336,24 @@ def test_bad_targets_are_refused_with_their_line(targets, message):
     )
     with pytest.raises(ConfigFileError, match=re.escape(message)):
         import_config(text)
+
+
+# --- the Responses WebSocket ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def failing_pair(transactional_db):
+    with fake_upstream("anthropic", strict=False) as a, fake_upstream("openai-chat", strict=False) as b:
+        route(a.url, b.url)
+        yield a, b
+
+
+async def test_codex_over_the_responses_websocket_falls_back(live, key, failing_pair):  # noqa: F811
+    a, b = failing_pair
+    await reload()
+    a.script(Reply(error=Failure(529, "Overloaded", type="overloaded_error")))
+    ws = await opened(key)
+    response = final(await turn(ws, create(model="smart", input="Hi", tools=[], reasoning=None, include=[])))
+    assert response["status"] == "completed" and response["output"]
+    assert (a.request_count, b.request_count) == (1, 1)
+    await ws.disconnect()
