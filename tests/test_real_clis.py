@@ -28,7 +28,7 @@ import pytest
 from tests.clis import ensure_clis
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
-from tests.fakes.script import Reply, ToolCall
+from tests.fakes.script import Failure, Reply, ToolCall
 from tests.liveserver import ROOT, database_url
 
 pytestmark = pytest.mark.e2e
@@ -333,3 +333,29 @@ def test_codex_over_websocket(proxy, alice_key, cli_prefix, egress, tmp_path, up
     log = proxy.output()[seen:]  # daphne's access log of this episode
     assert "WSCONNECT /v1/responses" in log, log
     assert '"POST /v1/responses' not in log, "Codex fell back to HTTP:\n" + log
+
+
+def test_claude_code_keeps_working_when_its_first_target_is_overloaded(proxy, alice_key, cli_prefix, egress, tmp_path):
+    """An alias whose own upstream answers every request 529 (Anthropic overloaded) and whose fallback target is an
+    OpenAI Chat upstream: Claude Code never sees the 529, its episode runs on the fallback, and the ledger says so."""
+    from routing.models import ModelAlias, Upstream
+    from usage.models import LedgerEntry
+
+    egress.take()
+    overloaded = Reply(error=Failure(529, "Overloaded", type="overloaded_error"))
+    with fake_upstream("anthropic", default=overloaded) as down, fake_upstream("openai-chat") as spare:
+        primary = Upstream.objects.create(name="overloaded", format="anthropic", base_url=down.url)
+        Upstream.objects.create(name="spare", format="openai-chat", base_url=spare.url + "/v1")
+        targets = [{"upstream": "spare", "model": "spare-model", "fallback": True}]
+        ModelAlias.objects.create(name=CLAUDE.model, upstream=primary, upstream_model="real-model", targets=targets)
+        proxy.sync()
+        spare.script(Reply(tool_calls=[CLAUDE.tool]), Reply(text=FINAL))
+        outcome = run_agent(CLAUDE, proxy.url, cli_prefix, tmp_path, egress.url, key=alice_key)
+    details = f"\nstdout:\n{outcome.stdout[-3000:]}\nstderr:\n{outcome.stderr[-3000:]}\nlog:\n{proxy.output()[-3000:]}"
+    assert outcome.ok and FINAL in outcome.answer, details
+    assert down.request_count >= 1, "the overloaded target was never tried" + details
+    assert MARKER in body_text(spare.requests[1]), details
+    proxy.drain()
+    rows = LedgerEntry.objects.filter(alias=CLAUDE.model, operation="generate")
+    assert rows.count() >= 2 and all(row.upstream == "spare" and row.fallback for row in rows), details
+    assert rows.filter(attempts=2, failed_attempts__0__status=529).exists(), details
