@@ -13,6 +13,8 @@ from routing.config.registry import KeyRecord, Route
 from routing.dataplane.asgi_io import Request
 from routing.dataplane.endpoints import Endpoint
 from translation.errors import ApiError
+from translation.ir import Request as IrRequest
+from translation.ir import TranslationWarning
 from translation.operation import Operation
 from usage.clients import identify
 from usage.ledger import ExchangeRecord
@@ -41,6 +43,8 @@ class Exchange:
     credential: str | None = None
     warnings: list[str] = field(default_factory=list)
     admission: Admission | None = None  # rate-limit counters held until the exchange ends (routing.access.limits)
+    # The client's request decoded (with the decode's warnings), once: routing.dataplane.plan.decode_client_request.
+    client_request: tuple[IrRequest, tuple[TranslationWarning, ...]] | None = None
     record: ExchangeRecord = field(init=False)
     # Whether the exchange becomes a ledger row: it reaches, or was meant to reach, an upstream.
     metered: bool = field(init=False)

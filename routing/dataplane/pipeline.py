@@ -25,12 +25,11 @@ from routing.access.policy import access_names
 from routing.config.registry import Route, Snapshot
 from routing.dataplane import failover
 from routing.dataplane.asgi_io import ClientDisconnected, Request, Send, cancel_on_disconnect
-from routing.dataplane.codecs import codec_for
 from routing.dataplane.conversations import ConnectionHistory, continuation
 from routing.dataplane.counting import count_tokens
 from routing.dataplane.endpoints import match
 from routing.dataplane.exchange import Exchange, ExchangeError
-from routing.dataplane.plan import Plan
+from routing.dataplane.plan import Plan, decode_client_request
 from routing.dataplane.relay import relay
 from routing.dataplane.sinks import HttpSink
 from routing.dataplane.upstream_call import build_upstream_request
@@ -38,7 +37,6 @@ from routing.runtime.live import live_config
 from translation import catalog
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, status_for
-from translation.ir import TranslationError
 from translation.operation import Operation
 from usage import ledger
 from usage.clients import identify
@@ -337,14 +335,13 @@ def _scenario_route(
     connection: ConnectionHistory | None,
 ) -> tuple[Route, str | None]:
     """The alias's scenario target for this request, if one matches (routing.config.scenarios). The body is
-    decoded for this alone (warnings are left to the decode the plan does); one the codec refuses keeps the
-    alias's target, and the plan reports the error. A WebSocket turn that continues one of the connection's
-    responses is judged with that conversation (held in memory); a continuation over HTTP by its new input only
-    (its history would be a database read)."""
-    endpoint = exchange.endpoint
+    decoded here, once for the exchange (the plan reads the same decode and notes its warnings); one the codec
+    refuses keeps the alias's target, and the plan reports the error. A WebSocket turn that continues one of the
+    connection's responses is judged with that conversation (held in memory); a continuation over HTTP by its new
+    input only (its history would be a database read)."""
     try:
-        decoded = codec_for(endpoint.dialect).request.decode_request(payload, model=endpoint.model).value
-    except TranslationError:
+        decoded = decode_client_request(exchange, payload, noted=False)
+    except ExchangeError:
         return route, credential
     previous = decoded.previous_response_id
     history = connection.get(previous) if connection is not None and previous else None

@@ -49,17 +49,23 @@ def note(exchange: Exchange, warnings: Sequence[TranslationWarning]) -> None:
     exchange.warnings.extend(w.feature for w in warnings)
 
 
-def decode_client_request(exchange: Exchange, payload: Mapping[str, Any]) -> Request:
-    endpoint = exchange.endpoint
-    try:
-        decoded = codec_for(endpoint.dialect).request.decode_request(payload, model=endpoint.model)
-    except TranslationError as exc:
-        raise ExchangeError(exc.to_api_error()) from exc
-    note(exchange, decoded.warnings)
-    request: Request = decoded.value
-    if endpoint.stream is not None:
-        request = dataclasses.replace(request, stream=endpoint.stream)
-    return request
+def decode_client_request(exchange: Exchange, payload: Mapping[str, Any], *, noted: bool = True) -> Request:
+    """The client's request in IR, decoded once per exchange (a scenario's choice and every attempt's plan read
+    the same decode). `noted`: add its warnings to the exchange's (each attempt notes its own)."""
+    decoded = exchange.client_request
+    if decoded is None:
+        endpoint = exchange.endpoint
+        try:
+            result = codec_for(endpoint.dialect).request.decode_request(payload, model=endpoint.model)
+        except TranslationError as exc:
+            raise ExchangeError(exc.to_api_error()) from exc
+        request: Request = result.value
+        if endpoint.stream is not None:
+            request = dataclasses.replace(request, stream=endpoint.stream)
+        decoded = exchange.client_request = (request, tuple(result.warnings))
+    if noted:
+        note(exchange, decoded[1])
+    return decoded[0]
 
 
 def plan_generation(
