@@ -380,6 +380,8 @@ def test_path_prefixes_and_scenario_targets_edited_in_the_admin_are_recorded(ope
         "upstream_model": "",
         "priority": "100",
         "enabled": "on",
+        "weight": "1",
+        "targets": "[]",
         "system_replacements": "[]",
         "default_params": "{}",
         "override_params": "{}",
@@ -395,3 +397,8 @@ def test_path_prefixes_and_scenario_targets_edited_in_the_admin_are_recorded(ope
         {**form, "scenarios": json.dumps({"think": {"upstream": "nowhere", "model": "r"}})},
     )
     assert bad.status_code == 200 and "no upstream named nowhere" in bad.content.decode()
+    # Targets are audited like the rest of an alias.
+    targets = [{"upstream": "up", "model": "other", "weight": 2, "fallback": True}]
+    response = operator.post(f"/admin/routing/modelalias/{alias.pk}/change/", {**form, "targets": json.dumps(targets)})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert entries("routing.modelalias", "update")[-1].changes["targets"] == [[], targets]

@@ -163,6 +163,10 @@ def test_the_last_attempts_answer_reaches_the_client_when_every_target_fails(inp
         (row,) = rows()
         assert (row.attempts, row.upstream, row.status) == (2, "b", 500)
         assert [f["target"] for f in row.failed_attempts] == ["a/a-model"]
+        operator = Client()
+        operator.force_login(User.objects.create_superuser("operator", password=None))
+        page = operator.get(f"/admin/usage/ledgerentry/{row.pk}/change/").content.decode()
+        assert re.search(r"field-failed_attempts[\s\S]{0,600}a/a-model[\s\S]{0,200}a is down", page)
 
 
 def test_weights_split_the_traffic(inproc, alice_key):
@@ -357,3 +361,55 @@ async def test_codex_over_the_responses_websocket_falls_back(live, key, failing_
     assert response["status"] == "completed" and response["output"]
     assert (a.request_count, b.request_count) == (1, 1)
     await ws.disconnect()
+
+
+# --- choosing a target -----------------------------------------------------------------------------------------
+
+
+def test_the_target_with_fewer_requests_in_flight_per_weight_goes_first():
+    from routing.config.registry import Target, upstream_route
+    from routing.config.shaping import NO_SHAPING
+
+    one = upstream_route(Upstream(pk=1, name="one", format="openai-chat", base_url="http://127.0.0.1:9/v1"))
+    two = upstream_route(Upstream(pk=2, name="two", format="openai-chat", base_url="http://127.0.0.1:9/v1"))
+    heavy, light = Target(one, "m", NO_SHAPING, weight=2), Target(two, "m", NO_SHAPING, weight=1)
+    # Nothing in flight: the weights decide, two in three to the heavier one.
+    firsts = [health.order("alias", [heavy, light])[0].name for _ in range(6)]
+    assert firsts.count("one/m") == 4 and firsts.count("two/m") == 2
+    # Two requests running on the heavy target (one per unit of weight), none on the light one: light goes first.
+    health.started(heavy)
+    health.started(heavy)
+    assert [t.name for t in health.order("alias", [heavy, light])] == ["two/m", "one/m"]
+    health.started(light)
+    health.started(light)  # now two per unit of weight on light, one on heavy
+    assert health.order("alias", [heavy, light])[0].name == "one/m"
+    for target in (heavy, heavy, light, light):
+        health.finished(target)
+    assert health.in_flight == {}
+
+
+@pytest.mark.django_db
+def test_stored_keys_make_a_pool_too():
+    from routing.config.registry import upstream_route
+
+    upstream = Upstream(name="pool", format="anthropic", base_url="http://127.0.0.1:9")
+    upstream.set_api_key("sk-ant-one sk-ant-two\nsk-ant-three")
+    upstream.save()
+    assert upstream_route(upstream).credentials == ("sk-ant-one", "sk-ant-two", "sk-ant-three")
+    assert "sk-ant" not in export_config()
+
+
+@pytest.mark.django_db
+def test_the_admin_checks_an_aliass_targets():
+    from django.core.exceptions import ValidationError
+
+    upstream = Upstream.objects.create(name="a", format="anthropic", base_url="http://127.0.0.1:9")
+    alias = ModelAlias(name="smart", upstream=upstream, upstream_model="m", targets=[{"upstream": "nowhere"}])
+    with pytest.raises(ValidationError, match="no upstream named nowhere"):
+        alias.full_clean()
+    alias.targets = [{"upstream": "a", "model": "m2", "weight": "3"}]
+    with pytest.raises(ValidationError, match="weight must be a whole number"):
+        alias.full_clean()
+    alias.targets = [{"upstream": "a", "model": "m2", "fallback": True}]
+    alias.full_clean()
+    assert alias.targets == [{"upstream": "a", "model": "m2", "weight": 1, "fallback": True}]

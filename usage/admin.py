@@ -104,6 +104,7 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
                 )
             },
         ),
+        ("Attempts", {"fields": ("attempts", "fallback", "failed_attempts")}),
         (
             "Usage",
             {
