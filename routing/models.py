@@ -19,7 +19,10 @@ from django.utils import timezone
 
 from translation.dialect import Dialect
 
-FORMAT_CHOICES = [(d.value, d.label) for d in Dialect]
+# The four APIs at their providers' own URLs (or any server that speaks one), and the clouds that serve models
+# under their own URLs and credentials (routing.upstream.vertex).
+VERTEX = "vertex"
+FORMAT_CHOICES = [(d.value, d.label) for d in Dialect] + [(VERTEX, "Google Vertex AI")]
 
 
 class AuthHeader(models.TextChoices):
@@ -38,9 +41,11 @@ class Upstream(models.Model):
     format = models.CharField(max_length=32, choices=FORMAT_CHOICES)
     base_url = models.URLField(
         max_length=500,
+        blank=True,
         help_text="As each provider's SDK takes it: https://api.openai.com/v1, https://api.anthropic.com, "
         "https://generativelanguage.googleapis.com, http://127.0.0.1:11434/v1 (Ollama). "
-        "For Azure OpenAI, the deployment URL; {model} in it is replaced by the upstream model.",
+        "For Azure OpenAI, the deployment URL; {model} in it is replaced by the upstream model. "
+        "Vertex AI: empty (derived from the location), or an override such as a private endpoint.",
     )
     api_key_env = models.CharField(
         "API key environment variable",
@@ -114,6 +119,25 @@ class Upstream(models.Model):
         help_text="The models' context size in tokens: a prompt estimated larger is refused with a 400 before it "
         "is sent, and output is clamped to what the prompt leaves.",
     )
+    # Google Vertex AI (routing.upstream.vertex).
+    project = models.CharField("Google Cloud project", max_length=100, blank=True, help_text="Vertex AI only.")
+    location = models.CharField(
+        max_length=50, blank=True, help_text="Vertex AI only: the region, e.g. us-east5, europe-west1, or global."
+    )
+    credentials_env = models.CharField(
+        "service account environment variable",
+        max_length=128,
+        blank=True,
+        help_text="Vertex AI only: the variable holding the service-account key (its JSON, or the path of its "
+        "file), e.g. GOOGLE_SERVICE_ACCOUNT_JSON. Or store the JSON key encrypted in the API key field; neither: "
+        "the machine's application default credentials.",
+    )
+    token_url = models.URLField(
+        "OAuth token URL",
+        max_length=500,
+        blank=True,
+        help_text="Vertex AI only: where access tokens are minted; empty: the key's own (Google's).",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -142,12 +166,27 @@ class Upstream(models.Model):
 
         self.proxy_auth_encrypted = encrypt(plaintext) if plaintext else ""
 
+    def _clean_vertex(self) -> None:
+        from routing.config.secrets import own_variable_problem
+
+        missing = {name: "Required for Vertex AI." for name in ("project", "location") if not getattr(self, name)}
+        if missing:
+            raise ValidationError(missing)
+        if self.api_key_env:
+            raise ValidationError({"api_key_env": "Vertex AI takes a service-account key: name its variable below."})
+        if self.credentials_env and (problem := own_variable_problem(self.credentials_env)):
+            raise ValidationError({"credentials_env": problem})
+
     def clean(self) -> None:
         from routing.config.secrets import credential_variable_problem, proxy_auth_variable_problem
         from routing.upstream.network import proxy_url_problem
 
         if self.api_key_env and self.api_key_encrypted:
             raise ValidationError("Give the key either as an environment variable or stored, not both.")
+        if self.format == VERTEX:
+            self._clean_vertex()
+        elif not self.base_url:
+            raise ValidationError({"base_url": "A base URL is required."})
         from routing.config.targets import key_variables
 
         for variable in key_variables(self.api_key_env):

@@ -17,10 +17,18 @@ from django.contrib.auth.models import Group
 from django.db import models, transaction
 
 from routing.config.scenarios import ORDER, parse_scenarios
-from routing.config.secrets import credential_variable_problem, decrypt, encrypt, proxy_auth_variable_problem
+from routing.config.secrets import (
+    credential_variable_problem,
+    decrypt,
+    encrypt,
+    own_variable_problem,
+    proxy_auth_variable_problem,
+)
 from routing.config.targets import STORED_KEY_SEPARATOR, key_variables, parse_targets
 from routing.dataplane.endpoints import prefix_path_problem
 from routing.models import (
+    FORMAT_CHOICES,
+    VERTEX,
     AuthHeader,
     BudgetPeriod,
     GroupPolicy,
@@ -32,7 +40,6 @@ from routing.models import (
     UserPolicy,
 )
 from routing.upstream.network import proxy_url_problem
-from translation.dialect import Dialect
 from translation.redaction import SECRET_NAME
 
 UPSTREAM_FIELDS = {
@@ -52,6 +59,7 @@ UPSTREAM_FIELDS = {
     "enabled",
     *("proxy_url", "proxy_auth_env", "proxy_auth", "ca_bundle", "verify_tls"),
     *("default_max_tokens", "context_window"),
+    *("project", "location", "credentials_env", "token_url"),
 }
 # Network and limit settings of an upstream, stored as they are written (file key = model field), and their
 # defaults (an export leaves defaults out).
@@ -61,6 +69,10 @@ UPSTREAM_SETTINGS: dict[str, Any] = {
     "verify_tls": True,
     "default_max_tokens": None,
     "context_window": None,
+    "project": "",
+    "location": "",
+    "credentials_env": "",
+    "token_url": "",
 }
 # File key -> model field, for the alias settings that are stored as they are written.
 ALIAS_SETTINGS = {
@@ -201,11 +213,12 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
         where = f"upstreams[{index}]"
         _check_fields(_require_mapping(entry, where), UPSTREAM_FIELDS, where)
         where = f"{where} ({entry['name']})"
-        if entry.get("format") not in {d.value for d in Dialect}:
-            raise ConfigFileError(
-                f"{_at(entry, where, 'format')}: format must be one of {', '.join(d.value for d in Dialect)}"
-            )
-        if not entry.get("base_url"):
+        formats = [value for value, _ in FORMAT_CHOICES]
+        if entry.get("format") not in formats:
+            raise ConfigFileError(f"{_at(entry, where, 'format')}: format must be one of {', '.join(formats)}")
+        if entry["format"] == VERTEX:
+            _check_vertex(entry, where)
+        elif not entry.get("base_url"):
             raise ConfigFileError(f"{_at(entry, where)}: 'base_url' is required")
         if entry.get("api_key") and entry.get("api_key_env"):
             raise ConfigFileError(f"{_at(entry, where, 'api_key')}: give api_key or api_key_env, not both")
@@ -250,6 +263,18 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
             _check_fields(_require_mapping(key, key_where), KEY_FIELDS, key_where, name="label")
             _check_policy(key, f"{key_where} ({key['label']})", limits=True)
     return sections
+
+
+def _check_vertex(entry: dict[str, Any], where: str) -> None:
+    for name in ("project", "location"):
+        if not entry.get(name):
+            raise ConfigFileError(f"{_at(entry, where)}: '{name}' is required for a Vertex AI upstream")
+    if entry.get("api_key_env"):
+        raise ConfigFileError(
+            f"{_at(entry, where, 'api_key_env')}: Vertex AI takes credentials_env (a service account)"
+        )
+    if entry.get("credentials_env") and (problem := own_variable_problem(str(entry["credentials_env"]))):
+        raise ConfigFileError(f"{_at(entry, where, 'credentials_env')}: {problem}")
 
 
 def _check_key_pool(entry: dict[str, Any], where: str) -> None:
@@ -419,7 +444,7 @@ def _import(document: dict[str, list[dict[str, Any]]], report: ImportReport) -> 
         upstream = known.get(entry["name"]) or Upstream(name=entry["name"])
         values: dict[str, Any] = {
             "format": entry["format"],
-            "base_url": entry["base_url"],
+            "base_url": entry.get("base_url") or "",
             "headers": _kept_secrets(entry.get("headers") or {}, upstream.headers),
             "query_params": _kept_secrets(entry.get("query") or {}, upstream.query_params),
             "auth_header": entry.get("auth_header", AuthHeader.AUTO),

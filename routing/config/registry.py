@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hmac
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from routing.config.shaping import NO_SHAPING, Shaping, with_upstream_limits
 from routing.config.targets import key_variables, stored_keys
 from routing.models import (
     DISPLAY_PREFIX_LENGTH,
+    VERTEX,
     AuthHeader,
     ConfigState,
     ModelAlias,
@@ -34,6 +36,7 @@ from routing.models import (
     Upstream,
     hash_key,
 )
+from routing.upstream import vertex
 from routing.upstream.network import DIRECT, Network, tls_setting
 from translation.dialect import Dialect
 from translation.ir import Request
@@ -65,6 +68,18 @@ class UpstreamRoute:
     translation_flags: Mapping[str, Any]
     network: Network = DIRECT  # egress proxy and TLS (routing.upstream.network)
     limits: Shaping = NO_SHAPING  # its default output cap and context window, for routes without an alias
+    # A cloud that serves models under its own URLs and credentials ("vertex"), "" for a provider's own API.
+    provider: str = ""
+    project: str = ""
+    location: str = ""
+    google_credentials: Any = None  # Vertex: google-auth credentials (routing.upstream.vertex)
+    credentials_problem: str = ""  # why the cloud credentials could not be loaded, for the error a request gets
+
+    def wire_for(self, model: str) -> Dialect:
+        """The API `model` speaks on this upstream (on Vertex, Claude models speak Anthropic's)."""
+        if self.provider == vertex.KIND:
+            return vertex.wire_for(model)
+        return self.format
 
     @property
     def credential(self) -> str | None:
@@ -112,6 +127,11 @@ class Route:
     scenario: str = ""  # the scenario that chose this route ("" for the alias's own target)
     # Every target of an alias that has more than one, its own first; empty for a single target.
     targets: tuple[Target, ...] = ()
+
+    @property
+    def wire(self) -> Dialect:
+        """The API the upstream speaks for this route's model."""
+        return self.upstream.wire_for(self.upstream_model)
 
     @property
     def target(self) -> Target:
@@ -351,6 +371,8 @@ def upstream_network(upstream: Upstream) -> Network:
 
 def upstream_route(upstream: Upstream) -> UpstreamRoute:
     """The request path's view of one upstream row (also what `checkupstreams` calls it with)."""
+    if upstream.format == VERTEX:
+        return _vertex_route(upstream)
     dialect = Dialect(upstream.format)
     auth_header = AuthHeader(upstream.auth_header)
     if auth_header is AuthHeader.AUTO:
@@ -371,6 +393,49 @@ def upstream_route(upstream: Upstream) -> UpstreamRoute:
         translation_flags=dict(upstream.translation_flags or {}),
         network=upstream_network(upstream),
         limits=Shaping(default_max_tokens=upstream.default_max_tokens, context_window=upstream.context_window),
+    )
+
+
+def _vertex_route(upstream: Upstream) -> UpstreamRoute:
+    """A Vertex AI upstream: its base URL from the location unless overridden, its OAuth credentials loaded."""
+    credentials, problem = None, ""
+    service_account: str | None = None
+    if upstream.credentials_env:
+        service_account = os.environ.get(upstream.credentials_env) or None
+        if service_account is None:
+            problem = f"environment variable {upstream.credentials_env} is not set"
+    elif upstream.api_key_encrypted:
+        service_account = _stored_secret(upstream, upstream.api_key_encrypted, "service-account key")
+        if service_account is None:
+            problem = "the stored service-account key cannot be decrypted"
+    if not problem:
+        try:
+            credentials = vertex.load_credentials(service_account, upstream.token_url)
+        except vertex.CredentialsError as exc:
+            problem = str(exc)
+    if problem:
+        logger.warning("upstream %s: Vertex AI credentials: %s", upstream.name, problem)
+    return UpstreamRoute(
+        id=upstream.pk,
+        name=upstream.name,
+        format=Dialect.GEMINI,
+        base_url=(upstream.base_url or vertex.default_base_url(upstream.location)).rstrip("/"),
+        credentials=(),
+        auth_header=AuthHeader.BEARER,
+        headers=tuple((str(k), str(v)) for k, v in (upstream.headers or {}).items()),
+        query_params=tuple((str(k), str(v)) for k, v in (upstream.query_params or {}).items()),
+        timeout=upstream.timeout,
+        connect_timeout=upstream.connect_timeout,
+        allow_direct_models=upstream.allow_direct_models,
+        forward_client_key=False,
+        translation_flags=dict(upstream.translation_flags or {}),
+        network=upstream_network(upstream),
+        limits=Shaping(default_max_tokens=upstream.default_max_tokens, context_window=upstream.context_window),
+        provider=vertex.KIND,
+        project=upstream.project,
+        location=upstream.location,
+        google_credentials=credentials,
+        credentials_problem=problem,
     )
 
 

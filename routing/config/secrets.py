@@ -51,6 +51,16 @@ def reencrypt(token: str) -> str:
     return _fernet().rotate(token.encode()).decode()
 
 
+def own_variable_problem(variable: str) -> str | None:
+    """Why `variable` may not be named as a credential at all: it is one of the proxy's own settings (or not a
+    variable name)."""
+    if variable in PROXY_OWN_VARIABLES or variable.startswith(("DJANGO_", "LLMPROXY_")):
+        return f"{variable} is one of the proxy's own settings, not a provider credential"
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", variable):
+        return f"{variable} is not an environment variable name (upper-case letters, digits and _)"
+    return None
+
+
 def credential_variable_problem(variable: str) -> str | None:
     """Why `variable` may not be named as an upstream credential, or None when it may."""
     if variable in PROXY_OWN_VARIABLES or variable.startswith(("DJANGO_", "LLMPROXY_")):

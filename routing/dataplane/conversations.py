@@ -156,7 +156,7 @@ async def continuation(
     when there is nothing to expand; the not-found error when nobody knows it), and who keeps the answer."""
     if exchange.endpoint.dialect is not Dialect.OPENAI_RESPONSES:
         return None, None
-    upstream_keeps_state = exchange.upstream_route.upstream.format is Dialect.OPENAI_RESPONSES
+    upstream_keeps_state = exchange.upstream_route.wire is Dialect.OPENAI_RESPONSES
     key = exchange.key
     history: tuple[Message, ...] | None = None
     previous = payload.get("previous_response_id")

@@ -32,7 +32,7 @@ async def count_tokens(exchange: Exchange, payload: dict[str, Any]) -> None:
         request: Request = codec_for(endpoint.dialect).request.decode_request(payload, model=endpoint.model).value
     except TranslationError as exc:
         raise ExchangeError(exc.to_api_error()) from exc
-    upstream_format = route.upstream.format
+    upstream_format = route.wire
     counted = None
     if upstream_format is not Dialect.OPENAI_CHAT:  # Chat Completions has no counting endpoint
         counted = await _upstream_count(exchange, dataclasses.replace(request, model=route.upstream_model))
@@ -46,7 +46,7 @@ async def count_tokens(exchange: Exchange, payload: dict[str, Any]) -> None:
 async def _upstream_count(exchange: Exchange, request: Request) -> int | None:
     """The upstream's count, or None when it cannot give one (then the caller estimates)."""
     route = exchange.upstream_route
-    dialect = route.upstream.format
+    dialect = route.wire
     try:
         target = TargetOptions(model=route.upstream_model, default_max_output_tokens=1024)
         encoded = codec_for(dialect).request.encode_request(request, target).value

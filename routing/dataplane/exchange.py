@@ -79,7 +79,7 @@ class Exchange:
         record.upstream = route.upstream.name
         record.upstream_model = route.upstream_model
         record.upstream_base_url = route.upstream.base_url
-        record.upstream_format = route.upstream.format.value
+        record.upstream_format = route.wire.value
         record.scenario = route.scenario
 
     @property

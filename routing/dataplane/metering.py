@@ -89,7 +89,7 @@ class StreamTap:
         route = exchange.upstream_route
         self._meter = meter
         self._parser = event_parser()  # at most UPSTREAM_MAX_EVENT_BYTES of one event (EventTooLarge)
-        self._decoder: Any = codec_for(route.upstream.format).stream.StreamDecoder(
+        self._decoder: Any = codec_for(route.wire).stream.StreamDecoder(
             Request(model=route.upstream_model, messages=())
         )
 
@@ -127,7 +127,7 @@ def whole_body_usage(exchange: Exchange, meter: Meter, content: bytes) -> None:
     """Usage of a whole answer relayed as is (read after it was sent)."""
     try:
         body = json.loads(content)
-        decoded = codec_for(exchange.upstream_route.upstream.format).response.decode_response(body)
+        decoded = codec_for(exchange.upstream_route.wire).response.decode_response(body)
     except Exception:
         logger.warning("usage could not be read from an upstream answer", exc_info=True)
         return

@@ -190,7 +190,7 @@ async def forward(
 
 
 async def _count(exchange: Exchange, route: Route, payload: dict[str, Any]) -> None:
-    if route.upstream.format is not exchange.endpoint.dialect:
+    if route.wire is not exchange.endpoint.dialect:
         await count_tokens(exchange, payload)
         return
     if exchange.endpoint.dialect is not Dialect.GEMINI:

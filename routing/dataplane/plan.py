@@ -76,7 +76,7 @@ def plan_generation(
     conversation must be known in IR even when the body passes through."""
     route = exchange.upstream_route
     dialect = exchange.endpoint.dialect
-    same_api = route.upstream.format is dialect
+    same_api = route.wire is dialect
     if same_api and history is None and not route.shaping.rewrites_requests:
         stream = exchange.endpoint.stream if exchange.endpoint.stream is not None else payload.get("stream") is True
         client_request = decode_client_request(exchange, payload) if keep_conversation else None
@@ -110,7 +110,7 @@ def _translated(exchange: Exchange, payload: dict[str, Any], history: Sequence[M
     upstream would not know it)."""
     endpoint = exchange.endpoint
     route = exchange.upstream_route
-    upstream_format = route.upstream.format
+    upstream_format = route.wire
     same_api = upstream_format is endpoint.dialect
     decode_warnings = len(exchange.warnings)
     client_request = decode_client_request(exchange, payload)

@@ -149,7 +149,7 @@ def _decode_whole(exchange: Exchange, content: bytes, upstream_ir: Request | Non
     if body is None:
         raise upstream_error(exchange, 502, content, None)
     try:
-        decoded = codec_for(exchange.upstream_route.upstream.format).response.decode_response(body, request=upstream_ir)
+        decoded = codec_for(exchange.upstream_route.wire).response.decode_response(body, request=upstream_ir)
     except Exception as exc:
         # Valid JSON of the wrong shape ({"choices": "notalist"}): the upstream's fault, a 502, not a proxy bug.
         logger.warning("an upstream answer could not be decoded", exc_info=True)
@@ -280,7 +280,7 @@ class TranslatedStream:
         self._exchange = exchange
         self._parser = event_parser()
         upstream = exchange.upstream_route.upstream
-        decoder = codec_for(upstream.format).stream.StreamDecoder(plan.upstream_ir)
+        decoder = codec_for(exchange.upstream_route.wire).stream.StreamDecoder(plan.upstream_ir)
         self._decoder = GuardedDecoder(decoder, source=f"Upstream {upstream.name}")
         self._encoder = codec_for(exchange.endpoint.dialect).stream.StreamEncoder(_client_context(exchange, plan))
         self._builder = ResponseBuilder()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.conf import settings
 
 from routing.dataplane.asgi_io import encode_headers
 from routing.dataplane.exchange import Exchange, ExchangeError
+from routing.upstream import vertex
 from routing.upstream.client import auth_headers, endpoint_url, http_client, network_extension, timeout_for
 from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
@@ -20,6 +22,8 @@ from translation.errors import ApiError, ErrorKind, parse_upstream_error
 from translation.operation import Operation
 from translation.redaction import SECRET_NAME, carries_error_event, redact_bytes, redact_text
 from translation.sse import SSEParser
+
+logger = logging.getLogger(__name__)
 
 # Client headers that carry meaning for an upstream of the same format; everything else stays here.
 FORWARDED_REQUEST_HEADERS = {
@@ -38,6 +42,8 @@ def build_upstream_request(
     exchange: Exchange, operation: Operation, payload: dict[str, Any], stream: bool
 ) -> httpx.Request:
     route = exchange.upstream_route
+    if route.upstream.provider == vertex.KIND and route.wire is Dialect.ANTHROPIC:
+        payload = vertex.anthropic_body(payload, operation)
     return http_client().build_request(
         "POST",
         endpoint_url(route.upstream, operation, route.upstream_model, stream),
@@ -51,16 +57,15 @@ def build_upstream_request(
 
 def _upstream_headers(exchange: Exchange, stream: bool) -> list[tuple[str, str]]:
     upstream = exchange.upstream_route.upstream
+    wire = exchange.upstream_route.wire
     client_headers = exchange.request.headers
     headers = [("content-type", "application/json"), ("user-agent", "llmproxy/0.1")]
-    if upstream.format is exchange.endpoint.dialect:
+    if wire is exchange.endpoint.dialect:
         # Betas and versions mean something only to an upstream of the client's own API.
         headers.extend(
-            (name, client_headers[name])
-            for name in FORWARDED_REQUEST_HEADERS[upstream.format]
-            if name in client_headers
+            (name, client_headers[name]) for name in FORWARDED_REQUEST_HEADERS[wire] if name in client_headers
         )
-    if upstream.format is Dialect.ANTHROPIC and not any(name == "anthropic-version" for name, _ in headers):
+    if wire is Dialect.ANTHROPIC and not upstream.provider and not any(n == "anthropic-version" for n, _ in headers):
         # The version the Anthropic codec encoded for (its `anthropic_version` flag) is the one to announce.
         version = upstream.translation_flags.get("anthropic_version", ANTHROPIC_DEFAULT_VERSION)
         headers.append(("anthropic-version", str(version)))
@@ -130,7 +135,12 @@ def upstream_error(exchange: Exchange, status: int, content: bytes, retry_after:
 
 
 async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Response:
-    """Send the request and return the response with its body still unread."""
+    """Send the request and return the response with its body still unread. A cloud upstream's access token is
+    put on here, just before sending (it may have been refreshed since the request was built)."""
+    upstream = exchange.upstream_route.upstream
+    if upstream.provider == vertex.KIND:
+        exchange.credential = await _access_token(exchange)
+        request.headers["authorization"] = f"Bearer {exchange.credential}"
     try:
         return await http_client().send(request, stream=True)
     except httpx.TimeoutException as exc:
@@ -139,6 +149,19 @@ async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Res
         name = exchange.upstream_route.upstream.name
         error = ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {name} is unreachable: {exc}", status=502)
         raise ExchangeError(redacted(exchange, error)) from exc
+
+
+async def _access_token(exchange: Exchange) -> str:
+    upstream = exchange.upstream_route.upstream
+    if upstream.google_credentials is None:
+        message = f"Upstream {upstream.name} has no usable Vertex AI credentials: {upstream.credentials_problem}"
+        raise ExchangeError(ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))
+    try:
+        return await vertex.access_tokens.token(upstream.google_credentials)
+    except Exception as exc:  # google-auth's RefreshError, TransportError, a malformed key
+        logger.warning("upstream %s: no Vertex AI access token: %s", upstream.name, exc)
+        message = f"Upstream {upstream.name}: no Vertex AI access token could be obtained: {exc}"
+        raise ExchangeError(redacted(exchange, ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))) from exc
 
 
 async def read_body(exchange: Exchange, response: httpx.Response) -> bytes:

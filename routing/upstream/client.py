@@ -14,6 +14,7 @@ import httpx
 
 from routing.config.registry import UpstreamRoute
 from routing.runtime.worker import worker
+from routing.upstream import vertex
 from routing.upstream.network import DIRECT, EXTENSION
 from routing.upstream.transport import AiohttpTransport
 from translation.dialect import Dialect
@@ -29,6 +30,8 @@ def _openai_root(base_url: str) -> str:
 
 
 def endpoint_url(upstream: UpstreamRoute, operation: Operation, model: str, stream: bool) -> str:
+    if upstream.provider == vertex.KIND:
+        return vertex.endpoint_url(upstream.base_url, upstream.project, upstream.location, operation, model, stream)
     base = upstream.base_url.replace("{model}", quote(model, safe=""))
     match upstream.format:
         case Dialect.OPENAI_CHAT:
