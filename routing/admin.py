@@ -31,6 +31,9 @@ from routing.models import (
 )
 from routing.upstream.health import CircuitState, CircuitView, circuit_views
 
+# URL fields of an upstream, which never get a guessed https scheme (local upstreams are plain http).
+URL_FIELDS = ("base_url", "token_url")
+
 TLS_OFF_WARNING = (
     "TLS certificate verification is OFF for this upstream: anyone on the network path can read its API key and "
     "traffic. Use a CA bundle instead."
@@ -38,7 +41,7 @@ TLS_OFF_WARNING = (
 
 
 def _upstream_formfield(db_field: Any, kwargs: dict[str, Any]) -> Any:
-    if db_field.name == "base_url":
+    if db_field.name in URL_FIELDS:
         # Local upstreams (Ollama, vLLM) are plain http: never guess https for a scheme-less URL.
         kwargs.update(assume_scheme="http", widget=forms.URLInput(attrs={"size": 60}))
     return db_field.formfield(**kwargs)
@@ -116,6 +119,9 @@ SUPERUSER_ONLY_FIELDS = (
     "clear_proxy_auth",
     "ca_bundle",
     "verify_tls",
+    # A cloud's credentials and where its tokens are minted: the same reasons.
+    "credentials_env",
+    "token_url",
 )
 
 
@@ -178,6 +184,7 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         ),
         ("Limits", {"fields": ("default_max_tokens", "context_window")}),
         ("Routing", {"fields": ("allow_direct_models",)}),
+        ("Google Vertex AI", {"fields": ("project", "location", "credentials_env", "token_url")}),
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -185,7 +192,7 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         return bool(request.user.is_superuser) and super().has_add_permission(request)
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "base_url":
+        if db_field.name in URL_FIELDS:
             return _upstream_formfield(db_field, kwargs)
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 

@@ -159,8 +159,9 @@ async def _access_token(exchange: Exchange) -> str:
     try:
         return await vertex.access_tokens.token(upstream.google_credentials)
     except Exception as exc:  # google-auth's RefreshError, TransportError, a malformed key
-        logger.warning("upstream %s: no Vertex AI access token: %s", upstream.name, exc)
-        message = f"Upstream {upstream.name}: no Vertex AI access token could be obtained: {exc}"
+        reason = exc.args[0] if exc.args else exc  # google-auth's errors carry the token endpoint's answer first
+        logger.warning("upstream %s: no Vertex AI access token: %s", upstream.name, reason)
+        message = f"Upstream {upstream.name}: no Vertex AI access token could be obtained: {reason}"
         raise ExchangeError(redacted(exchange, ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))) from exc
 
 
