@@ -228,3 +228,22 @@ def test_load_reads_the_overrides_in_one_query(django_assert_num_queries):
     assert quote is not None
     assert quote.source == "override: llama3.2"
     assert quote.cost_usd == (Decimal(1000) * Decimal("0.3") + Decimal(1000) * Decimal("0.4")) / M
+
+
+def test_cloud_models_are_priced_from_the_clouds_entries():
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    vertex = {
+        "upstream": "vx",
+        "base_url": "https://us-east5-aiplatform.googleapis.com/v1",
+        "upstream_format": "anthropic",
+    }
+    quote = NO_OVERRIDES.quote(usage, model="claude-sonnet-4-5@20250929", **vertex)
+    assert quote is not None and quote.source == "genai-prices 0.2.3: google/claude-sonnet-4-5"
+    assert quote.cost_usd == (Decimal(1000) * 3 + Decimal(100) * 15) / M
+    bedrock = {
+        "upstream": "br",
+        "base_url": "https://bedrock-runtime.us-east-1.amazonaws.com",
+        "upstream_format": "bedrock",
+    }
+    quote = NO_OVERRIDES.quote(usage, model="us.anthropic.claude-sonnet-4-5-20250929-v1:0", **bedrock)
+    assert quote is not None and quote.source.startswith("genai-prices 0.2.3: aws/")
