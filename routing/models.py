@@ -20,9 +20,14 @@ from django.utils import timezone
 from translation.dialect import Dialect
 
 # The four APIs at their providers' own URLs (or any server that speaks one), and the clouds that serve models
-# under their own URLs and credentials (routing.upstream.vertex).
+# under their own URLs and credentials
+# (routing.upstream.vertex, routing.upstream.bedrock).
 VERTEX = "vertex"
-FORMAT_CHOICES = [(d.value, d.label) for d in Dialect] + [(VERTEX, "Google Vertex AI")]
+BEDROCK = "bedrock"
+FORMAT_CHOICES = [(d.value, d.label) for d in Dialect if d.value != BEDROCK] + [
+    (BEDROCK, "AWS Bedrock"),
+    (VERTEX, "Google Vertex AI"),
+]
 
 
 class AuthHeader(models.TextChoices):
@@ -122,7 +127,11 @@ class Upstream(models.Model):
     # Google Vertex AI (routing.upstream.vertex).
     project = models.CharField("Google Cloud project", max_length=100, blank=True, help_text="Vertex AI only.")
     location = models.CharField(
-        max_length=50, blank=True, help_text="Vertex AI only: the region, e.g. us-east5, europe-west1, or global."
+        "location / region",
+        max_length=50,
+        blank=True,
+        help_text="Vertex AI: the location, e.g. us-east5, europe-west1, or global. Bedrock: the AWS region, e.g. "
+        "us-east-1.",
     )
     credentials_env = models.CharField(
         "service account environment variable",
@@ -131,6 +140,20 @@ class Upstream(models.Model):
         help_text="Vertex AI only: the variable holding the service-account key (its JSON, or the path of its "
         "file), e.g. GOOGLE_SERVICE_ACCOUNT_JSON. Or store the JSON key encrypted in the API key field; neither: "
         "the machine's application default credentials.",
+    )
+    # AWS Bedrock (routing.upstream.bedrock): an access key pair by variable names; none, and no API key: the
+    # AWS credential chain.
+    aws_access_key_id_env = models.CharField(
+        "AWS access key id variable", max_length=128, blank=True, help_text="Bedrock only, e.g. AWS_ACCESS_KEY_ID."
+    )
+    aws_secret_access_key_env = models.CharField(
+        "AWS secret access key variable",
+        max_length=128,
+        blank=True,
+        help_text="Bedrock only, e.g. AWS_SECRET_ACCESS_KEY.",
+    )
+    aws_session_token_env = models.CharField(
+        "AWS session token variable", max_length=128, blank=True, help_text="Bedrock only, optional."
     )
     token_url = models.URLField(
         "OAuth token URL",
@@ -177,6 +200,21 @@ class Upstream(models.Model):
         if self.credentials_env and (problem := own_variable_problem(self.credentials_env)):
             raise ValidationError({"credentials_env": problem})
 
+    def _clean_bedrock(self) -> None:
+        from routing.config.secrets import own_variable_problem
+
+        if not self.location:
+            raise ValidationError({"location": "The AWS region is required for Bedrock."})
+        pair = (self.aws_access_key_id_env, self.aws_secret_access_key_env)
+        if any(pair) and not all(pair):
+            raise ValidationError("Name both AWS variables (access key id and secret access key), or neither.")
+        if any(pair) and (self.api_key_env or self.api_key_encrypted):
+            raise ValidationError("Give AWS access keys or a Bedrock API key, not both.")
+        for name in ("aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"):
+            variable = getattr(self, name)
+            if variable and (problem := own_variable_problem(variable)):
+                raise ValidationError({name: problem})
+
     def clean(self) -> None:
         from routing.config.secrets import credential_variable_problem, proxy_auth_variable_problem
         from routing.upstream.network import proxy_url_problem
@@ -185,6 +223,8 @@ class Upstream(models.Model):
             raise ValidationError("Give the key either as an environment variable or stored, not both.")
         if self.format == VERTEX:
             self._clean_vertex()
+        elif self.format == BEDROCK:
+            self._clean_bedrock()
         elif not self.base_url:
             raise ValidationError({"base_url": "A base URL is required."})
         from routing.config.targets import key_variables

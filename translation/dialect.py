@@ -12,6 +12,7 @@ class Dialect(StrEnum):
     OPENAI_CHAT = "openai-chat"
     OPENAI_RESPONSES = "openai-responses"
     GEMINI = "gemini"
+    BEDROCK = "bedrock"
 
     @property
     def label(self) -> str:
@@ -23,4 +24,5 @@ _LABELS = {
     Dialect.OPENAI_CHAT: "OpenAI Chat Completions",
     Dialect.OPENAI_RESPONSES: "OpenAI Responses",
     Dialect.GEMINI: "Gemini generateContent",
+    Dialect.BEDROCK: "AWS Bedrock Converse",
 }

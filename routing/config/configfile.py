@@ -27,6 +27,7 @@ from routing.config.secrets import (
 from routing.config.targets import STORED_KEY_SEPARATOR, key_variables, parse_targets
 from routing.dataplane.endpoints import prefix_path_problem
 from routing.models import (
+    BEDROCK,
     FORMAT_CHOICES,
     VERTEX,
     AuthHeader,
@@ -60,6 +61,7 @@ UPSTREAM_FIELDS = {
     *("proxy_url", "proxy_auth_env", "proxy_auth", "ca_bundle", "verify_tls"),
     *("default_max_tokens", "context_window"),
     *("project", "location", "credentials_env", "token_url"),
+    *("region", "aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"),
 }
 # Network and limit settings of an upstream, stored as they are written (file key = model field), and their
 # defaults (an export leaves defaults out).
@@ -73,6 +75,9 @@ UPSTREAM_SETTINGS: dict[str, Any] = {
     "location": "",
     "credentials_env": "",
     "token_url": "",
+    "aws_access_key_id_env": "",
+    "aws_secret_access_key_env": "",
+    "aws_session_token_env": "",
 }
 # File key -> model field, for the alias settings that are stored as they are written.
 ALIAS_SETTINGS = {
@@ -218,6 +223,8 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
             raise ConfigFileError(f"{_at(entry, where, 'format')}: format must be one of {', '.join(formats)}")
         if entry["format"] == VERTEX:
             _check_vertex(entry, where)
+        elif entry["format"] == BEDROCK:
+            _check_bedrock(entry, where)
         elif not entry.get("base_url"):
             raise ConfigFileError(f"{_at(entry, where)}: 'base_url' is required")
         if entry.get("api_key") and entry.get("api_key_env"):
@@ -275,6 +282,21 @@ def _check_vertex(entry: dict[str, Any], where: str) -> None:
         )
     if entry.get("credentials_env") and (problem := own_variable_problem(str(entry["credentials_env"]))):
         raise ConfigFileError(f"{_at(entry, where, 'credentials_env')}: {problem}")
+
+
+def _check_bedrock(entry: dict[str, Any], where: str) -> None:
+    """Bedrock names its AWS region `region` (kept in the `location` field Vertex shares)."""
+    if "location" in entry:
+        raise ConfigFileError(f"{_at(entry, where, 'location')}: a Bedrock upstream takes 'region'")
+    if not entry.get("region"):
+        raise ConfigFileError(f"{_at(entry, where)}: 'region' is required for a Bedrock upstream")
+    entry["location"] = entry.pop("region")
+    pair = [entry.get("aws_access_key_id_env"), entry.get("aws_secret_access_key_env")]
+    if any(pair) and not all(pair):
+        raise ConfigFileError(f"{_at(entry, where)}: name both aws_access_key_id_env and aws_secret_access_key_env")
+    for name in ("aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"):
+        if entry.get(name) and (problem := own_variable_problem(str(entry[name]))):
+            raise ConfigFileError(f"{_at(entry, where, name)}: {problem}")
 
 
 def _check_key_pool(entry: dict[str, Any], where: str) -> None:
@@ -637,6 +659,8 @@ def export_config() -> str:
                 if getattr(upstream, name) != default
             }
         )
+        if upstream.format == BEDROCK and "location" in entry:
+            entry["region"] = entry.pop("location")
         upstreams.append(entry)
     aliases = []
     for alias in ModelAlias.objects.select_related("upstream").order_by("priority", "name"):

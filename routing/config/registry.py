@@ -26,6 +26,7 @@ from routing.config.secrets import credential_from_environment, decrypt, proxy_a
 from routing.config.shaping import NO_SHAPING, Shaping, with_upstream_limits
 from routing.config.targets import key_variables, stored_keys
 from routing.models import (
+    BEDROCK,
     DISPLAY_PREFIX_LENGTH,
     VERTEX,
     AuthHeader,
@@ -36,7 +37,7 @@ from routing.models import (
     Upstream,
     hash_key,
 )
-from routing.upstream import vertex
+from routing.upstream import bedrock, vertex
 from routing.upstream.network import DIRECT, Network, tls_setting
 from translation.dialect import Dialect
 from translation.ir import Request
@@ -73,12 +74,15 @@ class UpstreamRoute:
     project: str = ""
     location: str = ""
     google_credentials: Any = None  # Vertex: google-auth credentials (routing.upstream.vertex)
+    aws: bedrock.AwsAuth | None = None  # Bedrock: an API key or SigV4 credentials (routing.upstream.bedrock)
     credentials_problem: str = ""  # why the cloud credentials could not be loaded, for the error a request gets
 
     def wire_for(self, model: str) -> Dialect:
         """The API `model` speaks on this upstream (on Vertex, Claude models speak Anthropic's)."""
         if self.provider == vertex.KIND:
             return vertex.wire_for(model)
+        if self.provider == bedrock.KIND:
+            return bedrock.wire_for(model)
         return self.format
 
     @property
@@ -373,6 +377,8 @@ def upstream_route(upstream: Upstream) -> UpstreamRoute:
     """The request path's view of one upstream row (also what `checkupstreams` calls it with)."""
     if upstream.format == VERTEX:
         return _vertex_route(upstream)
+    if upstream.format == BEDROCK:
+        return _bedrock_route(upstream)
     dialect = Dialect(upstream.format)
     auth_header = AuthHeader(upstream.auth_header)
     if auth_header is AuthHeader.AUTO:
@@ -396,6 +402,64 @@ def upstream_route(upstream: Upstream) -> UpstreamRoute:
     )
 
 
+def _cloud_route(upstream: Upstream, wire: Dialect, base_url: str, provider: str, **cloud: Any) -> UpstreamRoute:
+    """The route of a cloud upstream: its credentials are the cloud's own (`cloud`), never a forwarded key."""
+    return UpstreamRoute(
+        id=upstream.pk,
+        name=upstream.name,
+        format=wire,
+        base_url=(upstream.base_url or base_url).rstrip("/"),
+        credentials=(),
+        auth_header=AuthHeader.NONE,
+        headers=tuple((str(k), str(v)) for k, v in (upstream.headers or {}).items()),
+        query_params=tuple((str(k), str(v)) for k, v in (upstream.query_params or {}).items()),
+        timeout=upstream.timeout,
+        connect_timeout=upstream.connect_timeout,
+        allow_direct_models=upstream.allow_direct_models,
+        forward_client_key=False,
+        translation_flags=dict(upstream.translation_flags or {}),
+        network=upstream_network(upstream),
+        limits=Shaping(default_max_tokens=upstream.default_max_tokens, context_window=upstream.context_window),
+        provider=provider,
+        **cloud,
+    )
+
+
+def _bedrock_route(upstream: Upstream) -> UpstreamRoute:
+    """A Bedrock upstream: its base URL from the region unless overridden, and how it authenticates."""
+    region = upstream.location
+    problem = ""
+    api_key: str | None = None
+    key_pair: tuple[str, str, str | None] | None = None
+    if upstream.aws_access_key_id_env:
+        names = (upstream.aws_access_key_id_env, upstream.aws_secret_access_key_env)
+        values = [os.environ.get(name) for name in names]
+        missing = [name for name, value in zip(names, values, strict=True) if not value]
+        if missing:
+            problem = f"environment variable {', '.join(missing)} is not set"
+        else:
+            token = os.environ.get(upstream.aws_session_token_env) if upstream.aws_session_token_env else None
+            key_pair = (str(values[0]), str(values[1]), token or None)
+    elif upstream.api_key_env:
+        api_key = os.environ.get(upstream.api_key_env) or None
+        if api_key is None:
+            problem = f"environment variable {upstream.api_key_env} is not set"
+    elif upstream.api_key_encrypted:
+        stored = _stored_secret(upstream, upstream.api_key_encrypted, "key") or ""
+        parts = stored.strip().split(":")
+        if len(parts) in (2, 3) and all(parts[:2]):  # ACCESS_KEY_ID:SECRET[:SESSION_TOKEN]
+            key_pair = (parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+        else:
+            api_key = stored.strip() or None
+    if problem:
+        logger.warning("upstream %s: Bedrock credentials: %s", upstream.name, problem)
+        auth = bedrock.AwsAuth(region, problem=problem)
+    else:
+        use_chain = not (upstream.aws_access_key_id_env or upstream.api_key_env or upstream.api_key_encrypted)
+        auth = bedrock.load_auth(region, api_key, key_pair, use_chain=use_chain)
+    return _cloud_route(upstream, Dialect.BEDROCK, bedrock.default_base_url(region), bedrock.KIND, aws=auth)
+
+
 def _vertex_route(upstream: Upstream) -> UpstreamRoute:
     """A Vertex AI upstream: its base URL from the location unless overridden, its OAuth credentials loaded."""
     credentials, problem = None, ""
@@ -415,23 +479,12 @@ def _vertex_route(upstream: Upstream) -> UpstreamRoute:
             problem = str(exc)
     if problem:
         logger.warning("upstream %s: Vertex AI credentials: %s", upstream.name, problem)
-    return UpstreamRoute(
-        id=upstream.pk,
-        name=upstream.name,
-        format=Dialect.GEMINI,
-        base_url=(upstream.base_url or vertex.default_base_url(upstream.location)).rstrip("/"),
-        credentials=(),
-        auth_header=AuthHeader.BEARER,
-        headers=tuple((str(k), str(v)) for k, v in (upstream.headers or {}).items()),
-        query_params=tuple((str(k), str(v)) for k, v in (upstream.query_params or {}).items()),
-        timeout=upstream.timeout,
-        connect_timeout=upstream.connect_timeout,
-        allow_direct_models=upstream.allow_direct_models,
-        forward_client_key=False,
-        translation_flags=dict(upstream.translation_flags or {}),
-        network=upstream_network(upstream),
-        limits=Shaping(default_max_tokens=upstream.default_max_tokens, context_window=upstream.context_window),
-        provider=vertex.KIND,
+    base_url = vertex.default_base_url(upstream.location)
+    return _cloud_route(
+        upstream,
+        Dialect.GEMINI,
+        base_url,
+        vertex.KIND,
         project=upstream.project,
         location=upstream.location,
         google_credentials=credentials,

@@ -20,7 +20,10 @@ logger = logging.getLogger(__name__)
 # What an upstream's `api_key_env` may name: a credential variable (OPENAI_API_KEY, ANTHROPIC_AUTH_TOKEN,
 # AWS_SECRET_ACCESS_KEY, MISTRAL_SECRET, AWS_ACCESS_KEY_ID), never the proxy's own settings: the value of the
 # named variable is sent upstream, so naming SECRET_KEY would hand it to whoever controls the upstream URL.
-CREDENTIAL_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*_(API_KEY|KEY|TOKEN|SECRET|KEY_ID)(_[0-9]+)?")
+# (AWS_BEARER_TOKEN_BEDROCK is the name AWS's SDKs read a Bedrock API key from.)
+CREDENTIAL_VARIABLE = re.compile(
+    r"[A-Z][A-Z0-9_]*_(API_KEY|KEY|TOKEN|SECRET|KEY_ID)(_[0-9]+)?|AWS_BEARER_TOKEN_BEDROCK"
+)
 PROXY_OWN_VARIABLES = frozenset(
     {"SECRET_KEY", "ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "ADMIN_PASSWORD"}
 )

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from routing.dataplane.asgi_io import encode_headers
 from routing.dataplane.exchange import Exchange, ExchangeError
-from routing.upstream import vertex
+from routing.upstream import bedrock, vertex
 from routing.upstream.client import auth_headers, endpoint_url, http_client, network_extension, timeout_for
 from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
@@ -44,6 +44,11 @@ def build_upstream_request(
     route = exchange.upstream_route
     if route.upstream.provider == vertex.KIND and route.wire is Dialect.ANTHROPIC:
         payload = vertex.anthropic_body(payload, operation)
+    elif route.upstream.provider == bedrock.KIND and route.wire is Dialect.ANTHROPIC:
+        beta = (
+            exchange.request.headers.get("anthropic-beta") if exchange.endpoint.dialect is Dialect.ANTHROPIC else None
+        )
+        payload = bedrock.anthropic_body(payload, beta)
     return http_client().build_request(
         "POST",
         endpoint_url(route.upstream, operation, route.upstream_model, stream),
@@ -141,6 +146,8 @@ async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Res
     if upstream.provider == vertex.KIND:
         exchange.credential = await _access_token(exchange)
         request.headers["authorization"] = f"Bearer {exchange.credential}"
+    elif upstream.provider == bedrock.KIND:
+        exchange.credential = await _aws_authorization(exchange, request)
     try:
         return await http_client().send(request, stream=True)
     except httpx.TimeoutException as exc:
@@ -162,6 +169,17 @@ async def _access_token(exchange: Exchange) -> str:
         reason = exc.args[0] if exc.args else exc  # google-auth's errors carry the token endpoint's answer first
         logger.warning("upstream %s: no Vertex AI access token: %s", upstream.name, reason)
         message = f"Upstream {upstream.name}: no Vertex AI access token could be obtained: {reason}"
+        raise ExchangeError(redacted(exchange, ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))) from exc
+
+
+async def _aws_authorization(exchange: Exchange, request: httpx.Request) -> str:
+    upstream = exchange.upstream_route.upstream
+    assert upstream.aws is not None, "a Bedrock route carries its AWS auth"
+    try:
+        return await bedrock.authorize(request, upstream.aws)
+    except Exception as exc:  # no credentials, or the chain's refresh failed
+        logger.warning("upstream %s: request not signed: %s", upstream.name, exc)
+        message = f"Upstream {upstream.name} has no usable AWS credentials: {exc}"
         raise ExchangeError(redacted(exchange, ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))) from exc
 
 

@@ -14,7 +14,7 @@ import httpx
 
 from routing.config.registry import UpstreamRoute
 from routing.runtime.worker import worker
-from routing.upstream import vertex
+from routing.upstream import bedrock, vertex
 from routing.upstream.network import DIRECT, EXTENSION
 from routing.upstream.transport import AiohttpTransport
 from translation.dialect import Dialect
@@ -32,6 +32,8 @@ def _openai_root(base_url: str) -> str:
 def endpoint_url(upstream: UpstreamRoute, operation: Operation, model: str, stream: bool) -> str:
     if upstream.provider == vertex.KIND:
         return vertex.endpoint_url(upstream.base_url, upstream.project, upstream.location, operation, model, stream)
+    if upstream.provider == bedrock.KIND or upstream.format is Dialect.BEDROCK:
+        return bedrock.endpoint_url(upstream.base_url, operation, model, stream)
     base = upstream.base_url.replace("{model}", quote(model, safe=""))
     match upstream.format:
         case Dialect.OPENAI_CHAT:

@@ -63,7 +63,7 @@ class Probe:
 
 def list_url(route: UpstreamRoute) -> str | None:
     """The upstream's model-list endpoint, or None where the base URL names one deployment."""
-    if "{model}" in route.base_url:
+    if "{model}" in route.base_url or route.provider:  # a cloud's runtime endpoint lists no models
         return None
     match route.format:
         case Dialect.OPENAI_CHAT | Dialect.OPENAI_RESPONSES:
@@ -74,6 +74,8 @@ def list_url(route: UpstreamRoute) -> str | None:
             base = route.base_url
             root = base if base.endswith(("/v1beta", "/v1", "/v1alpha")) else base + "/v1beta"
             return root + "/models"
+        case Dialect.BEDROCK:
+            return None
 
 
 def _headers(route: UpstreamRoute) -> list[tuple[str, str]]:
@@ -101,6 +103,8 @@ def _probe_body(route: UpstreamRoute, model: str) -> dict[str, Any]:
                 "contents": [{"role": "user", "parts": [{"text": prompt}]}],
                 "generationConfig": {"maxOutputTokens": 1},
             }
+        case Dialect.BEDROCK:
+            return {"messages": [{"role": "user", "content": [{"text": prompt}]}], "inferenceConfig": {"maxTokens": 1}}
 
 
 def _page_params(route: UpstreamRoute, payload: Any) -> dict[str, str] | None:
