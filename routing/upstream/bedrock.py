@@ -14,6 +14,8 @@ and instance roles), or it carries a Bedrock API key as a bearer token.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ import httpx
 
 from translation.dialect import Dialect
 from translation.operation import Operation
+from translation.sse import SSEEvent
 
 logger = logging.getLogger(__name__)
 
@@ -130,3 +133,50 @@ def sign(method: str, url: str, body: bytes, credentials: Any, region: str) -> d
     SigV4Auth(credentials, SERVICE, region).add_auth(aws_request)
     signed = ("authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256")
     return {name: str(aws_request.headers[name]) for name in signed if name in aws_request.headers}
+
+
+# --- InvokeModel's stream ---------------------------------------------------------------------------------------
+
+# Bedrock's stream exceptions, as the Anthropic error types its clients know.
+_ANTHROPIC_ERROR_TYPES = {
+    "throttlingException": "rate_limit_error",
+    "serviceUnavailableException": "overloaded_error",
+    "modelStreamErrorException": "api_error",
+    "internalServerException": "api_error",
+    "modelTimeoutException": "timeout_error",
+    "validationException": "invalid_request_error",
+}
+
+
+class InvokeStreamParser:
+    """`invoke-with-response-stream`: each event-stream `chunk` message carries one Anthropic stream event,
+    base64-encoded in `{"bytes": …}`. Unwrapped here into the SSE events the Anthropic codec reads (an exception
+    into Anthropic's `error` event), so the rest of the relay sees an Anthropic stream. `frames`: the event-stream
+    parser (translation.bedrock.eventstream), whose guarantees (linear time, bounded memory) this keeps."""
+
+    def __init__(self, frames: Any) -> None:
+        self._frames = frames
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        return [self._unwrap(event) for event in self._frames.feed(chunk)]
+
+    def flush(self) -> list[SSEEvent]:
+        return [self._unwrap(event) for event in self._frames.flush()]
+
+    @staticmethod
+    def _unwrap(event: SSEEvent) -> SSEEvent:
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            payload = {}
+        if event.event == "chunk" and isinstance(payload, dict) and isinstance(payload.get("bytes"), str):
+            inner = base64.b64decode(payload["bytes"]).decode("utf-8", "replace")
+            try:
+                kind = json.loads(inner).get("type")
+            except (ValueError, AttributeError):
+                kind = None
+            return SSEEvent(data=inner, event=kind if isinstance(kind, str) else None)
+        message = payload.get("message") if isinstance(payload, dict) else None
+        error_type = _ANTHROPIC_ERROR_TYPES.get(event.event or "", "api_error")
+        error = {"type": "error", "error": {"type": error_type, "message": str(message or event.event)}}
+        return SSEEvent(data=json.dumps(error), event="error")
