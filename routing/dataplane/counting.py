@@ -15,6 +15,7 @@ from typing import Any
 from routing.dataplane.codecs import codec_for
 from routing.dataplane.exchange import Exchange, ExchangeError
 from routing.dataplane.upstream_call import build_upstream_request, open_upstream, read_body
+from routing.upstream import bedrock
 from translation import catalog
 from translation.codec import TargetOptions
 from translation.dialect import Dialect
@@ -34,7 +35,8 @@ async def count_tokens(exchange: Exchange, payload: dict[str, Any]) -> None:
         raise ExchangeError(exc.to_api_error()) from exc
     upstream_format = route.wire
     counted = None
-    if upstream_format is not Dialect.OPENAI_CHAT:  # Chat Completions has no counting endpoint
+    # Chat Completions has no counting endpoint, and Bedrock's takes another body: both are estimated.
+    if upstream_format is not Dialect.OPENAI_CHAT and route.upstream.provider != bedrock.KIND:
         counted = await _upstream_count(exchange, dataclasses.replace(request, model=route.upstream_model))
     headers = []
     if counted is None:

@@ -34,6 +34,7 @@ from routing.dataplane.relay import relay
 from routing.dataplane.sinks import HttpSink
 from routing.dataplane.upstream_call import build_upstream_request
 from routing.runtime.live import live_config
+from routing.upstream import bedrock
 from translation import catalog
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, status_for
@@ -190,7 +191,7 @@ async def forward(
 
 
 async def _count(exchange: Exchange, route: Route, payload: dict[str, Any]) -> None:
-    if route.wire is not exchange.endpoint.dialect:
+    if route.wire is not exchange.endpoint.dialect or route.upstream.provider == bedrock.KIND:
         await count_tokens(exchange, payload)
         return
     if exchange.endpoint.dialect is not Dialect.GEMINI:
