@@ -1,4 +1,4 @@
-"""The four API dialects the proxy speaks, on either side of an exchange."""
+"""The API dialects the proxy speaks, on either side of an exchange."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ class Dialect(StrEnum):
     OPENAI_CHAT = "openai-chat"
     OPENAI_RESPONSES = "openai-responses"
     GEMINI = "gemini"
+    BEDROCK = "bedrock"
 
     @property
     def label(self) -> str:
@@ -23,4 +24,5 @@ _LABELS = {
     Dialect.OPENAI_CHAT: "OpenAI Chat Completions",
     Dialect.OPENAI_RESPONSES: "OpenAI Responses",
     Dialect.GEMINI: "Gemini generateContent",
+    Dialect.BEDROCK: "AWS Bedrock Converse",
 }
