@@ -1,4 +1,4 @@
-"""The four API dialects the proxy speaks, on either side of an exchange."""
+"""The API dialects the proxy speaks, on either side of an exchange."""
 
 from __future__ import annotations
 

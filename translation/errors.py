@@ -104,6 +104,84 @@ _GEMINI_STATUS: dict[ErrorKind, str] = {
 }
 
 
+# Bedrock (AWS rest-json): the exception name a client reads from the `x-amzn-ErrorType` header, per kind.
+_BEDROCK_TYPE: dict[ErrorKind, str] = {
+    ErrorKind.INVALID_REQUEST: "ValidationException",
+    ErrorKind.AUTHENTICATION: "UnrecognizedClientException",
+    ErrorKind.PERMISSION: "AccessDeniedException",
+    ErrorKind.NOT_FOUND: "ResourceNotFoundException",
+    ErrorKind.REQUEST_TOO_LARGE: "ValidationException",
+    ErrorKind.RATE_LIMITED: "ThrottlingException",
+    ErrorKind.BUDGET_EXHAUSTED: "ServiceQuotaExceededException",
+    ErrorKind.UPSTREAM_ERROR: "InternalServerException",
+    ErrorKind.OVERLOADED: "ServiceUnavailableException",
+    ErrorKind.UNAVAILABLE: "ServiceUnavailableException",
+    ErrorKind.TIMEOUT: "ModelTimeoutException",
+}
+
+# The exceptions a Converse stream can carry (members of ConverseStreamOutput), per kind.
+_BEDROCK_STREAM_TYPE: dict[ErrorKind, str] = {
+    ErrorKind.INVALID_REQUEST: "validationException",
+    ErrorKind.AUTHENTICATION: "validationException",
+    ErrorKind.PERMISSION: "validationException",
+    ErrorKind.NOT_FOUND: "validationException",
+    ErrorKind.REQUEST_TOO_LARGE: "validationException",
+    ErrorKind.RATE_LIMITED: "throttlingException",
+    ErrorKind.BUDGET_EXHAUSTED: "throttlingException",
+    ErrorKind.UPSTREAM_ERROR: "internalServerException",
+    ErrorKind.OVERLOADED: "serviceUnavailableException",
+    ErrorKind.UNAVAILABLE: "serviceUnavailableException",
+    ErrorKind.TIMEOUT: "modelStreamErrorException",
+}
+
+# Bedrock exception names (HTTP `x-amzn-ErrorType`, or a stream exception with its first letter lowered) ->
+# (kind, the status to report when the name arrives without one, i.e. in a stream).
+_BEDROCK_KINDS: dict[str, tuple[ErrorKind, int | None]] = {
+    "ValidationException": (ErrorKind.INVALID_REQUEST, None),
+    "ConflictException": (ErrorKind.INVALID_REQUEST, None),
+    "AccessDeniedException": (ErrorKind.PERMISSION, None),
+    "UnrecognizedClientException": (ErrorKind.AUTHENTICATION, None),
+    "InvalidSignatureException": (ErrorKind.AUTHENTICATION, None),
+    "IncompleteSignatureException": (ErrorKind.AUTHENTICATION, None),
+    "MissingAuthenticationTokenException": (ErrorKind.AUTHENTICATION, None),
+    "ExpiredTokenException": (ErrorKind.AUTHENTICATION, None),
+    "ResourceNotFoundException": (ErrorKind.NOT_FOUND, None),
+    "ThrottlingException": (ErrorKind.RATE_LIMITED, None),
+    "ServiceQuotaExceededException": (ErrorKind.RATE_LIMITED, None),
+    "ModelNotReadyException": (ErrorKind.UNAVAILABLE, None),
+    "ServiceUnavailableException": (ErrorKind.OVERLOADED, 503),
+    "ModelTimeoutException": (ErrorKind.TIMEOUT, None),
+    "InternalServerException": (ErrorKind.UPSTREAM_ERROR, 500),
+    "ModelErrorException": (ErrorKind.UPSTREAM_ERROR, None),
+    "ModelStreamErrorException": (ErrorKind.UPSTREAM_ERROR, None),
+}
+
+BEDROCK_ERROR_TYPE_HEADER = "x-amzn-ErrorType"
+
+
+def bedrock_error_kind(error_type: object) -> tuple[ErrorKind, int | None] | None:
+    """(kind, status for an error that came without one) of a Bedrock exception name: `ThrottlingException`,
+    the stream member `throttlingException`, or a header value with a namespace (`ThrottlingException:http://…`).
+    None when unknown."""
+    if not isinstance(error_type, str) or not error_type:
+        return None
+    name = error_type.split(":", 1)[0].strip()
+    return _BEDROCK_KINDS.get(name[:1].upper() + name[1:])
+
+
+def bedrock_stream_exception(error: ApiError) -> str:
+    """The Converse stream exception member (`throttlingException`, …) that reports `error` mid-stream."""
+    return _BEDROCK_STREAM_TYPE[error.kind]
+
+
+def error_headers(dialect: Dialect, error: ApiError) -> dict[str, str]:
+    """Response headers an error answer needs besides its body: Bedrock clients (botocore) read the exception
+    name from `x-amzn-ErrorType`, not from the body. Empty for the other dialects."""
+    if dialect is Dialect.BEDROCK:
+        return {BEDROCK_ERROR_TYPE_HEADER: _BEDROCK_TYPE[error.kind]}
+    return {}
+
+
 def status_for(dialect: Dialect, error: ApiError) -> int:
     """The HTTP status a client of `dialect` expects: only Anthropic has 529 for overload."""
     status = error.http_status
@@ -116,6 +194,8 @@ def error_body(dialect: Dialect, error: ApiError) -> dict[str, Any]:
     """The JSON error envelope a client of `dialect` parses."""
     if dialect is Dialect.ANTHROPIC:
         return {"type": "error", "error": {"type": _ANTHROPIC_TYPE[error.kind], "message": error.message}}
+    if dialect is Dialect.BEDROCK:
+        return {"message": error.message}  # the exception name goes in a header: `error_headers`
     if dialect is Dialect.GEMINI:
         return {
             "error": {
@@ -182,11 +262,13 @@ def kind_for_status(status: int) -> ErrorKind:
     )
 
 
-def parse_upstream_error(status: int, body: bytes) -> ApiError:
-    """Read an error response from any of the four providers into an `ApiError` keeping its status.
+def parse_upstream_error(status: int, body: bytes, *, error_type: str | None = None) -> ApiError:
+    """Read an error response from any of the providers into an `ApiError` keeping its status.
 
-    All four envelopes put the message at `error.message` (Anthropic nests it under `type: error`), so one
-    reader serves them; a body that is not JSON is carried as text, shortened.
+    The OpenAI, Anthropic and Gemini envelopes put the message at `error.message` (Anthropic nests it under
+    `type: error`), Bedrock at `message`, so one reader serves them; a body that is not JSON is carried as text,
+    shortened. `error_type`: Bedrock's `x-amzn-ErrorType` response header, which names the exception (its kind
+    is more precise than the status: a 424 ModelErrorException is the model's failure, not the client's).
     """
     message = ""
     code: str | None = None
@@ -206,9 +288,13 @@ def parse_upstream_error(status: int, body: bytes) -> ApiError:
             message = err
         elif isinstance(payload.get("message"), str):
             message = payload["message"]
+        elif isinstance(payload.get("Message"), str):  # some AWS services capitalise it
+            message = payload["Message"]
     if not message:
         message = body.decode("utf-8", "replace").strip()[:500] or f"upstream answered HTTP {status}"
-    return ApiError(kind=kind_for_status(status), message=message, status=status, code=code, retry_after=retry_after)
+    bedrock = bedrock_error_kind(error_type)
+    kind = bedrock[0] if bedrock is not None else kind_for_status(status)
+    return ApiError(kind=kind, message=message, status=status, code=code, retry_after=retry_after)
 
 
 def _google_retry_delay(details: Any) -> str | None:
@@ -224,8 +310,13 @@ def _google_retry_delay(details: Any) -> str | None:
 
 
 def stream_error_event(dialect: Dialect, error: ApiError) -> bytes:
-    """The SSE frame that reports a failure after a stream has started (the status line is long gone)."""
+    """The SSE frame that reports a failure after a stream has started (the status line is long gone); for
+    Bedrock, an event-stream exception message (`translation/bedrock/eventstream.py`)."""
     body = error_body(dialect, error)
+    if dialect is Dialect.BEDROCK:
+        from translation.bedrock.eventstream import encode_message  # here: the bedrock package imports this module
+
+        return encode_message(bedrock_stream_exception(error), json.dumps(body).encode(), "exception")
     if dialect is Dialect.ANTHROPIC:
         return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
     if dialect is Dialect.OPENAI_RESPONSES:

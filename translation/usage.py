@@ -5,6 +5,8 @@ The providers disagree on what "input tokens" means:
   `cached_tokens` / `cache_write_tokens` are a breakdown of them.
 - Anthropic: `input_tokens` EXCLUDES cache; `cache_read_input_tokens` and `cache_creation_input_tokens` are
   added on top of it.
+- Bedrock Converse: like Anthropic, `inputTokens` EXCLUDES `cacheReadInputTokens` / `cacheWriteInputTokens`;
+  `totalTokens` is all of them plus `outputTokens`.
 - Gemini: `promptTokenCount` includes `cachedContentTokenCount` (and tool-use prompt tokens are separate);
   `candidatesTokenCount` EXCLUDES `thoughtsTokenCount`.
 
@@ -140,6 +142,31 @@ class Usage:
             thinking_tokens=self.reasoning_tokens,
         )
 
+    # -- Bedrock Converse: cache outside the input count, as Anthropic ----------------------------------------
+
+    @classmethod
+    def from_bedrock(
+        cls,
+        input_tokens: Any,
+        output_tokens: Any,
+        cache_read_input_tokens: Any = None,
+        cache_write_input_tokens: Any = None,
+    ) -> Usage:
+        """From Converse `usage` (`inputTokens`, `outputTokens`, `cacheReadInputTokens`, `cacheWriteInputTokens`);
+        `totalTokens` is derived, never read."""
+        return cls(
+            count(input_tokens), count(cache_read_input_tokens), count(cache_write_input_tokens), count(output_tokens)
+        )
+
+    def to_bedrock(self) -> BedrockUsage:
+        return BedrockUsage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            total_tokens=self.total,
+            cache_read_input_tokens=self.cache_read_tokens,
+            cache_write_input_tokens=self.cache_write_tokens,
+        )
+
     # -- Gemini: cache inside the prompt, thoughts outside the candidates ------------------------------------
 
     @classmethod
@@ -206,3 +233,12 @@ class GeminiUsage:
     total_token_count: int | None
     cached_content_token_count: int | None
     thoughts_token_count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BedrockUsage:
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    cache_read_input_tokens: int | None
+    cache_write_input_tokens: int | None

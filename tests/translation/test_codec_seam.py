@@ -34,6 +34,7 @@ FOLDERS = {
     Dialect.OPENAI_CHAT: "openai_chat",
     Dialect.OPENAI_RESPONSES: "openai_responses",
     Dialect.GEMINI: "gemini",
+    Dialect.BEDROCK: "bedrock",
 }
 TRANSLATION = Path(__file__).resolve().parents[2] / "translation"
 

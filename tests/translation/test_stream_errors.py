@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from translation.anthropic import CODEC as ANTHROPIC
+from translation.bedrock import CODEC as BEDROCK
+from translation.bedrock.eventstream import EventStreamParser
 from translation.codec import ClientContext, Codec
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, status_for, stream_error_event
@@ -19,7 +21,7 @@ from translation.openai_chat import CODEC as CHAT
 from translation.openai_responses import CODEC as RESPONSES
 from translation.sse import SSEEvent, SSEParser
 
-CODECS = {c.dialect: c for c in (ANTHROPIC, CHAT, RESPONSES, GEMINI)}
+CODECS = {c.dialect: c for c in (ANTHROPIC, CHAT, RESPONSES, GEMINI, BEDROCK)}
 REQUEST = Request(model="alias", messages=(Message(Role.USER, (TextPart("hi"),)),))
 
 
@@ -166,6 +168,7 @@ def test_anthropic_overload_stays_an_overload_for_every_client() -> None:
         Dialect.OPENAI_CHAT: 503,
         Dialect.OPENAI_RESPONSES: 503,
         Dialect.GEMINI: 503,
+        Dialect.BEDROCK: 503,
     }
     assert _client_error_frame(Dialect.ANTHROPIC, events)["error"]["type"] == "overloaded_error"
     assert _client_error_frame(Dialect.GEMINI, events)["error"] == {
@@ -174,6 +177,7 @@ def test_anthropic_overload_stays_an_overload_for_every_client() -> None:
         "status": "UNAVAILABLE",
     }
     assert _client_error_frame(Dialect.OPENAI_CHAT, events)["error"]["code"] == "server_is_overloaded"
+    assert _client_error_frame(Dialect.BEDROCK, events) == {"message": "Overloaded"}
 
 
 @pytest.mark.parametrize("client", list(Dialect))
@@ -181,5 +185,6 @@ def test_stream_error_event_matches_the_encoder(client: Dialect) -> None:
     """`translation.errors.stream_error_event` (what routing writes when a stream fails outside the codec)
     and the client's StreamEncoder report the same error."""
     events = _decode(GEMINI, [GEMINI_TEXT, (None, {"error": {"code": 500, "message": "Internal error"}})])
-    (sse,) = SSEParser().feed(stream_error_event(client, _error(events)))
+    parser = EventStreamParser() if client is Dialect.BEDROCK else SSEParser()
+    (sse,) = parser.feed(stream_error_event(client, _error(events)))
     assert sse.json() == {k: v for k, v in _client_error_frame(client, events).items() if k != "sequence_number"}

@@ -50,6 +50,8 @@ class SignatureKind(StrEnum):
     ANTHROPIC_REDACTED = "anthropic_redacted"  # `redacted_thinking.data` (the whole block is opaque)
     RESPONSES_ENCRYPTED = "responses_encrypted"  # reasoning item `encrypted_content`
     GEMINI_THOUGHT_SIGNATURE = "gemini_thought_signature"  # part-level `thoughtSignature` (base64)
+    BEDROCK_SIGNATURE = "bedrock_signature"  # Converse `reasoningContent.reasoningText.signature`
+    BEDROCK_REDACTED = "bedrock_redacted"  # Converse `reasoningContent.redactedContent` (base64 in JSON)
 
 
 @dataclass(frozen=True, slots=True)
