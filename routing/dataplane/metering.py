@@ -88,7 +88,7 @@ class StreamTap:
     def __init__(self, exchange: Exchange, meter: Meter) -> None:
         route = exchange.upstream_route
         self._meter = meter
-        self._parser = event_parser()  # at most UPSTREAM_MAX_EVENT_BYTES of one event (EventTooLarge)
+        self._parser = event_parser(exchange)  # at most UPSTREAM_MAX_EVENT_BYTES of one event (EventTooLarge)
         self._decoder: Any = codec_for(route.wire).stream.StreamDecoder(
             Request(model=route.upstream_model, messages=())
         )

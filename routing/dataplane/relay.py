@@ -31,12 +31,14 @@ from routing.dataplane.upstream_call import (
     read_body,
     redacted,
     redacted_stream_chunk,
+    reframed,
     relayed_headers,
     too_large_error,
     unreadable_error,
     upstream_error,
     upstream_secrets,
 )
+from translation.bedrock.eventstream import EventStreamError
 from translation.codec import ClientContext, WireEvent
 from translation.errors import ApiError, status_for
 from translation.ir import Request, Response, ResponseStop, StreamError
@@ -176,7 +178,7 @@ async def _relay_same_api_stream(
     await sink.open_stream(relayed_headers(exchange, response))
     # Raw bytes go on untouched unless something must read the events first: a sink that carries only
     # events, a usage chunk to hide, or a conversation to remember.
-    parse_first = sink.events_only or plan.hide_usage_chunk or recorder is not None
+    parse_first = sink.events_only or plan.hide_usage_chunk or recorder is not None or reframed(exchange)
     try:
         async for chunk in response.aiter_bytes():
             chunk = redacted_stream_chunk(exchange, chunk)  # an echoed key in an error event
@@ -194,6 +196,11 @@ async def _relay_same_api_stream(
                 await _send_parsed(exchange, plan, exc.events, recorder)
                 tap.decode(exc.events)
                 await _fail_stream(exchange, _event_too_large(exchange, exc))
+                return
+            except EventStreamError as exc:  # damaged framing: what came before it is delivered, then the error
+                await _send_parsed(exchange, plan, exc.events, recorder)
+                tap.decode(exc.events)
+                await _fail_stream(exchange, unreadable_error(exchange, exc))
                 return
             await _send_parsed(exchange, plan, events, recorder)
             tap.decode(events)  # once sent: a client that leaves after the last event got it all
@@ -278,7 +285,7 @@ class TranslatedStream:
     def __init__(self, exchange: Exchange, plan: Plan) -> None:
         assert plan.upstream_ir is not None, "a translated answer comes from a request encoded for the upstream"
         self._exchange = exchange
-        self._parser = event_parser()
+        self._parser = event_parser(exchange)
         upstream = exchange.upstream_route.upstream
         decoder = codec_for(exchange.upstream_route.wire).stream.StreamDecoder(plan.upstream_ir)
         self._decoder = GuardedDecoder(decoder, source=f"Upstream {upstream.name}")
@@ -311,6 +318,9 @@ class TranslatedStream:
         except EventTooLarge as exc:
             ir = [ir for event in exc.events for ir in self._decoder.feed(event)]
             return ir + self._decoder.end_with(_event_too_large(self._exchange, exc))
+        except EventStreamError as exc:  # damaged framing: the stream cannot be read past it
+            ir = [ir for event in exc.events for ir in self._decoder.feed(event)]
+            return ir + self._decoder.end_with(unreadable_error(self._exchange, exc))
         ir = [ir for event in events for ir in self._decoder.feed(event)]
         return ir + self._decoder.finish() if chunk is None else ir
 

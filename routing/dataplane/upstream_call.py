@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from django.conf import settings
@@ -17,11 +17,13 @@ from routing.dataplane.exchange import Exchange, ExchangeError
 from routing.upstream import bedrock, vertex
 from routing.upstream.client import auth_headers, endpoint_url, http_client, network_extension, timeout_for
 from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
+from translation.bedrock.eventstream import CONTENT_TYPE as EVENT_STREAM_CONTENT_TYPE
+from translation.bedrock.eventstream import EventStreamParser
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, parse_upstream_error
 from translation.operation import Operation
 from translation.redaction import SECRET_NAME, carries_error_event, redact_bytes, redact_text
-from translation.sse import SSEParser
+from translation.sse import SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
 
@@ -205,9 +207,30 @@ async def read_body(exchange: Exchange, response: httpx.Response) -> bytes:
     return b"".join(parts)
 
 
-def event_parser() -> SSEParser:
-    """The parser for an upstream's event stream, holding at most UPSTREAM_MAX_EVENT_BYTES of one event."""
-    return SSEParser(settings.UPSTREAM_MAX_EVENT_BYTES)
+class StreamParser(Protocol):
+    def feed(self, chunk: bytes) -> list[SSEEvent]: ...
+
+    def flush(self) -> list[SSEEvent]: ...
+
+
+def event_parser(exchange: Exchange) -> StreamParser:
+    """The parser for an upstream's event stream, holding at most UPSTREAM_MAX_EVENT_BYTES of one event: SSE, or
+    Bedrock's event-stream framing (InvokeModel's unwrapped into the Anthropic events it carries). Either turns
+    the bytes into `SSEEvent`s, so what reads them is the same."""
+    limit = settings.UPSTREAM_MAX_EVENT_BYTES
+    route = exchange.upstream_route
+    if route.upstream.provider != bedrock.KIND:
+        return SSEParser(limit)
+    frames = EventStreamParser(limit)
+    return bedrock.InvokeStreamParser(frames) if route.wire is Dialect.ANTHROPIC else frames
+
+
+def reframed(exchange: Exchange) -> bool:
+    """The upstream's stream has another framing than the client's (Bedrock's event stream to an SSE client):
+    a stream of the same API must be parsed and written out again, not relayed byte for byte."""
+    return (
+        exchange.upstream_route.upstream.provider == bedrock.KIND and exchange.endpoint.dialect is not Dialect.BEDROCK
+    )
 
 
 def too_large_error(exchange: Exchange, what: str, limit: int, setting: str) -> ApiError:
@@ -235,4 +258,5 @@ def relayed_headers(exchange: Exchange, response: httpx.Response) -> list[tuple[
 
 
 def is_event_stream(response: httpx.Response) -> bool:
-    return "text/event-stream" in response.headers.get("content-type", "")
+    content_type = response.headers.get("content-type", "")
+    return "text/event-stream" in content_type or EVENT_STREAM_CONTENT_TYPE in content_type

@@ -51,7 +51,9 @@ def default_base_url(region: str) -> str:
 
 def endpoint_url(base_url: str, operation: Operation, model: str, stream: bool) -> str:
     """Token counting has no Bedrock endpoint that takes the same body; the caller estimates instead."""
-    root = f"{base_url.rstrip('/')}/model/{quote(model, safe='')}"
+    # ':' (in every model id) stays as it is: the HTTP client would send %3A decoded anyway, and the signature
+    # must cover the path the server receives. '/' (in an ARN) is encoded.
+    root = f"{base_url.rstrip('/')}/model/{quote(model, safe=':@')}"
     if is_anthropic(model):
         return root + ("/invoke-with-response-stream" if stream else "/invoke")
     return root + ("/converse-stream" if stream else "/converse")
