@@ -24,6 +24,7 @@ from django.urls import URLPattern, re_path
 django_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from routing.dataplane import http, websocket  # noqa: E402
+from routing.dataplane.endpoints import DATA_PLANE_PATTERN  # noqa: E402
 from routing.dataplane.prefixes import CANDIDATE_PATHS, prefixed  # noqa: E402
 from usage.live import LiveConsumer  # noqa: E402
 
@@ -36,7 +37,7 @@ def route(pattern: str, app: Any) -> URLPattern:
 
 live_view = AllowedHostsOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))
 # URLRouter matches paths without their leading slash.
-DATA_PLANE = r"^(?:v1|v1beta|v1alpha|anthropic|openai|gemini)(?:/|$)"
+DATA_PLANE = "^" + DATA_PLANE_PATTERN
 
 application = ProtocolTypeRouter(
     {

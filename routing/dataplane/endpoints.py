@@ -14,16 +14,31 @@ from translation.operation import Operation
 class Endpoint:
     dialect: Dialect
     operation: Operation | None  # None: no such endpoint (answered 404 in the dialect)
-    model: str | None = None  # from the path (Gemini, or GET …/models/{id})
-    stream: bool | None = None  # decided by the path (Gemini) rather than the body
+    model: str | None = None  # from the path (Gemini, Bedrock, or GET …/models/{id})
+    stream: bool | None = None  # decided by the path (Gemini, Bedrock) rather than the body
+    # An AWS SDK on the bedrock-runtime paths: errors in Bedrock's shape, streams in AWS's event-stream framing
+    # (Converse's events, or InvokeModel's Anthropic events each in a `chunk` message).
+    aws: bool = False
 
 
 PREFIX_DIALECTS = {"/anthropic": Dialect.ANTHROPIC, "/openai": Dialect.OPENAI_CHAT, "/gemini": Dialect.GEMINI}
-DATA_PLANE_ROOTS = ("/v1/", "/v1beta/", "/v1alpha/", "/anthropic/", "/openai/", "/gemini/")
+DATA_PLANE_ROOTS = ("/v1/", "/v1beta/", "/v1alpha/", "/anthropic/", "/openai/", "/gemini/", "/model/")
 DATA_PLANE_EXACT = ("/v1", "/v1beta", "/v1/models", "/v1beta/models")
+# The roots as a URLRouter pattern (which matches paths without their leading slash).
+DATA_PLANE_PATTERN = "(?:" + "|".join(root.strip("/") for root in DATA_PLANE_ROOTS) + ")(?:/|$)"
 
 _GEMINI_METHOD = re.compile(r"^/v1(?:beta|alpha)?/models/(?P<model>[^:]+):(?P<method>[A-Za-z]+)$")
 _MODEL_ITEM = re.compile(r"^/v1(?P<beta>beta|alpha)?/models/(?P<model>[^:]+)$")
+# bedrock-runtime: Converse for every model, InvokeModel with the model's own body (Anthropic's Messages here).
+_BEDROCK_METHOD = re.compile(
+    r"^/model/(?P<model>[^/]+)/(?P<method>converse|converse-stream|invoke|invoke-with-response-stream)$"
+)
+_BEDROCK_METHODS = {
+    "converse": (Dialect.BEDROCK, False),
+    "converse-stream": (Dialect.BEDROCK, True),
+    "invoke": (Dialect.ANTHROPIC, False),
+    "invoke-with-response-stream": (Dialect.ANTHROPIC, True),
+}
 
 _POST_ROUTES = {
     "/v1/messages": (Dialect.ANTHROPIC, Operation.GENERATE),
@@ -42,7 +57,8 @@ _GEMINI_METHODS = {
 # A prefix is one or more path segments; its first may not be a root the data plane or the site already has.
 _PREFIX_PATH = re.compile(r"^(?:/[A-Za-z0-9._-]+)+$")
 RESERVED_FIRST_SEGMENTS = frozenset(
-    {"v1", "v1beta", "v1alpha", "anthropic", "openai", "gemini", "admin", "static", "dashboard", "me", "accounts"}
+    {"v1", "v1beta", "v1alpha", "anthropic", "openai", "gemini", "model", "admin", "static", "dashboard", "me"}
+    | {"accounts"}
     | {"health", "healthz", "metrics"}
 )
 
@@ -96,6 +112,10 @@ def match(method: str, path: str, headers: dict[str, str], query: dict[str, str]
         if gemini and gemini["method"] in _GEMINI_METHODS:
             action, stream = _GEMINI_METHODS[gemini["method"]]
             return Endpoint(Dialect.GEMINI, action, model=gemini["model"], stream=stream)
+        bedrock = _BEDROCK_METHOD.match(path)
+        if bedrock:
+            dialect, stream = _BEDROCK_METHODS[bedrock["method"]]
+            return Endpoint(dialect, Operation.GENERATE, model=bedrock["model"], stream=stream, aws=True)
     elif method == "GET":
         if path in ("/v1beta/models", "/v1alpha/models"):
             return Endpoint(Dialect.GEMINI, Operation.LIST_MODELS)
@@ -109,6 +129,8 @@ def match(method: str, path: str, headers: dict[str, str], query: dict[str, str]
         return Endpoint(Dialect.GEMINI, None)
     if path.startswith("/v1/messages"):
         return Endpoint(Dialect.ANTHROPIC, None)
+    if path.startswith("/model/"):
+        return Endpoint(Dialect.BEDROCK, None, aws=True)
     if path.startswith("/v1/responses"):
         return Endpoint(Dialect.OPENAI_RESPONSES, None)
     return Endpoint(fallback, None)

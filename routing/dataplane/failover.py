@@ -159,7 +159,7 @@ async def _failure(exchange: Exchange, response: httpx.Response) -> ExchangeErro
         return exc
     finally:
         await response.aclose()
-    return upstream_error(exchange, response.status_code, content, response.headers.get("retry-after"))
+    return upstream_error(exchange, response.status_code, content, response.headers)
 
 
 def _note_failure(exchange: Exchange, target: Target, status: int, error: ApiError) -> None:

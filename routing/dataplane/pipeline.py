@@ -92,7 +92,7 @@ async def handle_http(request: Request, read_body: Callable[[], Awaitable[bytes 
     MAX_REQUEST_BYTES, and then not read further) only once the head has not already refused the request: a
     Content-Length over the limit, or no key that could let it through (key first)."""
     endpoint = match(request.method, request.path, request.headers, request.query)
-    exchange = Exchange(request, endpoint, HttpSink(endpoint.dialect, send))
+    exchange = Exchange(request, endpoint, HttpSink(endpoint.dialect, send, aws=endpoint.aws))
 
     async def work() -> None:
         await live_config.ensure_started()
@@ -106,6 +106,8 @@ async def handle_http(request: Request, read_body: Callable[[], Awaitable[bytes 
                 if body is None:
                     raise _too_large()
                 payload = await _parse_request_body(body)
+                if endpoint.aws and endpoint.dialect is Dialect.ANTHROPIC:
+                    payload = _from_invoke_body(exchange, payload)
                 if not await cancel_on_disconnect(request, forward(exchange, snapshot, payload)):
                     exchange.record.cancelled()
             case Operation.LIST_MODELS | Operation.GET_MODEL:
@@ -116,6 +118,17 @@ async def handle_http(request: Request, read_body: Callable[[], Awaitable[bytes 
                 )
 
     await serve(exchange, work)
+
+
+def _from_invoke_body(exchange: Exchange, payload: dict[str, Any]) -> dict[str, Any]:
+    """An InvokeModel body (Anthropic's Messages as Bedrock takes them) as the Messages API takes it: the model
+    and `stream` from the path, the betas from `anthropic_beta` into the `anthropic-beta` header."""
+    endpoint = exchange.endpoint
+    betas = payload.pop("anthropic_beta", None)
+    payload.pop("anthropic_version", None)
+    if isinstance(betas, list) and betas and "anthropic-beta" not in exchange.request.headers:
+        exchange.request.headers["anthropic-beta"] = ",".join(str(beta) for beta in betas)
+    return {**payload, "model": endpoint.model, "stream": bool(endpoint.stream)}
 
 
 def _declared_length(request: Request) -> int:
@@ -228,7 +241,7 @@ def refuse_unauthenticated(exchange: Exchange, snapshot: Snapshot) -> None:
                 return
         elif any(upstream.forward_client_key for upstream in snapshot.upstreams.values()):
             return
-    raise _unauthenticated(presented)
+    raise _unauthenticated(presented, exchange.request)
 
 
 def _authenticate(exchange: Exchange, snapshot: Snapshot) -> str | None:
@@ -242,7 +255,13 @@ def _authenticate(exchange: Exchange, snapshot: Snapshot) -> str | None:
     return presented
 
 
-def _unauthenticated(presented: str | None) -> ExchangeError:
+def _unauthenticated(presented: str | None, request: Request | None = None) -> ExchangeError:
+    if request is not None and request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256"):
+        message = (
+            "This proxy does not take AWS signatures: send your proxy key as a Bedrock API key "
+            "(Authorization: Bearer, which AWS's SDKs send when AWS_BEARER_TOKEN_BEDROCK is set)"
+        )
+        return ExchangeError(ApiError(ErrorKind.AUTHENTICATION, message))
     if not presented:
         message = "Missing API key: send your proxy key as x-api-key, Authorization: Bearer, x-goog-api-key or ?key="
     else:
@@ -290,10 +309,10 @@ def authorize_route(
     `connection`: the Responses WebSocket's own history, which a scenario is judged with."""
     endpoint = exchange.endpoint
     presented = _authenticate(exchange, snapshot)
-    model = endpoint.model if endpoint.dialect is Dialect.GEMINI else payload.get("model")
+    model = endpoint.model if endpoint.dialect in (Dialect.GEMINI, Dialect.BEDROCK) else payload.get("model")
     if not isinstance(model, str) or not model:
         if exchange.key is None:
-            raise _unauthenticated(presented)
+            raise _unauthenticated(presented, exchange.request)
         raise ExchangeError(ApiError(ErrorKind.INVALID_REQUEST, "Missing required field: model", param="model"))
     route = reachable(exchange, snapshot, snapshot.resolve(model))
     credential = _credential(exchange, route, presented)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from routing.dataplane.asgi_io import PREFIX_SCOPE_KEY, Receive, Scope, Send
-from routing.dataplane.endpoints import split_prefix
+from routing.dataplane.endpoints import DATA_PLANE_PATTERN, split_prefix
 from routing.runtime.live import live_config
 
 # URLRouter matches paths without their leading slash: something, then a data-plane root.
-CANDIDATE_PATHS = r"^.+?/(?:v1|v1beta|v1alpha|anthropic|openai|gemini)(?:/|$)"
+CANDIDATE_PATHS = r"^.+?/" + DATA_PLANE_PATTERN
 
 
 def prefixed(app: Any, otherwise: Any) -> Any:

@@ -82,7 +82,7 @@ async def relay(
 async def _relay_error(exchange: Exchange, plan: Plan, response: httpx.Response) -> None:
     content = await read_body(exchange, response)
     status = response.status_code
-    error = upstream_error(exchange, status, content, response.headers.get("retry-after"))
+    error = upstream_error(exchange, status, content, response.headers)
     sink = exchange.sink
     if plan.translate_answer or sink.events_only or "json" not in response.headers.get("content-type", ""):
         # Another API's error, or one that is not JSON (an HTML page from a load balancer): wrapped into
@@ -149,7 +149,7 @@ def _decode_whole(exchange: Exchange, content: bytes, upstream_ir: Request | Non
     """A whole (non-streamed) upstream answer as an IR response."""
     body = _json_object(content)
     if body is None:
-        raise upstream_error(exchange, 502, content, None)
+        raise upstream_error(exchange, 502, content)
     try:
         decoded = codec_for(exchange.upstream_route.wire).response.decode_response(body, request=upstream_ir)
     except Exception as exc:
@@ -250,7 +250,8 @@ async def _send_parsed(exchange: Exchange, plan: Plan, events: Sequence[SSEEvent
         if recorder is not None:
             recorder.events([WireEvent(d) for d in map(_event_json, events) if d is not None], _answer(exchange))
         return
-    wires = [WireEvent(data) for data in map(_event_json, events) if data is not None]
+    # The event names go along: Bedrock's event-stream framing carries each event's type beside its JSON.
+    wires = [WireEvent(data, event.event) for event in events if (data := _event_json(event)) is not None]
     if recorder is not None:
         recorder.events(wires, _answer(exchange))
     await sink.events(wires)

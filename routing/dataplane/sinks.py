@@ -7,16 +7,20 @@ answer with its status; after it, the dialect's stream error event.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from routing.dataplane.asgi_io import JSON_CONTENT_TYPE, SSE_HEADERS, Send, send_bytes
+from translation.bedrock.eventstream import CONTENT_TYPE as EVENT_STREAM_CONTENT_TYPE
+from translation.bedrock.eventstream import encode_message, encode_wire_event
 from translation.codec import WireEvent
 from translation.dialect import Dialect
-from translation.errors import ApiError, ErrorKind, error_body, status_for, stream_error_event
+from translation.errors import ApiError, ErrorKind, error_body, error_headers, status_for, stream_error_event
 
 Headers = list[tuple[bytes, bytes]]
+EVENT_STREAM_HEADERS: Headers = [(b"content-type", EVENT_STREAM_CONTENT_TYPE.encode()), (b"cache-control", b"no-cache")]
 
 
 class Sink:
@@ -56,9 +60,16 @@ class Sink:
 
 
 class HttpSink(Sink):
-    def __init__(self, dialect: Dialect, send: Send) -> None:
+    """HTTP: a JSON body, or a stream of SSE frames. `aws`: an AWS SDK on the bedrock-runtime paths, whose
+    streams are AWS event-stream messages (so the relay hands this sink parsed events, never raw bytes) and whose
+    errors are Bedrock's (the exception name in `x-amzn-ErrorType`), whichever body the path takes."""
+
+    def __init__(self, dialect: Dialect, send: Send, *, aws: bool = False) -> None:
         super().__init__(dialect)
         self._send = send
+        self.aws = aws
+        self.events_only = aws
+        self.error_dialect = Dialect.BEDROCK if aws else dialect
 
     async def whole(self, status: int, content: bytes, content_type: bytes, headers: Headers) -> None:
         self.started = True
@@ -66,7 +77,8 @@ class HttpSink(Sink):
 
     async def open_stream(self, headers: Headers) -> None:
         self.started = True
-        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+        start = EVENT_STREAM_HEADERS if self.aws else SSE_HEADERS
+        await self._send({"type": "http.response.start", "status": 200, "headers": start + headers})
         # ASGI servers may hold the start message until the first body message (daphne does): an empty body
         # message puts the headers on the wire now, so a client that times out waiting for headers (Gemini
         # CLI: 60 s) is not left waiting through a long prompt prefill.
@@ -76,20 +88,34 @@ class HttpSink(Sink):
         await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def events(self, events: Sequence[WireEvent]) -> None:
-        if events:
+        if not events:
+            return
+        if not self.aws:
             await self.chunk(b"".join(wire.sse() for wire in events))
+        elif self.dialect is Dialect.BEDROCK:
+            await self.chunk(b"".join(encode_wire_event(wire) for wire in events if isinstance(wire.data, dict)))
+        else:
+            await self.chunk(b"".join(_invoke_chunk(wire) for wire in events if isinstance(wire.data, dict)))
 
     async def close_stream(self) -> None:
         await self._send({"type": "http.response.body", "body": b""})
 
     async def fail(self, error: ApiError) -> None:
+        dialect = self.error_dialect
         if self.started:
-            await self._send({"type": "http.response.body", "body": stream_error_event(self.dialect, error)})
+            await self._send({"type": "http.response.body", "body": stream_error_event(dialect, error)})
             return
         headers = [(b"retry-after", error.retry_after.encode())] if error.retry_after else []
         if error.kind is ErrorKind.BUDGET_EXHAUSTED:
             headers.append((b"x-should-retry", b"false"))  # the SDKs (and Claude Code) would retry a 429 in vain
-        await self.json(status_for(self.dialect, error), error_body(self.dialect, error), headers)
+        headers += [(name.encode(), value.encode()) for name, value in error_headers(dialect, error).items()]
+        await self.json(status_for(dialect, error), error_body(dialect, error), headers)
+
+
+def _invoke_chunk(wire: WireEvent) -> bytes:
+    """An Anthropic stream event as InvokeModel's stream carries it: base64 JSON in a `chunk` message."""
+    data = json.dumps(wire.data, ensure_ascii=False, separators=(",", ":")).encode()
+    return encode_message("chunk", json.dumps({"bytes": base64.b64encode(data).decode()}).encode())
 
 
 def ws_error_event(error: ApiError) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERS
 from translation.bedrock.eventstream import CONTENT_TYPE as EVENT_STREAM_CONTENT_TYPE
 from translation.bedrock.eventstream import EventStreamParser
 from translation.dialect import Dialect
-from translation.errors import ApiError, ErrorKind, parse_upstream_error
+from translation.errors import BEDROCK_ERROR_TYPE_HEADER, ApiError, ErrorKind, parse_upstream_error
 from translation.operation import Operation
 from translation.redaction import SECRET_NAME, carries_error_event, redact_bytes, redact_text
 from translation.sse import SSEEvent, SSEParser
@@ -123,15 +123,20 @@ def broken_stream_error(exchange: Exchange, exc: httpx.HTTPError) -> ApiError:
     )
 
 
-def upstream_error(exchange: Exchange, status: int, content: bytes, retry_after: str | None) -> ExchangeError:
-    """An upstream's error answer, kept as the same kind and status, in whatever dialect the client speaks."""
+def upstream_error(
+    exchange: Exchange, status: int, content: bytes, headers: httpx.Headers | None = None
+) -> ExchangeError:
+    """An upstream's error answer, kept as the same kind and status, in whatever dialect the client speaks
+    (`headers`: its Retry-After, and Bedrock's exception name in x-amzn-ErrorType)."""
+    retry_after = headers.get("retry-after") if headers is not None else None
     name = exchange.upstream_route.upstream.name
     if status == 407:
         # The upstream's egress proxy (routing.upstream.network), not the upstream: a gateway failure to the
         # client, whose own proxy settings a 407 would wrongly blame.
         message = f"{name}: the egress proxy refused the proxy's credentials for this upstream (407)"
         return ExchangeError(ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502), from_upstream=True)
-    error = parse_upstream_error(status, content)
+    error_type = headers.get(BEDROCK_ERROR_TYPE_HEADER) if headers is not None else None
+    error = parse_upstream_error(status, content, error_type=error_type)
     # An overload keeps its kind, not its number: Anthropic clients expect 529, the others 503.
     kept_status = None if error.kind is ErrorKind.OVERLOADED else status
     message = redact_text(f"{name}: {error.message}", upstream_secrets(exchange))
