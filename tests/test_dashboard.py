@@ -425,7 +425,8 @@ def test_rollups_agree_with_the_ledger_on_random_rows(db: None) -> None:
                 user=users[i] if rng.random() < 0.95 else None,
                 key=keys[i],
                 alias=rng.choice(["a", "b", ""]),
-                upstream_model=rng.choice(["x", "y"]),
+                upstream_model=rng.choice(["x", "y", ""]),
+                requested_model=rng.choice(["x", "gpt-9", ""]),
                 client_program=rng.choice(["Claude Code", "Codex", ""]),
                 outcome=rng.choice(list(Outcome)),
                 input_tokens=rng.choice([None, rng.randrange(5000)]),
@@ -449,7 +450,7 @@ def test_rollups_agree_with_the_ledger_on_random_rows(db: None) -> None:
             raw = queries.breakdown(filters, dimension, RAW)
             assert [(r.label, r.figures) for r in rolled.rows] == [(r.label, r.figures) for r in raw.rows]
 
-    order = ("hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program")
+    order = ("hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program", "unrouted_model")
     before = list(UsageRollup.objects.order_by(*order).values())
     assert rebuild_rollups() == 400
     after = list(UsageRollup.objects.order_by(*order).values())
@@ -477,3 +478,52 @@ async def test_export_streams_in_chunks_under_asgi(monkeypatch: pytest.MonkeyPat
     assert len(chunks) == 1 + 3  # the header, then 2 + 2 + 1 rows
     rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
     assert sorted(r["requested model"] for r in rows) == ["m0", "m1", "m2", "m3", "m4"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exchanges that matched no route are named by the model the client asked for
+
+
+def unrouted(**fields: Any) -> LedgerEntry:
+    defaults: dict[str, Any] = {
+        "requested_model": "gpt-9-turbo",
+        "outcome": Outcome.CLIENT_ERROR,
+        "status": 404,
+        "error_type": "not_found_error",
+        "duration_ms": 3,
+    }
+    return entry(**{**defaults, **fields})
+
+
+@pytest.mark.parametrize("exact_limit", [10_000, 0], ids=["exact", "histograms"])
+def test_an_unrouted_exchange_is_named_by_the_model_asked_for(
+    staff_client: Client, team: dict[str, Any], monkeypatch: pytest.MonkeyPatch, exact_limit: int
+) -> None:
+    monkeypatch.setattr(queries, "EXACT_PERCENTILE_ROWS", exact_limit)
+    write(unrouted(user=team["bob"], key=team["bob_key"]), unrouted(), unrouted(requested_model="o9"))
+    html = staff_client.get("/dashboard/").content.decode()
+    for card in ("by-alias", "by-upstream_model"):
+        table = html[html.index(f'id="{card}"') : html.index("</table>", html.index(f'id="{card}"'))]
+        assert "gpt-9-turbo (no route)" in table and "o9 (no route)" in table, card
+        assert "(none)" not in table, card
+    speed = html[html.index('id="speed"') : html.index("</table>", html.index('id="speed"'))]
+    assert "(none)" not in speed
+    row = speed[speed.index('data-model="gpt-9-turbo (no route)"') :]
+    row = row[: row.index("</tr>")]
+    assert 'data-metric="failed">2<' in row
+    recent = html[html.index('id="recent"') :]
+    assert recent.count("gpt-9-turbo") >= 2 and "o9" in recent
+
+    filters = Filters.from_params({})
+    by_model = {row.label: row.figures.requests for row in queries.breakdown(filters, "upstream_model").rows}
+    assert by_model == {"claude-sonnet-4": 3, "qwen3-coder": 2, "gpt-9-turbo (no route)": 2, "o9 (no route)": 1}
+    by_alias = {row.label: row.figures.errors for row in queries.breakdown(filters, "alias", RAW).rows}
+    assert by_alias == {"sonnet": 0, "local": 1, "gpt-9-turbo (no route)": 2, "o9 (no route)": 1}
+
+
+def test_a_routed_exchange_without_an_alias_is_not_called_unrouted(db: None) -> None:
+    write(entry(requested_model="ollama/llama3.2", upstream="ollama", upstream_model="llama3.2"))
+    (row,) = queries.breakdown(Filters.from_params({}), "alias").rows
+    assert row.label == "(no alias)" and not row.unrouted
+    (speed,) = queries.speed(Filters.from_params({}))
+    assert speed.label == "llama3.2"

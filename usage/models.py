@@ -151,7 +151,9 @@ class ModelPrice(models.Model):
 # calls in the transaction that inserts the rows, so they never disagree with the ledger. Each row sums one period:
 # an hour (`hours` = 1) or a UTC day (`hours` = 24; every row counts in both). A range is read from whole days plus
 # the hours at its ends. Names and ids are copied as plain values (0 = none: a unique constraint treats NULLs as
-# distinct, and the write is an upsert).
+# distinct, and the write is an upsert). `unrouted_model` is the model a client asked for when it matched no route
+# (no alias, no upstream model), so that the dashboards can name it; it is empty for every routed row, so the
+# names a glob alias takes do not multiply the rows.
 class Period(models.IntegerChoices):
     HOUR = 1, "hour"
     DAY = 24, "day"
@@ -165,6 +167,7 @@ class UsageRollup(models.Model):
     alias = models.CharField(max_length=200, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
     client_program = models.CharField(max_length=64, blank=True)
+    unrouted_model = models.CharField(max_length=200, blank=True, help_text="The model asked for, when unrouted.")
 
     requests = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0, help_text="Client errors, upstream errors and timeouts.")
@@ -185,13 +188,23 @@ class UsageRollup(models.Model):
         verbose_name = "usage rollup"
         constraints = [
             models.UniqueConstraint(
-                fields=["hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program"],
-                name="usage_rollup_unique",
+                fields=[
+                    "hours",
+                    "period",
+                    "user_id",
+                    "key_id",
+                    "alias",
+                    "upstream_model",
+                    "client_program",
+                    "unrouted_model",
+                ],
+                name="usage_rollup_dimensions_unique",
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.period:%Y-%m-%d %H}h+{self.hours}h {self.alias or self.upstream_model}: {self.requests}"
+        name = self.alias or self.upstream_model or self.unrouted_model
+        return f"{self.period:%Y-%m-%d %H}h+{self.hours}h {name}: {self.requests}"
 
 
 # Speed histograms: quarter-octave buckets (each bucket's upper bound is 2^(1/4) ≈ 1.19 times its lower bound), one

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth
 
 from usage.models import LATENCY_BUCKETS, LatencyRollup, LedgerEntry, Outcome, Period, UsageRollup
@@ -403,6 +403,8 @@ class BreakdownRow:
     label: str
     figures: Figures
     filter_params: dict[str, str] = field(default_factory=dict)
+    # The model the client asked for, on the row of exchanges that matched no route (alias and model breakdowns).
+    unrouted: str = ""
 
 
 @dataclass
@@ -413,34 +415,61 @@ class Breakdown:
     more: int = 0
 
 
+UNROUTED = "unrouted_model"
+# The dimensions whose empty value is split by the model asked for: an exchange that matched no route has no
+# alias and no upstream model, but the client did ask for something.
+_SPLIT_UNROUTED = ("alias", "upstream_model")
+
+
+def unrouted_expression() -> Case:
+    """On ledger rows: the requested model when the row names no alias and no upstream model, else ""."""
+    return Case(
+        When(Q(alias="") & Q(upstream_model=""), then=F("requested_model")),
+        default=Value(""),
+        output_field=CharField(),
+    )
+
+
+def unrouted_label(name: str) -> str:
+    return f"{name} (no route)"
+
+
 def breakdown(filters: Filters, dimension: str, source: Source = ROLLUP, limit: int = BREAKDOWN_LIMIT) -> Breakdown:
     """The figures per user, key, alias, upstream model or client program, the busiest first."""
     column = _COLUMN.get(dimension, dimension)
-    grouped = (
-        _source_rows(filters, source)
-        .values(column)
-        .order_by()
-        .annotate(**_aggregates(source))
-        .order_by("-n_requests", column)
-    )
-    found = [(row[column] or None, Figures.of(row)) for row in grouped]
-    found.sort(key=lambda item: (-item[1].requests, str(item[0])))
+    qs = _source_rows(filters, source)
+    columns = [column]
+    if dimension in _SPLIT_UNROUTED:
+        columns.append(UNROUTED)
+        if source is RAW:
+            qs = qs.annotate(**{UNROUTED: unrouted_expression()})
+    grouped = qs.values(*columns).order_by().annotate(**_aggregates(source))
+    found = [
+        (row[column] or None, "" if row[column] else (row.get(UNROUTED) or ""), Figures.of(row)) for row in grouped
+    ]
+    found.sort(key=lambda item: (-item[2].requests, str(item[0]), item[1]))
     shown = found[:limit]
-    labels = _labels(dimension, [value for value, _ in shown])
+    labels = _labels(dimension, [value for value, _, _ in shown])
     result = []
-    for value, figures in shown:
+    for value, unrouted, figures in shown:
         params: dict[str, str] = {}
         if dimension == "user" and value is not None:
             params = {"user": str(value)}
         elif dimension == "alias" and value:
             params = {"alias": str(value)}
-        result.append(BreakdownRow(value, labels.get(value, _unnamed(dimension, value)), figures, params))
+        label = unrouted_label(unrouted) if unrouted else labels.get(value, _unnamed(dimension, value))
+        result.append(BreakdownRow(value, label, figures, params, unrouted))
     return Breakdown(dimension, DIMENSIONS[dimension], result, more=max(0, len(found) - limit))
 
 
 def _unnamed(dimension: str, value: Any) -> str:
     if value is None or value == "":
-        return {"user": "(no user)", "key": "(no key)", "client_program": "(unknown client)"}.get(dimension, "(none)")
+        return {
+            "user": "(no user)",
+            "key": "(no key)",
+            "client_program": "(unknown client)",
+            "alias": "(no alias)",
+        }.get(dimension, "(none)")
     if dimension in ("user", "key"):
         return f"#{value} (deleted)"
     return str(value)
@@ -502,13 +531,20 @@ SPEED_COLUMNS: dict[int, str] = {
 class Speed:
     """The speed of the exchanges that worked (`count`); `failed` were errors, left out of the percentiles."""
 
-    upstream_model: str
+    upstream_model: str  # empty for the exchanges that matched no route: `unrouted` names what they asked for
     count: int
     # metric -> (p50, p90, p99), None where the metric has no values; plus how many values each had.
     percentiles: dict[int, tuple[float, ...] | None]
     counts: dict[int, int]
     approximate: bool
     failed: int = 0
+    unrouted: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.upstream_model:
+            return self.upstream_model
+        return unrouted_label(self.unrouted) if self.unrouted else "(none)"
 
 
 def exact_percentiles(values: Sequence[float], quantiles: Sequence[float] = PERCENTILES) -> tuple[float, ...] | None:
@@ -553,8 +589,10 @@ def histogram_percentiles(
     return tuple(result)
 
 
-def speed(filters: Filters, exact_limit: int = EXACT_PERCENTILE_ROWS, requests: int | None = None) -> list[Speed]:
+def speed(filters: Filters, exact_limit: int | None = None, requests: int | None = None) -> list[Speed]:
     """p50, p90, p99 of duration, time to first token and tokens/s per upstream model (see the module docstring)."""
+    if exact_limit is None:
+        exact_limit = EXACT_PERCENTILE_ROWS
     if requests is None:
         requests = totals(filters).requests
     if requests <= exact_limit:
@@ -563,31 +601,36 @@ def speed(filters: Filters, exact_limit: int = EXACT_PERCENTILE_ROWS, requests: 
 
 
 def _exact_speed(filters: Filters) -> list[Speed]:
-    values: dict[str, dict[int, list[float]]] = defaultdict(lambda: {metric: [] for metric in SPEED_COLUMNS})
-    counts: dict[str, int] = defaultdict(int)
-    failed: dict[str, int] = defaultdict(int)
-    columns = ["upstream_model", "outcome", *SPEED_COLUMNS.values()]
-    for model, outcome, *measured in rows(filters).order_by().values_list(*columns).iterator(chunk_size=5000):
-        per_metric = values[model]
+    values: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(
+        lambda: {metric: [] for metric in SPEED_COLUMNS}
+    )
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    failed: dict[tuple[str, str], int] = defaultdict(int)
+    columns = ["upstream_model", UNROUTED, "outcome", *SPEED_COLUMNS.values()]
+    found = rows(filters).annotate(**{UNROUTED: unrouted_expression()}).order_by().values_list(*columns)
+    for model, unrouted, outcome, *measured in found.iterator(chunk_size=5000):
+        group = (model, unrouted)
+        per_metric = values[group]
         if outcome != Outcome.OK:
-            failed[model] += outcome not in NOT_ERRORS
+            failed[group] += outcome not in NOT_ERRORS
             continue
-        counts[model] += 1
+        counts[group] += 1
         for metric, value in zip(SPEED_COLUMNS, measured, strict=True):
             if value is not None:
                 per_metric[metric].append(value)
     result = [
         Speed(
             upstream_model=model,
-            count=counts[model],
+            count=counts[(model, unrouted)],
             percentiles={metric: exact_percentiles(found) for metric, found in per_metric.items()},
             counts={metric: len(found) for metric, found in per_metric.items()},
             approximate=False,
-            failed=failed[model],
+            failed=failed[(model, unrouted)],
+            unrouted=unrouted,
         )
-        for model, per_metric in values.items()
+        for (model, unrouted), per_metric in values.items()
     ]
-    return sorted(result, key=lambda s: (-s.count, s.upstream_model))
+    return sorted(result, key=lambda s: (-s.count, s.upstream_model, s.unrouted))
 
 
 def _histogram_speed(filters: Filters) -> list[Speed]:
@@ -605,31 +648,33 @@ def _histogram_speed(filters: Filters) -> list[Speed]:
     for row in grouped:
         found: dict[str, Any] = dict(row)
         histograms[found["upstream_model"]][found["metric"]] = [int(found[f"n_{c}"] or 0) for c in BUCKET_COLUMNS]
-    model_counts: dict[str, tuple[int, int]] = {
-        model: (int(requests or 0) - int(errors or 0) - int(cancelled or 0), int(errors or 0))
-        for model, requests, errors, cancelled in rollup_rows(filters)
-        .values("upstream_model")
+    # Exchanges that matched no route never worked, so they have no histogram, only a count of failures.
+    model_counts: dict[tuple[str, str], tuple[int, int]] = {
+        (model, unrouted): (int(requests or 0) - int(errors or 0) - int(cancelled or 0), int(errors or 0))
+        for model, unrouted, requests, errors, cancelled in rollup_rows(filters)
+        .values("upstream_model", UNROUTED)
         .order_by()
         .annotate(n=Sum("requests"), e=Sum("errors"), c=Sum("cancelled"))
-        .values_list("upstream_model", "n", "e", "c")
+        .values_list("upstream_model", UNROUTED, "n", "e", "c")
     }
     result = []
-    for model in set(histograms) | set(model_counts):
-        per_metric = histograms.get(model, {})
+    for model, unrouted in {(model, "") for model in histograms} | set(model_counts):
+        per_metric = histograms.get(model, {}) if not unrouted else {}
         result.append(
             Speed(
                 upstream_model=model,
-                count=model_counts.get(model, (0, 0))[0],
+                unrouted=unrouted,
+                count=model_counts.get((model, unrouted), (0, 0))[0],
                 percentiles={
                     metric: histogram_percentiles(per_metric.get(metric, [0] * LATENCY_BUCKETS), metric)
                     for metric in SPEED_COLUMNS
                 },
                 counts={metric: sum(per_metric.get(metric, [])) for metric in SPEED_COLUMNS},
                 approximate=True,
-                failed=model_counts.get(model, (0, 0))[1],
+                failed=model_counts.get((model, unrouted), (0, 0))[1],
             )
         )
-    return sorted(result, key=lambda s: (-s.count, s.upstream_model))
+    return sorted(result, key=lambda s: (-s.count, s.upstream_model, s.unrouted))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ BASE: dict[int, float] = {Metric.DURATION: 1.0, Metric.TTFT: 1.0, Metric.TOKENS_
 BUCKET_COLUMNS = [f"b{i}" for i in range(LATENCY_BUCKETS)]
 _STEPS_PER_OCTAVE = 4
 
-USAGE_KEY = ("hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program")
+USAGE_KEY = ("hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program", "unrouted_model")
 USAGE_SUMS = (
     "requests",
     "errors",
@@ -88,6 +88,11 @@ class _UsageSums:
     unpriced: int = 0
 
 
+def unrouted_model(row: LedgerEntry) -> str:
+    """The model a client asked for, when it matched no route (the row names no alias and no upstream model)."""
+    return "" if row.alias or row.upstream_model else row.requested_model
+
+
 def _row_counts(row: LedgerEntry) -> list[int]:
     """One row's contribution to the counting sums (USAGE_SUMS without the cost and the unpriced count)."""
     outcome = row.outcome
@@ -113,6 +118,7 @@ def _usage_groups(
         hour = hour_of(row.started_at)
         periods = ((int(Period.HOUR), hour), (int(Period.DAY), hour.replace(hour=0)))
         user_id = row.user_id or 0
+        names = (user_id, row.key_id or 0, row.alias, row.upstream_model, row.client_program, unrouted_model(row))
         counts = _row_counts(row)
         # Speed is that of exchanges that worked: a refusal's 8 ms or a failure's 0 ms is not how fast a model is
         # (failures are counted apart, in the usage sums).
@@ -126,7 +132,7 @@ def _usage_groups(
             if value is not None and row.outcome == Outcome.OK
         ]
         for hours, period in periods:
-            sums = usage[(hours, period, user_id, row.key_id or 0, row.alias, row.upstream_model, row.client_program)]
+            sums = usage[(hours, period, *names)]
             sums.counts = [a + b for a, b in zip(sums.counts, counts, strict=True)]
             if row.cost_usd is None:
                 sums.unpriced += 1
@@ -213,6 +219,7 @@ ROLLUP_SOURCE_FIELDS = (
     "alias",
     "upstream_model",
     "client_program",
+    "requested_model",
     "outcome",
     *_TOKEN_FIELDS,
     "cost_usd",

@@ -197,7 +197,7 @@ def _speed_rows(speeds: list[queries.Speed]) -> list[dict[str, Any]]:
             cells[name] = [fmt(value) for value in found] if found else [BLANK] * len(queries.PERCENTILES)
         rows.append(
             {
-                "model": item.upstream_model or "(none)",
+                "model": item.label,
                 "count": fmt_int(item.count),
                 "failed": fmt_int(item.failed),
                 "cells": cells,
