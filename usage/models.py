@@ -167,6 +167,8 @@ class UsageRollup(models.Model):
     alias = models.CharField(max_length=200, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
     client_program = models.CharField(max_length=64, blank=True)
+    upstream = models.CharField(max_length=64, blank=True)
+    outcome = models.CharField(max_length=16, blank=True)
     unrouted_model = models.CharField(max_length=200, blank=True, help_text="The model asked for, when unrouted.")
 
     requests = models.PositiveBigIntegerField(default=0)
@@ -196,6 +198,8 @@ class UsageRollup(models.Model):
                     "alias",
                     "upstream_model",
                     "client_program",
+                    "upstream",
+                    "outcome",
                     "unrouted_model",
                 ],
                 name="usage_rollup_dimensions_unique",
@@ -207,8 +211,9 @@ class UsageRollup(models.Model):
         return f"{self.period:%Y-%m-%d %H}h+{self.hours}h {name}: {self.requests}"
 
 
-# Speed histograms: quarter-octave buckets (each bucket's upper bound is 2^(1/4) ≈ 1.19 times its lower bound), one
-# row per period, user, alias, upstream model and metric; `usage.rollups` knows the bounds.
+# Speed histograms of the exchanges that worked: quarter-octave buckets (each bucket's upper bound is 2^(1/4) ≈ 1.19
+# times its lower bound), one row per period, user, key, alias, upstream, upstream model, client program and metric
+# (the dashboard's filters); `usage.rollups` knows the bounds.
 LATENCY_BUCKETS = 96
 
 
@@ -221,8 +226,11 @@ class LatencyRollup(models.Model):
     hours = models.PositiveSmallIntegerField(choices=Period.choices)
     period = models.DateTimeField(help_text="Start of the hour or day (UTC).")
     user_id = models.PositiveBigIntegerField(default=0)
+    key_id = models.PositiveBigIntegerField(default=0)
     alias = models.CharField(max_length=200, blank=True)
+    upstream = models.CharField(max_length=64, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
+    client_program = models.CharField(max_length=64, blank=True)
     metric = models.PositiveSmallIntegerField(choices=Metric.choices)
     count = models.PositiveBigIntegerField(default=0)
 
@@ -230,7 +238,18 @@ class LatencyRollup(models.Model):
         verbose_name = "latency rollup"
         constraints = [
             models.UniqueConstraint(
-                fields=["hours", "period", "user_id", "alias", "upstream_model", "metric"], name="latency_rollup_unique"
+                fields=[
+                    "hours",
+                    "period",
+                    "user_id",
+                    "key_id",
+                    "alias",
+                    "upstream",
+                    "upstream_model",
+                    "client_program",
+                    "metric",
+                ],
+                name="latency_rollup_dimensions_unique",
             )
         ]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -39,7 +39,15 @@ from usage.rollups import BUCKET_COLUMNS, NOT_ERRORS, bucket_bounds
 
 Metric = LatencyRollup.Metric
 
-PRESETS: dict[str, str] = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days"}
+PRESETS: dict[str, str] = {
+    "24h": "Last 24 hours",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "month": "This month (UTC), as budgets count it",
+    "last-month": "Last month (UTC)",
+}
+PRESET_SHORT: dict[str, str] = {"month": "this month", "last-month": "last month"}
 DEFAULT_PRESET = "7d"
 BUCKETS = ("hour", "day", "month")
 # A chart keeps at most this many bars: a finer bucket asked for a long range is widened.
@@ -47,6 +55,18 @@ MAX_BUCKETS = 800
 EXACT_PERCENTILE_ROWS = 20_000
 PERCENTILES = (0.5, 0.9, 0.99)
 BREAKDOWN_LIMIT = 20
+# How breakdowns can be ordered (largest first, the name A to Z); cost is the default.
+SORTS: dict[str, str] = {
+    "name": "Name",
+    "cost": "Cost",
+    "requests": "Requests",
+    "errors": "Errors",
+    "input": "Input",
+    "output": "Output",
+    "cache_read": "Cache read",
+    "cache_write": "Cache write",
+}
+DEFAULT_SORT = "cost"
 
 
 class Source(Enum):
@@ -135,6 +155,12 @@ def _bucket_count(start: datetime, end: datetime, bucket: str) -> int:
     return (end.year - start.year) * 12 + end.month - start.month + 1
 
 
+# The dimension filters: query parameter -> Filters attribute. Each is a column of the ledger and of both rollups
+# (the group is its members' user ids), so every figure, chart and percentile honours it.
+TEXT_FILTERS = ("alias", "upstream", "upstream_model", "client_program", "outcome", "unrouted")
+ID_FILTERS = {"user": "user_id", "key": "key_id", "group": "group_id"}
+
+
 @dataclass(frozen=True)
 class Filters:
     start: datetime
@@ -145,6 +171,15 @@ class Filters:
     alias: str | None = None
     bucket_asked: str = ""
     errors: tuple[str, ...] = field(default=(), compare=False)
+    key_id: int | None = None
+    group_id: int | None = None
+    upstream: str | None = None
+    upstream_model: str | None = None
+    client_program: str | None = None
+    outcome: str | None = None
+    # The model asked for by exchanges that matched no route (their row in the alias and model breakdowns).
+    unrouted: str | None = None
+    sort: str = ""
 
     @classmethod
     def from_params(cls, params: Mapping[str, str], now: datetime | None = None) -> Filters:
@@ -173,28 +208,40 @@ class Filters:
         while _bucket_count(start, end, bucket) > MAX_BUCKETS and bucket != "month":
             bucket = BUCKETS[BUCKETS.index(bucket) + 1]
 
-        user_id: int | None = None
-        if params.get("user", "").isdigit():
-            user_id = int(params["user"])
-        alias = params.get("alias") or None
+        chosen: dict[str, Any] = {}
+        for name, attribute in ID_FILTERS.items():
+            if params.get(name, "").isdigit():
+                chosen[attribute] = int(params[name])
+        for name in TEXT_FILTERS:
+            chosen[name] = params.get(name) or None
+        if chosen["outcome"] is not None and chosen["outcome"] not in Outcome.values:
+            errors.append("Ignored an unknown outcome.")
+            chosen["outcome"] = None
+        sort = params.get("sort", "")
         return cls(
             start=start,
             end=end,
             bucket=bucket,
             preset=preset,
-            user_id=user_id,
-            alias=alias,
             bucket_asked=asked if asked in BUCKETS else "",
             errors=tuple(errors),
+            sort=sort if sort in SORTS else "",
+            **chosen,
         )
 
     @staticmethod
     def preset_range(preset: str, now: datetime) -> tuple[datetime, datetime]:
-        """24h: the last 24 whole hours up to the current one. Days: calendar days (UTC), today included."""
+        """24h: the last 24 whole hours up to the current one. Days: calendar days (UTC), today included. Months:
+        the calendar month (UTC), the period a monthly budget counts."""
+        today = _floor_hour(now).replace(hour=0)
+        if preset in ("month", "last-month"):
+            this_month = today.replace(day=1)
+            if preset == "month":
+                return this_month, (this_month + timedelta(days=32)).replace(day=1)
+            return (this_month - timedelta(days=1)).replace(day=1), this_month
         if preset.endswith("h"):
             end = _ceil_hour(now)
             return end - timedelta(hours=int(preset[:-1])), end
-        today = _floor_hour(now).replace(hour=0)
         return today - timedelta(days=int(preset[:-1]) - 1), today + timedelta(days=1)
 
     def params(self, **overrides: str | None) -> dict[str, str]:
@@ -205,12 +252,15 @@ class Filters:
         else:
             values["from"] = self.start.strftime("%Y-%m-%dT%H:%M")
             values["to"] = self.end.strftime("%Y-%m-%dT%H:%M")
-        if self.user_id is not None:
-            values["user"] = str(self.user_id)
-        if self.alias:
-            values["alias"] = self.alias
+        for name, attribute in ID_FILTERS.items():
+            if getattr(self, attribute) is not None:
+                values[name] = str(getattr(self, attribute))
+        for name in TEXT_FILTERS:
+            values[name] = getattr(self, name)
         if self.bucket_asked:
             values["bucket"] = self.bucket_asked
+        if self.sort:
+            values["sort"] = self.sort
         values.update(overrides)
         return {key: value for key, value in values.items() if value}
 
@@ -220,15 +270,51 @@ class Filters:
     def with_(self, **changes: Any) -> Filters:
         return replace(self, **changes)
 
+    @property
+    def narrowed(self) -> bool:
+        """Whether any dimension filter (not the range) is set."""
+        return any(getattr(self, a) is not None for a in ID_FILTERS.values()) or any(
+            getattr(self, name) is not None for name in TEXT_FILTERS
+        )
+
+    def cleared(self) -> dict[str, None]:
+        """The overrides that remove every dimension filter."""
+        return {name: None for name in (*ID_FILTERS, *TEXT_FILTERS)}
+
+
+def _members(group_id: int) -> QuerySet[Any]:
+    return get_user_model().objects.filter(groups__id=group_id).values("pk")
+
+
+def _narrow(qs: QuerySet[Any], filters: Filters, table: str) -> QuerySet[Any]:
+    """The dimension filters on the ledger (`ledger`), the usage rollups (`usage`) or the speed histograms
+    (`latency`: exchanges that worked only, none that matched no route)."""
+    if filters.user_id is not None:
+        qs = qs.filter(user_id=filters.user_id)
+    if filters.group_id is not None:
+        qs = qs.filter(user_id__in=_members(filters.group_id))
+    if filters.key_id is not None:
+        qs = qs.filter(key_id=filters.key_id)
+    for name in ("alias", "upstream", "upstream_model", "client_program"):
+        if getattr(filters, name) is not None:
+            qs = qs.filter(**{name: getattr(filters, name)})
+    if filters.outcome is not None:
+        qs = qs.none() if table == "latency" and filters.outcome != Outcome.OK else qs
+        qs = qs.filter(outcome=filters.outcome) if table != "latency" else qs
+    if filters.unrouted is not None:
+        if table == "ledger":
+            qs = qs.filter(alias="", upstream_model="", requested_model=filters.unrouted)
+        elif table == "usage":
+            qs = qs.filter(unrouted_model=filters.unrouted)
+        else:
+            qs = qs.none()
+    return qs
+
 
 def rows(filters: Filters) -> QuerySet[LedgerEntry]:
     """The ledger rows behind a view."""
     qs = LedgerEntry.objects.filter(started_at__gte=filters.start, started_at__lt=filters.end)
-    if filters.user_id is not None:
-        qs = qs.filter(user_id=filters.user_id)
-    if filters.alias is not None:
-        qs = qs.filter(alias=filters.alias)
-    return qs
+    return _narrow(qs, filters, "ledger")
 
 
 def periods(start: datetime, end: datetime, hourly: bool = False) -> Q:
@@ -249,12 +335,7 @@ def periods(start: datetime, end: datetime, hourly: bool = False) -> Q:
 
 
 def rollup_rows(filters: Filters, hourly: bool = False) -> QuerySet[UsageRollup]:
-    qs = UsageRollup.objects.filter(periods(filters.start, filters.end, hourly))
-    if filters.user_id is not None:
-        qs = qs.filter(user_id=filters.user_id)
-    if filters.alias is not None:
-        qs = qs.filter(alias=filters.alias)
-    return qs
+    return _narrow(UsageRollup.objects.filter(periods(filters.start, filters.end, hourly)), filters, "usage")
 
 
 def _source_rows(filters: Filters, source: Source) -> QuerySet[Any]:
@@ -447,19 +528,43 @@ def breakdown(filters: Filters, dimension: str, source: Source = ROLLUP, limit: 
     found = [
         (row[column] or None, "" if row[column] else (row.get(UNROUTED) or ""), Figures.of(row)) for row in grouped
     ]
-    found.sort(key=lambda item: (-item[2].requests, str(item[0]), item[1]))
-    shown = found[:limit]
-    labels = _labels(dimension, [value for value, _, _ in shown])
+    labels = _labels(dimension, [value for value, _, _ in found])
     result = []
-    for value, unrouted, figures in shown:
+    for value, unrouted, figures in found:
         params: dict[str, str] = {}
-        if dimension == "user" and value is not None:
-            params = {"user": str(value)}
-        elif dimension == "alias" and value:
-            params = {"alias": str(value)}
+        if unrouted:
+            params = {"unrouted": unrouted}
+        elif value is not None:
+            params = {FILTER_PARAM.get(dimension, dimension): str(value)}
         label = unrouted_label(unrouted) if unrouted else labels.get(value, _unnamed(dimension, value))
         result.append(BreakdownRow(value, label, figures, params, unrouted))
-    return Breakdown(dimension, DIMENSIONS[dimension], result, more=max(0, len(found) - limit))
+    result.sort(key=sort_key(filters.sort or DEFAULT_SORT))
+    return Breakdown(dimension, DIMENSIONS[dimension], result[:limit], more=max(0, len(result) - limit))
+
+
+FILTER_PARAM = {"user": "user", "key": "key"}
+_SORT_FIGURE = {
+    "requests": "requests",
+    "errors": "errors",
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_write": "cache_write_tokens",
+}
+
+
+def sort_key(sort: str) -> Callable[[BreakdownRow], tuple[Any, ...]]:
+    """Largest first (ties: more requests, then the name), or the name A to Z. Unpriced rows sort as $0."""
+
+    def key(row: BreakdownRow) -> tuple[Any, ...]:
+        figures = row.figures
+        name = row.label.casefold()
+        if sort == "name":
+            return (name,)
+        value = figures.cost_usd if sort == "cost" else Decimal(getattr(figures, _SORT_FIGURE[sort]))
+        return (-value, -figures.requests, name)
+
+    return key
 
 
 def _unnamed(dimension: str, value: Any) -> str:
@@ -506,15 +611,50 @@ def users_with_usage() -> list[tuple[int, str]]:
     return [(pk, str(name)) for pk, name in users.order_by("username").values_list("pk", "username")]
 
 
+def _seen(column: str) -> list[Any]:
+    """The values a column of the daily rollups has taken (one DISTINCT over a few thousand rows)."""
+    daily = UsageRollup.objects.filter(hours=Period.DAY).order_by(column)
+    return [value for value in daily.values_list(column, flat=True).distinct() if value]
+
+
 def aliases_with_usage() -> list[str]:
-    return [
-        alias
-        for alias in UsageRollup.objects.filter(hours=Period.DAY)
-        .order_by("alias")
-        .values_list("alias", flat=True)
-        .distinct()
-        if alias
-    ]
+    return _seen("alias")
+
+
+@dataclass
+class FilterChoices:
+    users: list[tuple[int, str]]
+    keys: list[tuple[int, str]]
+    groups: list[tuple[int, str]]
+    aliases: list[str]
+    upstreams: list[str]
+    upstream_models: list[str]
+    client_programs: list[str]
+    outcomes: list[tuple[str, str]]
+
+
+def filter_choices(filters: Filters) -> FilterChoices:
+    """What each filter offers: the values seen in the rollups (a chosen value is kept even when unseen)."""
+
+    def keep(values: list[Any], chosen: Any) -> list[Any]:
+        return values if chosen is None or chosen in values else [*values, chosen]
+
+    key_ids = keep(_seen("key_id"), filters.key_id)
+    key_labels = _labels("key", key_ids)
+    keys = sorted(((pk, key_labels.get(pk, _unnamed("key", pk))) for pk in key_ids), key=lambda item: item[1])
+    group_model = get_user_model()._meta.get_field("groups").related_model
+    assert not isinstance(group_model, str) and group_model is not None
+    groups = [(pk, str(name)) for pk, name in group_model._default_manager.order_by("name").values_list("pk", "name")]
+    return FilterChoices(
+        users=users_with_usage(),
+        keys=keys,
+        groups=groups,
+        aliases=keep(_seen("alias"), filters.alias),
+        upstreams=keep(_seen("upstream"), filters.upstream),
+        upstream_models=keep(_seen("upstream_model"), filters.upstream_model),
+        client_programs=keep(_seen("client_program"), filters.client_program),
+        outcomes=[(str(value), str(label)) for value, label in Outcome.choices],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -634,11 +774,7 @@ def _exact_speed(filters: Filters) -> list[Speed]:
 
 
 def _histogram_speed(filters: Filters) -> list[Speed]:
-    qs = LatencyRollup.objects.filter(periods(filters.start, filters.end))
-    if filters.user_id is not None:
-        qs = qs.filter(user_id=filters.user_id)
-    if filters.alias is not None:
-        qs = qs.filter(alias=filters.alias)
+    qs = _narrow(LatencyRollup.objects.filter(periods(filters.start, filters.end)), filters, "latency")
     grouped = (
         qs.values("upstream_model", "metric")
         .order_by()

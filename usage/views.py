@@ -213,17 +213,21 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     series = queries.series(filters)
     speeds = queries.speed(filters, requests=figures.requests)
     recent = queries.recent(filters)
-    users = queries.users_with_usage()
+    choices = queries.filter_choices(filters)
     context = {
         "filters": filters,
         "presets": [
-            (key, label, filters.querystring(range=key, **{"from": None, "to": None}))
+            (
+                key,
+                label,
+                queries.PRESET_SHORT.get(key, key),
+                filters.querystring(range=key, **{"from": None, "to": None}),
+            )
             for key, label in queries.PRESETS.items()
         ],
         "bucket_choices": [("", "auto"), *[(b, b) for b in queries.BUCKETS]],
-        "users": users,
-        "aliases": queries.aliases_with_usage(),
-        "user_name": dict(users).get(filters.user_id) if filters.user_id is not None else None,
+        "choices": choices,
+        "shown_filters": _shown_filters(filters, choices),
         "range_text": f"{filters.start:%Y-%m-%d %H:%M} to {filters.end:%Y-%m-%d %H:%M} UTC",
         "from_value": filters.start.strftime("%Y-%m-%dT%H:%M"),
         "to_value": filters.end.strftime("%Y-%m-%dT%H:%M"),
@@ -234,15 +238,43 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             (b, [(row, _figure_cells(row.figures), filters.querystring(**row.filter_params)) for row in b.rows])
             for b in (queries.breakdown(filters, dimension) for dimension in queries.DIMENSIONS)
         ],
+        "sort": filters.sort or queries.DEFAULT_SORT,
+        "sort_headers": [
+            (key, label, filters.querystring(sort=None if key == queries.DEFAULT_SORT else key))
+            for key, label in queries.SORTS.items()
+        ],
         "speeds": _speed_rows(speeds),
         "speed_approximate": any(s.approximate for s in speeds),
         "percentile_labels": [f"p{round(p * 100)}" for p in queries.PERCENTILES],
         "recent": [_recent_row(entry) for entry in recent],
         "export_query": filters.querystring(),
-        "clear_query": filters.querystring(user=None, alias=None),
+        "clear_query": filters.querystring(**filters.cleared()),
         "exact_limit": fmt_int(queries.EXACT_PERCENTILE_ROWS),
     }
     return render(request, "usage/dashboard.html", context)
+
+
+def _shown_filters(filters: Filters, choices: queries.FilterChoices) -> list[tuple[str, str]]:
+    """The dimension filters in force, in words, for the line under the title."""
+    shown: list[tuple[str, str]] = []
+    for name, options, chosen in (
+        ("user", dict(choices.users), filters.user_id),
+        ("key", dict(choices.keys), filters.key_id),
+        ("group", dict(choices.groups), filters.group_id),
+    ):
+        if chosen is not None:
+            shown.append((name, options.get(chosen, f"#{chosen}")))
+    for name, text in (
+        ("outcome", dict(choices.outcomes).get(filters.outcome or "", filters.outcome)),
+        ("alias", filters.alias),
+        ("upstream", filters.upstream),
+        ("upstream model", filters.upstream_model),
+        ("client", filters.client_program),
+        ("asked for, no route", filters.unrouted),
+    ):
+        if text is not None:
+            shown.append((name, text))
+    return shown
 
 
 def _recent_row(entry: LedgerEntry) -> dict[str, Any]:
