@@ -163,11 +163,18 @@ def test_anonymous_is_sent_to_login(client: Client) -> None:
         assert response["Location"].startswith("/accounts/login/?next=")
 
 
-def test_non_staff_get_403(client: Client) -> None:
+def test_non_staff_get_403(client: Client, caplog: pytest.LogCaptureFixture) -> None:
     User.objects.create_user("carol", password="carol-password")
     client.login(username="carol", password="carol-password")
-    assert client.get("/dashboard/").status_code == 403
-    assert client.get("/dashboard/export.csv").status_code == 403
+    for path in ("/dashboard/", "/dashboard/export.csv", "/dashboard/live/"):
+        response = client.get(path)
+        assert response.status_code == 403, path
+        page = response.content.decode()
+        # The site's own page: the nav, what happened, and a way back (not a bare "403 Forbidden").
+        assert 'class="topbar"' in page and "This page is for staff." in page
+        assert 'id="back-to-my-page" href="/me/"' in page
+    # An expected refusal is not an error: no traceback in the log.
+    assert not [record for record in caplog.records if record.exc_info]
 
 
 def test_home_redirects_by_role(client: Client, staff: User) -> None:

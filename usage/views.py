@@ -10,7 +10,6 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -31,16 +30,26 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def staff_required(view: View) -> View:
-    """Anonymous visitors go to the login page; signed-in people who are not staff get 403."""
+    """Anonymous visitors go to the login page; signed-in people who are not staff get the 403 page, with a way
+    back to their own page (rendered here rather than raised: an expected refusal logs no traceback)."""
 
     @wraps(view)
     @login_required
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_staff:
-            raise PermissionDenied("The dashboard is for staff.")
+            return forbidden(request, "This page is for staff.")
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def forbidden(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return render(request, "403.html", {"reason": reason}, status=403)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler403: any other refusal gets the same page."""
+    return forbidden(request, str(exception or ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -105,3 +105,53 @@ def test_cost_is_in_view_at_1440_px(page, proxy):
         cell = box(page, f"#result_list tbody td[class*=field-{column}]")
         assert_inside(cell, results, f"admin {column}")
         assert_inside(cell, viewport, f"admin {column}")
+
+
+def assert_fits_the_width(page: Any, width: int, what: str) -> None:
+    """Nothing widens the page: no horizontal scrolling of the page itself, every card and nav item in view."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, what
+    viewport = {"x": 0, "width": width}
+    for selector in (".nav > *", ".card", ".tile"):
+        items = page.locator(selector)
+        for index in range(items.count()):
+            found = items.nth(index).bounding_box()
+            if found is not None and found["width"]:
+                assert_inside(found, viewport, f"{what}: {selector} #{index}")
+
+
+def test_pages_fit_a_phone_at_390_px(page, proxy):
+    User.objects.create_user("boss", password="boss-password", is_staff=True)
+    busy_ledger()
+    page.set_viewport_size(PHONE)
+    log_in(page, "boss", "boss-password", "/dashboard/")
+    shot(page, "dashboard-390")
+    assert_fits_the_width(page, PHONE["width"], "dashboard")
+    # The nav wraps onto more lines instead of running off the screen.
+    nav = box(page, ".nav")
+    assert nav["height"] > box(page, ".nav .brand")["height"] * 1.5
+    # Wide tables scroll inside their cards; the breakdowns' cost column is in view without scrolling.
+    for card in ("speed", "recent", "by-key"):
+        scroller = page.locator(f"#{card} .scroll").first
+        assert scroller.evaluate("e => e.scrollWidth > e.clientWidth"), card
+        assert_inside(box(page, f"#{card} .scroll"), box(page, f"#{card}"), card)
+    for card in ("by-user", "by-key", "by-alias"):
+        assert_inside(box(page, f"#{card} tbody td[data-column=cost]"), box(page, f"#{card} .scroll"), card)
+
+    for path in ("/me/", "/dashboard/live/"):
+        page.goto(path)
+        shot(page, f"{path.strip('/').replace('/', '-')}-390")
+        assert_fits_the_width(page, PHONE["width"], path)
+
+
+def test_a_teammate_on_a_staff_page_gets_a_styled_403_with_a_way_back(page, proxy):
+    User.objects.create_user("carol", password="carol-password")
+    page.set_viewport_size(PHONE)
+    log_in(page, "carol", "carol-password", "/me/")
+    response = page.goto("/dashboard/")
+    assert response is not None and response.status == 403
+    shot(page, "403-390")
+    assert page.locator(".topbar").count() == 1  # the site's own page, not a bare "403 Forbidden"
+    assert "for staff" in page.locator("main").inner_text()
+    page.click("#back-to-my-page")
+    page.wait_for_load_state()
+    assert page.url.endswith("/me/")
