@@ -7,6 +7,8 @@ from llmproxy_site.signin import AdminSignInForm
 
 admin.site.login_form = AdminSignInForm  # throttled sign-in (llmproxy_site.signin)
 
+handler403 = "usage.views.permission_denied"  # the site's own page, with a way back
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("usage.urls")),

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from routing.models import ProxyKey
@@ -76,6 +76,7 @@ def team(db: None) -> dict[str, Any]:
             user=alice,
             key=alice_key,
             alias="sonnet",
+            upstream="anthropic",
             upstream_model="claude-sonnet-4",
             client_program="Claude Code",
             input_tokens=100,
@@ -91,6 +92,7 @@ def team(db: None) -> dict[str, Any]:
             user=alice,
             key=alice_key,
             alias="sonnet",
+            upstream="anthropic",
             upstream_model="claude-sonnet-4",
             client_program="Claude Code",
             input_tokens=10,
@@ -104,6 +106,7 @@ def team(db: None) -> dict[str, Any]:
             user=bob,
             key=bob_key,
             alias="local",
+            upstream="ollama",
             upstream_model="qwen3-coder",
             client_program="Codex",
             input_tokens=1000,
@@ -115,6 +118,7 @@ def team(db: None) -> dict[str, Any]:
             user=bob,
             key=bob_key,
             alias="local",
+            upstream="ollama",
             upstream_model="qwen3-coder",
             client_program="Codex",
             outcome=Outcome.UPSTREAM_ERROR,
@@ -125,6 +129,7 @@ def team(db: None) -> dict[str, Any]:
             user=alice,
             key=alice_key,
             alias="sonnet",
+            upstream="anthropic",
             upstream_model="claude-sonnet-4",
             outcome=Outcome.CANCELLED,
             status=200,
@@ -137,6 +142,7 @@ def team(db: None) -> dict[str, Any]:
             user=alice,
             key=alice_key,
             alias="sonnet",
+            upstream="anthropic",
             upstream_model="claude-sonnet-4",
             started_at=NOW - timedelta(days=40),
             input_tokens=999_999,
@@ -157,11 +163,18 @@ def test_anonymous_is_sent_to_login(client: Client) -> None:
         assert response["Location"].startswith("/accounts/login/?next=")
 
 
-def test_non_staff_get_403(client: Client) -> None:
+def test_non_staff_get_403(client: Client, caplog: pytest.LogCaptureFixture) -> None:
     User.objects.create_user("carol", password="carol-password")
     client.login(username="carol", password="carol-password")
-    assert client.get("/dashboard/").status_code == 403
-    assert client.get("/dashboard/export.csv").status_code == 403
+    for path in ("/dashboard/", "/dashboard/export.csv", "/dashboard/live/"):
+        response = client.get(path)
+        assert response.status_code == 403, path
+        page = response.content.decode()
+        # The site's own page: the nav, what happened, and a way back (not a bare "403 Forbidden").
+        assert 'class="topbar"' in page and "This page is for staff." in page
+        assert 'id="back-to-my-page" href="/me/"' in page
+    # An expected refusal is not an error: no traceback in the log.
+    assert not [record for record in caplog.records if record.exc_info]
 
 
 def test_home_redirects_by_role(client: Client, staff: User) -> None:
@@ -425,9 +438,13 @@ def test_rollups_agree_with_the_ledger_on_random_rows(db: None) -> None:
                 user=users[i] if rng.random() < 0.95 else None,
                 key=keys[i],
                 alias=rng.choice(["a", "b", ""]),
-                upstream_model=rng.choice(["x", "y"]),
+                upstream_model=rng.choice(["x", "y", ""]),
+                requested_model=rng.choice(["x", "gpt-9", ""]),
                 client_program=rng.choice(["Claude Code", "Codex", ""]),
+                upstream=rng.choice(["up1", "up2", ""]),
                 outcome=rng.choice(list(Outcome)),
+                duration_ms=rng.randrange(1, 90_000),
+                ttft_ms=rng.choice([None, rng.randrange(1, 5000)]),
                 input_tokens=rng.choice([None, rng.randrange(5000)]),
                 output_tokens=rng.choice([None, rng.randrange(500)]),
                 cache_read_tokens=rng.choice([None, 0, rng.randrange(9000)]),
@@ -439,17 +456,33 @@ def test_rollups_agree_with_the_ledger_on_random_rows(db: None) -> None:
     for start in range(0, len(rows), 37):
         write(*rows[start : start + 37])
     edges = {"from": f"{NOW - timedelta(days=6):%Y-%m-%d}T13:00", "to": f"{NOW - timedelta(days=1):%Y-%m-%d}T09:00"}
+    group = Group.objects.create(name="team-b")
+    group.user_set.add(users[1], users[2])
     cases = [{}, {"range": "24h"}, {"user": str(users[1].pk)}, {"alias": "b", "bucket": "hour"}, {"alias": ""}, edges]
+    cases += [
+        {"key": str(keys[0].pk)},
+        {"group": str(group.pk)},
+        {"upstream": "up2"},
+        {"upstream_model": "y", "client_program": "Codex"},
+        {"outcome": "ok"},
+        {"outcome": "timeout", "alias": "a"},
+        {"unrouted": "gpt-9"},
+        {"range": "month"},
+        {"range": "last-month"},
+    ]
     for params in [*cases, {**edges, "bucket": "hour"}, {**edges, "bucket": "month"}, {"range": "30d"}]:
         filters = Filters.from_params(params)
         assert queries.totals(filters, ROLLUP) == queries.totals(filters, RAW), params
         assert queries.series(filters, ROLLUP) == queries.series(filters, RAW), params
+        exact = {(s.label, s.count, s.failed) for s in queries.speed(filters, exact_limit=10**6)}
+        histograms = {(s.label, s.count, s.failed) for s in queries.speed(filters, exact_limit=0)}
+        assert {s for s in exact if s[1] or s[2]} == {s for s in histograms if s[1] or s[2]}, params
         for dimension in queries.DIMENSIONS:
             rolled = queries.breakdown(filters, dimension, ROLLUP)
             raw = queries.breakdown(filters, dimension, RAW)
             assert [(r.label, r.figures) for r in rolled.rows] == [(r.label, r.figures) for r in raw.rows]
 
-    order = ("hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program")
+    order = UsageRollup._meta.constraints[0].fields  # type: ignore[attr-defined]
     before = list(UsageRollup.objects.order_by(*order).values())
     assert rebuild_rollups() == 400
     after = list(UsageRollup.objects.order_by(*order).values())
@@ -477,3 +510,183 @@ async def test_export_streams_in_chunks_under_asgi(monkeypatch: pytest.MonkeyPat
     assert len(chunks) == 1 + 3  # the header, then 2 + 2 + 1 rows
     rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
     assert sorted(r["requested model"] for r in rows) == ["m0", "m1", "m2", "m3", "m4"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exchanges that matched no route are named by the model the client asked for
+
+
+def unrouted(**fields: Any) -> LedgerEntry:
+    defaults: dict[str, Any] = {
+        "requested_model": "gpt-9-turbo",
+        "outcome": Outcome.CLIENT_ERROR,
+        "status": 404,
+        "error_type": "not_found_error",
+        "duration_ms": 3,
+    }
+    return entry(**{**defaults, **fields})
+
+
+@pytest.mark.parametrize("exact_limit", [10_000, 0], ids=["exact", "histograms"])
+def test_an_unrouted_exchange_is_named_by_the_model_asked_for(
+    staff_client: Client, team: dict[str, Any], monkeypatch: pytest.MonkeyPatch, exact_limit: int
+) -> None:
+    monkeypatch.setattr(queries, "EXACT_PERCENTILE_ROWS", exact_limit)
+    write(unrouted(user=team["bob"], key=team["bob_key"]), unrouted(), unrouted(requested_model="o9"))
+    html = staff_client.get("/dashboard/").content.decode()
+    for card in ("by-alias", "by-upstream_model"):
+        table = html[html.index(f'id="{card}"') : html.index("</table>", html.index(f'id="{card}"'))]
+        assert "gpt-9-turbo (no route)" in table and "o9 (no route)" in table, card
+        assert "(none)" not in table, card
+    speed = html[html.index('id="speed"') : html.index("</table>", html.index('id="speed"'))]
+    assert "(none)" not in speed
+    row = speed[speed.index('data-model="gpt-9-turbo (no route)"') :]
+    row = row[: row.index("</tr>")]
+    assert 'data-metric="failed">2<' in row
+    recent = html[html.index('id="recent"') :]
+    assert recent.count('o9 <span class="muted">(no route)</span>') == 1
+    assert recent.count('gpt-9-turbo <span class="muted">(no route)</span>') == 2
+
+    filters = Filters.from_params({})
+    by_model = {row.label: row.figures.requests for row in queries.breakdown(filters, "upstream_model").rows}
+    assert by_model == {"claude-sonnet-4": 3, "qwen3-coder": 2, "gpt-9-turbo (no route)": 2, "o9 (no route)": 1}
+    by_alias = {row.label: row.figures.errors for row in queries.breakdown(filters, "alias", RAW).rows}
+    assert by_alias == {"sonnet": 0, "local": 1, "gpt-9-turbo (no route)": 2, "o9 (no route)": 1}
+
+
+def test_a_routed_exchange_without_an_alias_is_not_called_unrouted(db: None) -> None:
+    write(entry(requested_model="ollama/llama3.2", upstream="ollama", upstream_model="llama3.2"))
+    (row,) = queries.breakdown(Filters.from_params({}), "alias").rows
+    assert row.label == "(no alias)" and not row.unrouted
+    (speed,) = queries.speed(Filters.from_params({}))
+    assert speed.label == "llama3.2"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Filters on every dimension, month ranges, sorted breakdowns whose rows link to their own view
+
+
+@pytest.mark.parametrize(
+    ("params", "requests", "errors", "input_tokens"),
+    [
+        ({"outcome": "upstream_error"}, 1, 1, 0),
+        ({"outcome": "ok"}, 3, 0, 1110),
+        ({"upstream": "ollama"}, 2, 1, 1000),
+        ({"upstream_model": "claude-sonnet-4"}, 3, 0, 117),
+        ({"client_program": "Codex"}, 2, 1, 1000),
+        ({"client_program": "Claude Code", "outcome": "cancelled"}, 0, 0, 0),
+    ],
+)
+def test_each_filter_narrows_the_page(
+    staff_client: Client, team: dict[str, Any], params: dict[str, str], requests: int, errors: int, input_tokens: int
+) -> None:
+    html = staff_client.get("/dashboard/", params).content.decode()
+    assert (figure(html, "requests"), figure(html, "errors")) == (str(requests), str(errors))
+    assert figure(html, "input_tokens") == str(input_tokens)
+    for name, value in params.items():
+        assert re.search(rf'<select name="{name}">[\s\S]*?<option value="{re.escape(value)}" selected>', html), name
+    assert 'id="clear-filters"' in html
+    exported = read_csv(staff_client.get("/dashboard/export.csv", params))
+    assert len(exported) == requests
+
+
+def test_key_and_group_filters(staff_client: Client, team: dict[str, Any]) -> None:
+    extra_key, _ = ProxyKey.issue(team["alice"], label="desktop")
+    write(entry(user=team["alice"], key=extra_key, alias="sonnet", input_tokens=5, cost_usd=Decimal(2)))
+    html = staff_client.get(f"/dashboard/?key={extra_key.pk}").content.decode()
+    assert figure(html, "requests") == "1" and figure(html, "input_tokens") == "5"
+    assert f"{extra_key.prefix}… desktop (alice)</strong>" in html  # the view says what it shows
+    html = staff_client.get(f"/dashboard/?key={team['alice_key'].pk}").content.decode()
+    assert figure(html, "requests") == "3"
+
+    platform = Group.objects.create(name="platform")
+    platform.user_set.add(team["bob"])
+    html = staff_client.get(f"/dashboard/?group={platform.pk}").content.decode()
+    assert figure(html, "requests") == "2" and figure(html, "errors") == "1"
+    assert f'<option value="{platform.pk}" selected>platform</option>' in html
+    platform.user_set.add(team["alice"])
+    html = staff_client.get(f"/dashboard/?group={platform.pk}").content.decode()
+    assert figure(html, "requests") == "6"
+    speed = html[html.index('id="speed"') : html.index("</table>", html.index('id="speed"'))]
+    assert 'data-model="claude-sonnet-4"' in speed and 'data-model="qwen3-coder"' in speed
+
+
+def test_an_unknown_outcome_is_ignored_and_said(staff_client: Client, team: dict[str, Any]) -> None:
+    html = staff_client.get("/dashboard/?outcome=exploded").content.decode()
+    assert figure(html, "requests") == "5"
+    assert "Ignored an unknown outcome." in html
+
+
+def test_this_month_and_last_month(db: None) -> None:
+    now = datetime(2026, 3, 14, 10, 30, tzinfo=UTC)
+    this = Filters.from_params({"range": "month"}, now=now)
+    assert (this.start, this.end) == (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
+    assert this.bucket == "day"
+    last = Filters.from_params({"range": "last-month"}, now=now)
+    assert (last.start, last.end) == (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
+    january = Filters.from_params({"range": "last-month"}, now=datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
+    assert (january.start, january.end) == (datetime(2025, 12, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+    december = Filters.from_params({"range": "month"}, now=datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
+    assert (december.start, december.end) == (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+
+
+def test_month_presets_on_the_page(staff_client: Client, db: None) -> None:
+    month_start = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    write(
+        entry(started_at=month_start + timedelta(minutes=1), input_tokens=1),
+        entry(started_at=month_start - timedelta(minutes=1), input_tokens=20),
+        entry(started_at=month_start - timedelta(days=40), input_tokens=300),
+    )
+    html = staff_client.get("/dashboard/?range=month").content.decode()
+    assert figure(html, "input_tokens") == "1"
+    assert ">this month</a>" in html and ">last month</a>" in html
+    html = staff_client.get("/dashboard/?range=last-month").content.decode()
+    assert figure(html, "input_tokens") == "20"
+
+
+def breakdown_labels(html: str, card: str) -> list[str]:
+    table = html[html.index(f'id="{card}"') : html.index("</table>", html.index(f'id="{card}"'))]
+    body = table[table.index("<tbody>") :]
+    return re.findall(r'<tr>\s*<td title="([^"]*)"', body)
+
+
+def test_breakdowns_sort_by_cost_unless_asked(staff_client: Client, team: dict[str, Any]) -> None:
+    # Bob made 2 requests, all unpriced; carol 1 request that cost the most; alice 3 that cost less.
+    carol = User.objects.create_user("carol")
+    write(entry(user=carol, alias="sonnet", upstream_model="claude-sonnet-4", cost_usd=Decimal("0.5")))
+    html = staff_client.get("/dashboard/").content.decode()
+    assert breakdown_labels(html, "by-user") == ["carol", "alice", "bob"]
+    assert 'aria-sort="descending"><a href="?range=7d#by-user" data-sort="cost"' in html
+    html = staff_client.get("/dashboard/?sort=requests").content.decode()
+    assert breakdown_labels(html, "by-user") == ["alice", "bob", "carol"]
+    html = staff_client.get("/dashboard/?sort=errors").content.decode()
+    assert breakdown_labels(html, "by-user")[0] == "bob"
+    html = staff_client.get("/dashboard/?sort=name").content.decode()
+    assert breakdown_labels(html, "by-user") == ["alice", "bob", "carol"]
+    assert breakdown_labels(html, "by-alias") == ["local", "sonnet"]
+    # A filter keeps the sort, and the sort keeps the filters.
+    html = staff_client.get("/dashboard/?sort=errors&alias=sonnet").content.decode()
+    assert 'name="sort" value="errors"' in html
+    assert 'href="?range=7d&amp;alias=sonnet&amp;sort=requests#by-user"' in html
+
+
+def test_breakdown_rows_link_to_their_own_view(staff_client: Client, team: dict[str, Any]) -> None:
+    write(unrouted(user=team["bob"], key=team["bob_key"]))
+    html = staff_client.get("/dashboard/").content.decode()
+    expected = {
+        "by-user": f"user={team['bob'].pk}",
+        "by-key": f"key={team['bob_key'].pk}",
+        "by-alias": "alias=local",
+        "by-upstream_model": "upstream_model=qwen3-coder",
+        "by-client_program": "client_program=Codex",
+    }
+    for card, param in expected.items():
+        table = html[html.index(f'id="{card}"') : html.index("</table>", html.index(f'id="{card}"'))]
+        link = re.search(rf'<a href="\?([^"]*{re.escape(param)}[^"]*)" title="Show only this">', table)
+        assert link, card
+        linked = staff_client.get("/dashboard/?" + link.group(1).replace("&amp;", "&")).content.decode()
+        assert figure(linked, "requests") == ("3" if card == "by-user" or card == "by-key" else "2"), card
+    unrouted_link = re.search(r'<a href="\?([^"]*unrouted=gpt-9-turbo[^"]*)"', html)
+    assert unrouted_link
+    linked = staff_client.get("/dashboard/?" + unrouted_link.group(1).replace("&amp;", "&")).content.decode()
+    assert figure(linked, "requests") == "1" and figure(linked, "errors") == "1"

@@ -288,7 +288,7 @@ def test_the_page_is_for_staff_only(staff, member):
     assert Client().get("/dashboard/live/")["Location"].startswith("/accounts/login/")
     members = Client()
     members.force_login(member)
-    assert members.get("/dashboard/live/").status_code == 302
+    assert members.get("/dashboard/live/").status_code == 403  # the 403 page, with a way back to /me/
     operators = Client()
     operators.force_login(staff)
     page = operators.get("/dashboard/live/")

@@ -14,6 +14,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html
 
 from usage.models import LedgerEntry, ModelPrice
 
@@ -55,27 +56,29 @@ def _ms(value: int | None) -> str:
     return f"{value} ms" if value < 1000 else f"{value / 1000:.2f} s"
 
 
+def _compact(count: int) -> str:
+    """Below 10,000 in full; above, three significant digits (12.3k, 4.57M): a list column stays narrow."""
+    if count < 10_000:
+        return f"{count:,}"
+    for limit, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if count >= limit:
+            return f"{count / limit:.3g}{suffix}"
+    return str(count)
+
+
+def _label(label: str) -> str:
+    return f" {label[:24]}…" if len(label) > 25 else f" {label}" if label else ""
+
+
 def _usd(value: Decimal) -> str:
     return f"${value.normalize():f}"
 
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
-    list_display = (
-        "time",
-        "user",
-        "key",
-        "requested_model",
-        "alias",
-        "upstream_model",
-        "scenario",
-        "outcome",
-        "status",
-        "tokens",
-        "cost",
-        "ttft",
-        "duration",
-    )
+    # Few, narrow columns (names folded together, token counts compact) so that outcome, cost and tokens stay in
+    # view beside the filter sidebar at a laptop's width; a row's page has everything.
+    list_display = ("time", "who", "route", "scenario", "outcome_status", "cost", "tokens", "duration")
     list_filter = (("started_at", admin.DateFieldListFilter), "outcome", "user", "key", AliasFilter, UpstreamFilter)
     list_select_related = ("user", "key")
     search_fields = ("requested_model", "upstream_model", "client_session", "upstream_request_id")
@@ -148,6 +151,26 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
     def time(self, obj: LedgerEntry) -> str:
         return f"{timezone.localtime(obj.started_at):%Y-%m-%d %H:%M:%S}"
 
+    @admin.display(description="who", ordering="user__username")
+    def who(self, obj: LedgerEntry) -> str:
+        user = obj.user.get_username() if obj.user else "-"
+        if obj.key is None:
+            return user
+        return format_html('{}<br><span class="quiet">{}…{}</span>', user, obj.key.prefix, _label(obj.key.label))
+
+    @admin.display(description="model", ordering="requested_model")
+    def route(self, obj: LedgerEntry) -> str:
+        asked = obj.requested_model or "-"
+        if not obj.upstream_model:
+            return format_html('{}<br><span class="quiet">no route</span>', asked) if asked != "-" else asked
+        via = f" via {obj.alias}" if obj.alias else ""
+        target = f"{obj.upstream}/{obj.upstream_model}" if obj.upstream else obj.upstream_model
+        return format_html('{}<br><span class="quiet">→ {}{}</span>', asked, target, via)
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_status(self, obj: LedgerEntry) -> str:
+        return format_html('{} <span class="quiet">{}</span>', obj.get_outcome_display(), obj.status)
+
     @admin.display(description="tokens")
     def tokens(self, obj: LedgerEntry) -> str:
         counts = (
@@ -156,10 +179,13 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
             (obj.cache_write_tokens, "cache write"),
             (obj.output_tokens, "out"),
         )
-        parts = [f"{count:,} {label}" for count, label in counts if count is not None]
-        if not parts:
+        shown = [(count, label) for count, label in counts if count is not None]
+        if not shown:
             return "not reported"
-        return " · ".join(parts) + (" (partial)" if obj.usage_partial else "")
+        partial = " (partial)" if obj.usage_partial else ""
+        exact = " · ".join(f"{count:,} {label}" for count, label in shown) + partial
+        short = " · ".join(f"{_compact(count)} {label}" for count, label in shown) + partial
+        return format_html('<span title="{}">{}</span>', exact, short)
 
     @admin.display(description="cost", ordering="cost_usd")
     def cost(self, obj: LedgerEntry) -> str:
@@ -168,13 +194,11 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
             return "unpriced (no usage reported)" if obj.price_source else "unpriced"
         return _usd(obj.cost_usd)
 
-    @admin.display(description="TTFT", ordering="ttft_ms")
-    def ttft(self, obj: LedgerEntry) -> str:
-        return _ms(obj.ttft_ms)
-
-    @admin.display(description="duration", ordering="duration_ms")
+    @admin.display(description="duration (TTFT)", ordering="duration_ms")
     def duration(self, obj: LedgerEntry) -> str:
-        return _ms(obj.duration_ms)
+        if obj.ttft_ms is None:
+            return _ms(obj.duration_ms)
+        return format_html('{} <span class="quiet">({})</span>', _ms(obj.duration_ms), _ms(obj.ttft_ms))
 
 
 @admin.register(ModelPrice)

@@ -33,13 +33,13 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
-from django.contrib.auth.decorators import user_passes_test
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from routing.runtime.worker import worker
 from usage import ledger
 from usage.ledger import ExchangeRecord
+from usage.views import staff_required
 
 logger = logging.getLogger(__name__)
 
@@ -290,11 +290,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.send_json(event["state"])
 
 
-def _is_staff(user: Any) -> bool:
-    return bool(user.is_active and user.is_staff)
-
-
-@user_passes_test(_is_staff)
+@staff_required
 def live_page(request: HttpRequest) -> HttpResponse:
     """The page; its script (usage/live.js) opens the WebSocket and renders what arrives."""
     return render(request, "usage/live.html", {"ws_path": WS_PATH})

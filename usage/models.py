@@ -162,7 +162,9 @@ class ModelPrice(models.Model):
 # calls in the transaction that inserts the rows, so they never disagree with the ledger. Each row sums one period:
 # an hour (`hours` = 1) or a UTC day (`hours` = 24; every row counts in both). A range is read from whole days plus
 # the hours at its ends. Names and ids are copied as plain values (0 = none: a unique constraint treats NULLs as
-# distinct, and the write is an upsert).
+# distinct, and the write is an upsert). `unrouted_model` is the model a client asked for when it matched no route
+# (no alias, no upstream model), so that the dashboards can name it; it is empty for every routed row, so the
+# names a glob alias takes do not multiply the rows.
 class Period(models.IntegerChoices):
     HOUR = 1, "hour"
     DAY = 24, "day"
@@ -176,6 +178,9 @@ class UsageRollup(models.Model):
     alias = models.CharField(max_length=200, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
     client_program = models.CharField(max_length=64, blank=True)
+    upstream = models.CharField(max_length=64, blank=True)
+    outcome = models.CharField(max_length=16, blank=True)
+    unrouted_model = models.CharField(max_length=200, blank=True, help_text="The model asked for, when unrouted.")
 
     requests = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0, help_text="Client errors, upstream errors and timeouts.")
@@ -196,17 +201,30 @@ class UsageRollup(models.Model):
         verbose_name = "usage rollup"
         constraints = [
             models.UniqueConstraint(
-                fields=["hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program"],
-                name="usage_rollup_unique",
+                fields=[
+                    "hours",
+                    "period",
+                    "user_id",
+                    "key_id",
+                    "alias",
+                    "upstream_model",
+                    "client_program",
+                    "upstream",
+                    "outcome",
+                    "unrouted_model",
+                ],
+                name="usage_rollup_dimensions_unique",
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.period:%Y-%m-%d %H}h+{self.hours}h {self.alias or self.upstream_model}: {self.requests}"
+        name = self.alias or self.upstream_model or self.unrouted_model
+        return f"{self.period:%Y-%m-%d %H}h+{self.hours}h {name}: {self.requests}"
 
 
-# Speed histograms: quarter-octave buckets (each bucket's upper bound is 2^(1/4) ≈ 1.19 times its lower bound), one
-# row per period, user, alias, upstream model and metric; `usage.rollups` knows the bounds.
+# Speed histograms of the exchanges that worked: quarter-octave buckets (each bucket's upper bound is 2^(1/4) ≈ 1.19
+# times its lower bound), one row per period, user, key, alias, upstream, upstream model, client program and metric
+# (the dashboard's filters); `usage.rollups` knows the bounds.
 LATENCY_BUCKETS = 96
 
 
@@ -219,8 +237,11 @@ class LatencyRollup(models.Model):
     hours = models.PositiveSmallIntegerField(choices=Period.choices)
     period = models.DateTimeField(help_text="Start of the hour or day (UTC).")
     user_id = models.PositiveBigIntegerField(default=0)
+    key_id = models.PositiveBigIntegerField(default=0)
     alias = models.CharField(max_length=200, blank=True)
+    upstream = models.CharField(max_length=64, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
+    client_program = models.CharField(max_length=64, blank=True)
     metric = models.PositiveSmallIntegerField(choices=Metric.choices)
     count = models.PositiveBigIntegerField(default=0)
 
@@ -228,7 +249,18 @@ class LatencyRollup(models.Model):
         verbose_name = "latency rollup"
         constraints = [
             models.UniqueConstraint(
-                fields=["hours", "period", "user_id", "alias", "upstream_model", "metric"], name="latency_rollup_unique"
+                fields=[
+                    "hours",
+                    "period",
+                    "user_id",
+                    "key_id",
+                    "alias",
+                    "upstream",
+                    "upstream_model",
+                    "client_program",
+                    "metric",
+                ],
+                name="latency_rollup_dimensions_unique",
             )
         ]
 

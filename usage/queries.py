@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth
 
 from usage.models import LATENCY_BUCKETS, LatencyRollup, LedgerEntry, Outcome, Period, UsageRollup
@@ -39,7 +39,15 @@ from usage.rollups import BUCKET_COLUMNS, NOT_ERRORS, bucket_bounds
 
 Metric = LatencyRollup.Metric
 
-PRESETS: dict[str, str] = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days"}
+PRESETS: dict[str, str] = {
+    "24h": "Last 24 hours",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "month": "This month (UTC), as budgets count it",
+    "last-month": "Last month (UTC)",
+}
+PRESET_SHORT: dict[str, str] = {"month": "this month", "last-month": "last month"}
 DEFAULT_PRESET = "7d"
 BUCKETS = ("hour", "day", "month")
 # A chart keeps at most this many bars: a finer bucket asked for a long range is widened.
@@ -47,6 +55,18 @@ MAX_BUCKETS = 800
 EXACT_PERCENTILE_ROWS = 20_000
 PERCENTILES = (0.5, 0.9, 0.99)
 BREAKDOWN_LIMIT = 20
+# How breakdowns can be ordered (largest first, the name A to Z); cost is the default.
+SORTS: dict[str, str] = {
+    "name": "Name",
+    "cost": "Cost",
+    "requests": "Requests",
+    "errors": "Errors",
+    "input": "Input",
+    "output": "Output",
+    "cache_read": "Cache read",
+    "cache_write": "Cache write",
+}
+DEFAULT_SORT = "cost"
 
 
 class Source(Enum):
@@ -135,6 +155,12 @@ def _bucket_count(start: datetime, end: datetime, bucket: str) -> int:
     return (end.year - start.year) * 12 + end.month - start.month + 1
 
 
+# The dimension filters: query parameter -> Filters attribute. Each is a column of the ledger and of both rollups
+# (the group is its members' user ids), so every figure, chart and percentile honours it.
+TEXT_FILTERS = ("alias", "upstream", "upstream_model", "client_program", "outcome", "unrouted")
+ID_FILTERS = {"user": "user_id", "key": "key_id", "group": "group_id"}
+
+
 @dataclass(frozen=True)
 class Filters:
     start: datetime
@@ -145,6 +171,15 @@ class Filters:
     alias: str | None = None
     bucket_asked: str = ""
     errors: tuple[str, ...] = field(default=(), compare=False)
+    key_id: int | None = None
+    group_id: int | None = None
+    upstream: str | None = None
+    upstream_model: str | None = None
+    client_program: str | None = None
+    outcome: str | None = None
+    # The model asked for by exchanges that matched no route (their row in the alias and model breakdowns).
+    unrouted: str | None = None
+    sort: str = ""
 
     @classmethod
     def from_params(cls, params: Mapping[str, str], now: datetime | None = None) -> Filters:
@@ -173,28 +208,40 @@ class Filters:
         while _bucket_count(start, end, bucket) > MAX_BUCKETS and bucket != "month":
             bucket = BUCKETS[BUCKETS.index(bucket) + 1]
 
-        user_id: int | None = None
-        if params.get("user", "").isdigit():
-            user_id = int(params["user"])
-        alias = params.get("alias") or None
+        chosen: dict[str, Any] = {}
+        for name, attribute in ID_FILTERS.items():
+            if params.get(name, "").isdigit():
+                chosen[attribute] = int(params[name])
+        for name in TEXT_FILTERS:
+            chosen[name] = params.get(name) or None
+        if chosen["outcome"] is not None and chosen["outcome"] not in Outcome.values:
+            errors.append("Ignored an unknown outcome.")
+            chosen["outcome"] = None
+        sort = params.get("sort", "")
         return cls(
             start=start,
             end=end,
             bucket=bucket,
             preset=preset,
-            user_id=user_id,
-            alias=alias,
             bucket_asked=asked if asked in BUCKETS else "",
             errors=tuple(errors),
+            sort=sort if sort in SORTS else "",
+            **chosen,
         )
 
     @staticmethod
     def preset_range(preset: str, now: datetime) -> tuple[datetime, datetime]:
-        """24h: the last 24 whole hours up to the current one. Days: calendar days (UTC), today included."""
+        """24h: the last 24 whole hours up to the current one. Days: calendar days (UTC), today included. Months:
+        the calendar month (UTC), the period a monthly budget counts."""
+        today = _floor_hour(now).replace(hour=0)
+        if preset in ("month", "last-month"):
+            this_month = today.replace(day=1)
+            if preset == "month":
+                return this_month, (this_month + timedelta(days=32)).replace(day=1)
+            return (this_month - timedelta(days=1)).replace(day=1), this_month
         if preset.endswith("h"):
             end = _ceil_hour(now)
             return end - timedelta(hours=int(preset[:-1])), end
-        today = _floor_hour(now).replace(hour=0)
         return today - timedelta(days=int(preset[:-1]) - 1), today + timedelta(days=1)
 
     def params(self, **overrides: str | None) -> dict[str, str]:
@@ -205,12 +252,15 @@ class Filters:
         else:
             values["from"] = self.start.strftime("%Y-%m-%dT%H:%M")
             values["to"] = self.end.strftime("%Y-%m-%dT%H:%M")
-        if self.user_id is not None:
-            values["user"] = str(self.user_id)
-        if self.alias:
-            values["alias"] = self.alias
+        for name, attribute in ID_FILTERS.items():
+            if getattr(self, attribute) is not None:
+                values[name] = str(getattr(self, attribute))
+        for name in TEXT_FILTERS:
+            values[name] = getattr(self, name)
         if self.bucket_asked:
             values["bucket"] = self.bucket_asked
+        if self.sort:
+            values["sort"] = self.sort
         values.update(overrides)
         return {key: value for key, value in values.items() if value}
 
@@ -220,15 +270,51 @@ class Filters:
     def with_(self, **changes: Any) -> Filters:
         return replace(self, **changes)
 
+    @property
+    def narrowed(self) -> bool:
+        """Whether any dimension filter (not the range) is set."""
+        return any(getattr(self, a) is not None for a in ID_FILTERS.values()) or any(
+            getattr(self, name) is not None for name in TEXT_FILTERS
+        )
+
+    def cleared(self) -> dict[str, None]:
+        """The overrides that remove every dimension filter."""
+        return {name: None for name in (*ID_FILTERS, *TEXT_FILTERS)}
+
+
+def _members(group_id: int) -> QuerySet[Any]:
+    return get_user_model().objects.filter(groups__id=group_id).values("pk")
+
+
+def _narrow(qs: QuerySet[Any], filters: Filters, table: str) -> QuerySet[Any]:
+    """The dimension filters on the ledger (`ledger`), the usage rollups (`usage`) or the speed histograms
+    (`latency`: exchanges that worked only, none that matched no route)."""
+    if filters.user_id is not None:
+        qs = qs.filter(user_id=filters.user_id)
+    if filters.group_id is not None:
+        qs = qs.filter(user_id__in=_members(filters.group_id))
+    if filters.key_id is not None:
+        qs = qs.filter(key_id=filters.key_id)
+    for name in ("alias", "upstream", "upstream_model", "client_program"):
+        if getattr(filters, name) is not None:
+            qs = qs.filter(**{name: getattr(filters, name)})
+    if filters.outcome is not None:
+        qs = qs.none() if table == "latency" and filters.outcome != Outcome.OK else qs
+        qs = qs.filter(outcome=filters.outcome) if table != "latency" else qs
+    if filters.unrouted is not None:
+        if table == "ledger":
+            qs = qs.filter(alias="", upstream_model="", requested_model=filters.unrouted)
+        elif table == "usage":
+            qs = qs.filter(unrouted_model=filters.unrouted)
+        else:
+            qs = qs.none()
+    return qs
+
 
 def rows(filters: Filters) -> QuerySet[LedgerEntry]:
     """The ledger rows behind a view."""
     qs = LedgerEntry.objects.filter(started_at__gte=filters.start, started_at__lt=filters.end)
-    if filters.user_id is not None:
-        qs = qs.filter(user_id=filters.user_id)
-    if filters.alias is not None:
-        qs = qs.filter(alias=filters.alias)
-    return qs
+    return _narrow(qs, filters, "ledger")
 
 
 def periods(start: datetime, end: datetime, hourly: bool = False) -> Q:
@@ -249,12 +335,7 @@ def periods(start: datetime, end: datetime, hourly: bool = False) -> Q:
 
 
 def rollup_rows(filters: Filters, hourly: bool = False) -> QuerySet[UsageRollup]:
-    qs = UsageRollup.objects.filter(periods(filters.start, filters.end, hourly))
-    if filters.user_id is not None:
-        qs = qs.filter(user_id=filters.user_id)
-    if filters.alias is not None:
-        qs = qs.filter(alias=filters.alias)
-    return qs
+    return _narrow(UsageRollup.objects.filter(periods(filters.start, filters.end, hourly)), filters, "usage")
 
 
 def _source_rows(filters: Filters, source: Source) -> QuerySet[Any]:
@@ -403,6 +484,8 @@ class BreakdownRow:
     label: str
     figures: Figures
     filter_params: dict[str, str] = field(default_factory=dict)
+    # The model the client asked for, on the row of exchanges that matched no route (alias and model breakdowns).
+    unrouted: str = ""
 
 
 @dataclass
@@ -413,34 +496,85 @@ class Breakdown:
     more: int = 0
 
 
+UNROUTED = "unrouted_model"
+# The dimensions whose empty value is split by the model asked for: an exchange that matched no route has no
+# alias and no upstream model, but the client did ask for something.
+_SPLIT_UNROUTED = ("alias", "upstream_model")
+
+
+def unrouted_expression() -> Case:
+    """On ledger rows: the requested model when the row names no alias and no upstream model, else ""."""
+    return Case(
+        When(Q(alias="") & Q(upstream_model=""), then=F("requested_model")),
+        default=Value(""),
+        output_field=CharField(),
+    )
+
+
+def unrouted_label(name: str) -> str:
+    return f"{name} (no route)"
+
+
 def breakdown(filters: Filters, dimension: str, source: Source = ROLLUP, limit: int = BREAKDOWN_LIMIT) -> Breakdown:
     """The figures per user, key, alias, upstream model or client program, the busiest first."""
     column = _COLUMN.get(dimension, dimension)
-    grouped = (
-        _source_rows(filters, source)
-        .values(column)
-        .order_by()
-        .annotate(**_aggregates(source))
-        .order_by("-n_requests", column)
-    )
-    found = [(row[column] or None, Figures.of(row)) for row in grouped]
-    found.sort(key=lambda item: (-item[1].requests, str(item[0])))
-    shown = found[:limit]
-    labels = _labels(dimension, [value for value, _ in shown])
+    qs = _source_rows(filters, source)
+    columns = [column]
+    if dimension in _SPLIT_UNROUTED:
+        columns.append(UNROUTED)
+        if source is RAW:
+            qs = qs.annotate(**{UNROUTED: unrouted_expression()})
+    grouped = qs.values(*columns).order_by().annotate(**_aggregates(source))
+    found = [
+        (row[column] or None, "" if row[column] else (row.get(UNROUTED) or ""), Figures.of(row)) for row in grouped
+    ]
+    labels = _labels(dimension, [value for value, _, _ in found])
     result = []
-    for value, figures in shown:
+    for value, unrouted, figures in found:
         params: dict[str, str] = {}
-        if dimension == "user" and value is not None:
-            params = {"user": str(value)}
-        elif dimension == "alias" and value:
-            params = {"alias": str(value)}
-        result.append(BreakdownRow(value, labels.get(value, _unnamed(dimension, value)), figures, params))
-    return Breakdown(dimension, DIMENSIONS[dimension], result, more=max(0, len(found) - limit))
+        if unrouted:
+            params = {"unrouted": unrouted}
+        elif value is not None:
+            params = {FILTER_PARAM.get(dimension, dimension): str(value)}
+        label = unrouted_label(unrouted) if unrouted else labels.get(value, _unnamed(dimension, value))
+        result.append(BreakdownRow(value, label, figures, params, unrouted))
+    result.sort(key=sort_key(filters.sort or DEFAULT_SORT))
+    return Breakdown(dimension, DIMENSIONS[dimension], result[:limit], more=max(0, len(result) - limit))
+
+
+FILTER_PARAM = {"user": "user", "key": "key"}
+_SORT_FIGURE = {
+    "requests": "requests",
+    "errors": "errors",
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_write": "cache_write_tokens",
+}
+
+
+def sort_key(sort: str) -> Callable[[BreakdownRow], tuple[Any, ...]]:
+    """Largest first (ties: more requests, then the name), or the name A to Z. Unpriced rows sort as $0."""
+
+    def key(row: BreakdownRow) -> tuple[Any, ...]:
+        figures = row.figures
+        name = row.label.casefold()
+        if sort == "name":
+            return (name,)
+        value = figures.cost_usd if sort == "cost" else Decimal(getattr(figures, _SORT_FIGURE[sort]))
+        return (-value, -figures.requests, name)
+
+    return key
 
 
 def _unnamed(dimension: str, value: Any) -> str:
     if value is None or value == "":
-        return {"user": "(no user)", "key": "(no key)", "client_program": "(unknown client)"}.get(dimension, "(none)")
+        return {
+            "user": "(no user)",
+            "key": "(no key)",
+            "client_program": "(unknown client)",
+            "alias": "(no alias)",
+        }.get(dimension, "(none)")
     if dimension in ("user", "key"):
         return f"#{value} (deleted)"
     return str(value)
@@ -477,15 +611,50 @@ def users_with_usage() -> list[tuple[int, str]]:
     return [(pk, str(name)) for pk, name in users.order_by("username").values_list("pk", "username")]
 
 
+def _seen(column: str) -> list[Any]:
+    """The values a column of the daily rollups has taken (one DISTINCT over a few thousand rows)."""
+    daily = UsageRollup.objects.filter(hours=Period.DAY).order_by(column)
+    return [value for value in daily.values_list(column, flat=True).distinct() if value]
+
+
 def aliases_with_usage() -> list[str]:
-    return [
-        alias
-        for alias in UsageRollup.objects.filter(hours=Period.DAY)
-        .order_by("alias")
-        .values_list("alias", flat=True)
-        .distinct()
-        if alias
-    ]
+    return _seen("alias")
+
+
+@dataclass
+class FilterChoices:
+    users: list[tuple[int, str]]
+    keys: list[tuple[int, str]]
+    groups: list[tuple[int, str]]
+    aliases: list[str]
+    upstreams: list[str]
+    upstream_models: list[str]
+    client_programs: list[str]
+    outcomes: list[tuple[str, str]]
+
+
+def filter_choices(filters: Filters) -> FilterChoices:
+    """What each filter offers: the values seen in the rollups (a chosen value is kept even when unseen)."""
+
+    def keep(values: list[Any], chosen: Any) -> list[Any]:
+        return values if chosen is None or chosen in values else [*values, chosen]
+
+    key_ids = keep(_seen("key_id"), filters.key_id)
+    key_labels = _labels("key", key_ids)
+    keys = sorted(((pk, key_labels.get(pk, _unnamed("key", pk))) for pk in key_ids), key=lambda item: item[1])
+    group_model = get_user_model()._meta.get_field("groups").related_model
+    assert not isinstance(group_model, str) and group_model is not None
+    groups = [(pk, str(name)) for pk, name in group_model._default_manager.order_by("name").values_list("pk", "name")]
+    return FilterChoices(
+        users=users_with_usage(),
+        keys=keys,
+        groups=groups,
+        aliases=keep(_seen("alias"), filters.alias),
+        upstreams=keep(_seen("upstream"), filters.upstream),
+        upstream_models=keep(_seen("upstream_model"), filters.upstream_model),
+        client_programs=keep(_seen("client_program"), filters.client_program),
+        outcomes=[(str(value), str(label)) for value, label in Outcome.choices],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -502,13 +671,20 @@ SPEED_COLUMNS: dict[int, str] = {
 class Speed:
     """The speed of the exchanges that worked (`count`); `failed` were errors, left out of the percentiles."""
 
-    upstream_model: str
+    upstream_model: str  # empty for the exchanges that matched no route: `unrouted` names what they asked for
     count: int
     # metric -> (p50, p90, p99), None where the metric has no values; plus how many values each had.
     percentiles: dict[int, tuple[float, ...] | None]
     counts: dict[int, int]
     approximate: bool
     failed: int = 0
+    unrouted: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.upstream_model:
+            return self.upstream_model
+        return unrouted_label(self.unrouted) if self.unrouted else "(none)"
 
 
 def exact_percentiles(values: Sequence[float], quantiles: Sequence[float] = PERCENTILES) -> tuple[float, ...] | None:
@@ -553,8 +729,10 @@ def histogram_percentiles(
     return tuple(result)
 
 
-def speed(filters: Filters, exact_limit: int = EXACT_PERCENTILE_ROWS, requests: int | None = None) -> list[Speed]:
+def speed(filters: Filters, exact_limit: int | None = None, requests: int | None = None) -> list[Speed]:
     """p50, p90, p99 of duration, time to first token and tokens/s per upstream model (see the module docstring)."""
+    if exact_limit is None:
+        exact_limit = EXACT_PERCENTILE_ROWS
     if requests is None:
         requests = totals(filters).requests
     if requests <= exact_limit:
@@ -563,39 +741,40 @@ def speed(filters: Filters, exact_limit: int = EXACT_PERCENTILE_ROWS, requests: 
 
 
 def _exact_speed(filters: Filters) -> list[Speed]:
-    values: dict[str, dict[int, list[float]]] = defaultdict(lambda: {metric: [] for metric in SPEED_COLUMNS})
-    counts: dict[str, int] = defaultdict(int)
-    failed: dict[str, int] = defaultdict(int)
-    columns = ["upstream_model", "outcome", *SPEED_COLUMNS.values()]
-    for model, outcome, *measured in rows(filters).order_by().values_list(*columns).iterator(chunk_size=5000):
-        per_metric = values[model]
+    values: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(
+        lambda: {metric: [] for metric in SPEED_COLUMNS}
+    )
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    failed: dict[tuple[str, str], int] = defaultdict(int)
+    columns = ["upstream_model", UNROUTED, "outcome", *SPEED_COLUMNS.values()]
+    found = rows(filters).annotate(**{UNROUTED: unrouted_expression()}).order_by().values_list(*columns)
+    for model, unrouted, outcome, *measured in found.iterator(chunk_size=5000):
+        group = (model, unrouted)
+        per_metric = values[group]
         if outcome != Outcome.OK:
-            failed[model] += outcome not in NOT_ERRORS
+            failed[group] += outcome not in NOT_ERRORS
             continue
-        counts[model] += 1
+        counts[group] += 1
         for metric, value in zip(SPEED_COLUMNS, measured, strict=True):
             if value is not None:
                 per_metric[metric].append(value)
     result = [
         Speed(
             upstream_model=model,
-            count=counts[model],
+            count=counts[(model, unrouted)],
             percentiles={metric: exact_percentiles(found) for metric, found in per_metric.items()},
             counts={metric: len(found) for metric, found in per_metric.items()},
             approximate=False,
-            failed=failed[model],
+            failed=failed[(model, unrouted)],
+            unrouted=unrouted,
         )
-        for model, per_metric in values.items()
+        for (model, unrouted), per_metric in values.items()
     ]
-    return sorted(result, key=lambda s: (-s.count, s.upstream_model))
+    return sorted(result, key=lambda s: (-s.count, s.upstream_model, s.unrouted))
 
 
 def _histogram_speed(filters: Filters) -> list[Speed]:
-    qs = LatencyRollup.objects.filter(periods(filters.start, filters.end))
-    if filters.user_id is not None:
-        qs = qs.filter(user_id=filters.user_id)
-    if filters.alias is not None:
-        qs = qs.filter(alias=filters.alias)
+    qs = _narrow(LatencyRollup.objects.filter(periods(filters.start, filters.end)), filters, "latency")
     grouped = (
         qs.values("upstream_model", "metric")
         .order_by()
@@ -605,31 +784,33 @@ def _histogram_speed(filters: Filters) -> list[Speed]:
     for row in grouped:
         found: dict[str, Any] = dict(row)
         histograms[found["upstream_model"]][found["metric"]] = [int(found[f"n_{c}"] or 0) for c in BUCKET_COLUMNS]
-    model_counts: dict[str, tuple[int, int]] = {
-        model: (int(requests or 0) - int(errors or 0) - int(cancelled or 0), int(errors or 0))
-        for model, requests, errors, cancelled in rollup_rows(filters)
-        .values("upstream_model")
+    # Exchanges that matched no route never worked, so they have no histogram, only a count of failures.
+    model_counts: dict[tuple[str, str], tuple[int, int]] = {
+        (model, unrouted): (int(requests or 0) - int(errors or 0) - int(cancelled or 0), int(errors or 0))
+        for model, unrouted, requests, errors, cancelled in rollup_rows(filters)
+        .values("upstream_model", UNROUTED)
         .order_by()
         .annotate(n=Sum("requests"), e=Sum("errors"), c=Sum("cancelled"))
-        .values_list("upstream_model", "n", "e", "c")
+        .values_list("upstream_model", UNROUTED, "n", "e", "c")
     }
     result = []
-    for model in set(histograms) | set(model_counts):
-        per_metric = histograms.get(model, {})
+    for model, unrouted in {(model, "") for model in histograms} | set(model_counts):
+        per_metric = histograms.get(model, {}) if not unrouted else {}
         result.append(
             Speed(
                 upstream_model=model,
-                count=model_counts.get(model, (0, 0))[0],
+                unrouted=unrouted,
+                count=model_counts.get((model, unrouted), (0, 0))[0],
                 percentiles={
                     metric: histogram_percentiles(per_metric.get(metric, [0] * LATENCY_BUCKETS), metric)
                     for metric in SPEED_COLUMNS
                 },
                 counts={metric: sum(per_metric.get(metric, [])) for metric in SPEED_COLUMNS},
                 approximate=True,
-                failed=model_counts.get(model, (0, 0))[1],
+                failed=model_counts.get((model, unrouted), (0, 0))[1],
             )
         )
-    return sorted(result, key=lambda s: (-s.count, s.upstream_model))
+    return sorted(result, key=lambda s: (-s.count, s.upstream_model, s.unrouted))
 
 
 # ---------------------------------------------------------------------------------------------------------------

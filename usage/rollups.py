@@ -1,8 +1,10 @@
 """Rollups of the ledger: what the dashboards read instead of a million rows.
 
 `apply_rollups(rows)` adds a batch of new ledger rows to `UsageRollup` (sums per period, user, key, alias, upstream
-model and client program) and `LatencyRollup` (speed histograms per period, user, alias, upstream model and metric),
-each row both to its hour and to its UTC day. The ledger's write path calls it in the transaction that inserts the
+model, client program, upstream, outcome and, for exchanges that matched no route, the model asked for) and
+`LatencyRollup` (speed histograms of the exchanges that worked, per period, user, key, alias, upstream model, client
+program, upstream and metric), each row both to its hour and to its UTC day: every filter of the dashboard is a
+column of both. The ledger's write path calls it in the transaction that inserts the
 rows, so the rollups always agree with the ledger. The groups a batch touches are written with one
 `INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n` (SQLite ≥ 3.24 and PostgreSQL) per table, in a fixed
 order so that two processes writing at once never deadlock on PostgreSQL.
@@ -34,7 +36,18 @@ BASE: dict[int, float] = {Metric.DURATION: 1.0, Metric.TTFT: 1.0, Metric.TOKENS_
 BUCKET_COLUMNS = [f"b{i}" for i in range(LATENCY_BUCKETS)]
 _STEPS_PER_OCTAVE = 4
 
-USAGE_KEY = ("hours", "period", "user_id", "key_id", "alias", "upstream_model", "client_program")
+USAGE_KEY = (
+    "hours",
+    "period",
+    "user_id",
+    "key_id",
+    "alias",
+    "upstream_model",
+    "client_program",
+    "upstream",
+    "outcome",
+    "unrouted_model",
+)
 USAGE_SUMS = (
     "requests",
     "errors",
@@ -51,7 +64,7 @@ USAGE_SUMS = (
     "cost_usd",
     "unpriced",
 )
-LATENCY_KEY = ("hours", "period", "user_id", "alias", "upstream_model", "metric")
+LATENCY_KEY = (*USAGE_KEY[:8], "metric")  # the same names as the usage rollups' up to the upstream
 LATENCY_SUMS = ("count", *BUCKET_COLUMNS)
 # Not errors: the exchange worked, or the client itself went away.
 NOT_ERRORS = frozenset({Outcome.OK, Outcome.CANCELLED})
@@ -88,6 +101,11 @@ class _UsageSums:
     unpriced: int = 0
 
 
+def unrouted_model(row: LedgerEntry) -> str:
+    """The model a client asked for, when it matched no route (the row names no alias and no upstream model)."""
+    return "" if row.alias or row.upstream_model else row.requested_model
+
+
 def _row_counts(row: LedgerEntry) -> list[int]:
     """One row's contribution to the counting sums (USAGE_SUMS without the cost and the unpriced count)."""
     outcome = row.outcome
@@ -112,7 +130,7 @@ def _usage_groups(
     for row in rows:
         hour = hour_of(row.started_at)
         periods = ((int(Period.HOUR), hour), (int(Period.DAY), hour.replace(hour=0)))
-        user_id = row.user_id or 0
+        names = (row.user_id or 0, row.key_id or 0, row.alias, row.upstream_model, row.client_program, row.upstream)
         counts = _row_counts(row)
         # Speed is that of exchanges that worked: a refusal's 8 ms or a failure's 0 ms is not how fast a model is
         # (failures are counted apart, in the usage sums).
@@ -126,14 +144,14 @@ def _usage_groups(
             if value is not None and row.outcome == Outcome.OK
         ]
         for hours, period in periods:
-            sums = usage[(hours, period, user_id, row.key_id or 0, row.alias, row.upstream_model, row.client_program)]
+            sums = usage[(hours, period, *names, row.outcome, unrouted_model(row))]
             sums.counts = [a + b for a, b in zip(sums.counts, counts, strict=True)]
             if row.cost_usd is None:
                 sums.unpriced += 1
             else:
                 sums.cost += Decimal(row.cost_usd)
             for metric, bucket in buckets:
-                key = (hours, period, user_id, row.alias, row.upstream_model, metric)
+                key = (hours, period, *names, metric)
                 histogram = latency.get(key)
                 if histogram is None:
                     histogram = latency[key] = [0] * (LATENCY_BUCKETS + 1)
@@ -213,6 +231,8 @@ ROLLUP_SOURCE_FIELDS = (
     "alias",
     "upstream_model",
     "client_program",
+    "requested_model",
+    "upstream",
     "outcome",
     *_TOKEN_FIELDS,
     "cost_usd",

@@ -10,7 +10,6 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -31,16 +30,26 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def staff_required(view: View) -> View:
-    """Anonymous visitors go to the login page; signed-in people who are not staff get 403."""
+    """Anonymous visitors go to the login page; signed-in people who are not staff get the 403 page, with a way
+    back to their own page (rendered here rather than raised: an expected refusal logs no traceback)."""
 
     @wraps(view)
     @login_required
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_staff:
-            raise PermissionDenied("The dashboard is for staff.")
+            return forbidden(request, "This page is for staff.")
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def forbidden(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return render(request, "403.html", {"reason": reason}, status=403)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler403: any other refusal gets the same page."""
+    return forbidden(request, str(exception or ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,7 +206,7 @@ def _speed_rows(speeds: list[queries.Speed]) -> list[dict[str, Any]]:
             cells[name] = [fmt(value) for value in found] if found else [BLANK] * len(queries.PERCENTILES)
         rows.append(
             {
-                "model": item.upstream_model or "(none)",
+                "model": item.label,
                 "count": fmt_int(item.count),
                 "failed": fmt_int(item.failed),
                 "cells": cells,
@@ -213,17 +222,21 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     series = queries.series(filters)
     speeds = queries.speed(filters, requests=figures.requests)
     recent = queries.recent(filters)
-    users = queries.users_with_usage()
+    choices = queries.filter_choices(filters)
     context = {
         "filters": filters,
         "presets": [
-            (key, label, filters.querystring(range=key, **{"from": None, "to": None}))
+            (
+                key,
+                label,
+                queries.PRESET_SHORT.get(key, key),
+                filters.querystring(range=key, **{"from": None, "to": None}),
+            )
             for key, label in queries.PRESETS.items()
         ],
         "bucket_choices": [("", "auto"), *[(b, b) for b in queries.BUCKETS]],
-        "users": users,
-        "aliases": queries.aliases_with_usage(),
-        "user_name": dict(users).get(filters.user_id) if filters.user_id is not None else None,
+        "choices": choices,
+        "shown_filters": _shown_filters(filters, choices),
         "range_text": f"{filters.start:%Y-%m-%d %H:%M} to {filters.end:%Y-%m-%d %H:%M} UTC",
         "from_value": filters.start.strftime("%Y-%m-%dT%H:%M"),
         "to_value": filters.end.strftime("%Y-%m-%dT%H:%M"),
@@ -234,15 +247,43 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             (b, [(row, _figure_cells(row.figures), filters.querystring(**row.filter_params)) for row in b.rows])
             for b in (queries.breakdown(filters, dimension) for dimension in queries.DIMENSIONS)
         ],
+        "sort": filters.sort or queries.DEFAULT_SORT,
+        "sort_headers": [
+            (key, label, filters.querystring(sort=None if key == queries.DEFAULT_SORT else key))
+            for key, label in queries.SORTS.items()
+        ],
         "speeds": _speed_rows(speeds),
         "speed_approximate": any(s.approximate for s in speeds),
         "percentile_labels": [f"p{round(p * 100)}" for p in queries.PERCENTILES],
         "recent": [_recent_row(entry) for entry in recent],
         "export_query": filters.querystring(),
-        "clear_query": filters.querystring(user=None, alias=None),
+        "clear_query": filters.querystring(**filters.cleared()),
         "exact_limit": fmt_int(queries.EXACT_PERCENTILE_ROWS),
     }
     return render(request, "usage/dashboard.html", context)
+
+
+def _shown_filters(filters: Filters, choices: queries.FilterChoices) -> list[tuple[str, str]]:
+    """The dimension filters in force, in words, for the line under the title."""
+    shown: list[tuple[str, str]] = []
+    for name, options, chosen in (
+        ("user", dict(choices.users), filters.user_id),
+        ("key", dict(choices.keys), filters.key_id),
+        ("group", dict(choices.groups), filters.group_id),
+    ):
+        if chosen is not None:
+            shown.append((name, options.get(chosen, f"#{chosen}")))
+    for name, text in (
+        ("outcome", dict(choices.outcomes).get(filters.outcome or "", filters.outcome)),
+        ("alias", filters.alias),
+        ("upstream", filters.upstream),
+        ("upstream model", filters.upstream_model),
+        ("client", filters.client_program),
+        ("asked for, no route", filters.unrouted),
+    ):
+        if text is not None:
+            shown.append((name, text))
+    return shown
 
 
 def _recent_row(entry: LedgerEntry) -> dict[str, Any]:

@@ -24,8 +24,10 @@ def operator(transactional_db) -> User:
 
 def test_non_staff_cannot_open_the_live_view(page, proxy, alice):
     log_in(page, "alice", "alice-password", "/dashboard/live/")
-    assert "/accounts/login/" in page.url
-    expect(page.locator("text=doesn't have access")).to_be_visible()
+    # The 403 page, the same as the dashboard's, with a way back to her own page.
+    expect(page.locator("#forbidden")).to_contain_text("This page is for staff.")
+    assert page.locator("#live-status").count() == 0
+    expect(page.locator("#back-to-my-page")).to_have_attribute("href", "/me/")
 
 
 def test_an_exchange_shows_in_flight_then_finished(page, proxy, alice, alice_key, operator):
