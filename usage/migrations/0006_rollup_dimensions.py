@@ -15,7 +15,7 @@ def rebuild(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('usage', '0004_ledger_scenario'),
+        ('usage', '0005_ledger_attempts'),
     ]
 
     operations = [
