@@ -12,6 +12,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from django.test import Client
 from google import genai
 from google.genai import types as genai_types
 from websockets.sync.client import connect as ws_connect
@@ -263,9 +264,14 @@ def test_refused_requests_of_a_key_are_recorded_as_client_errors_and_unauthentic
     proxy.drain()  # the probe writes every row this worker has queued
     assert LedgerEntry.objects.count() == 1  # failed authentication is counted in the metrics only
     assert (row.outcome, row.status, row.error_type, row.key_id is None) == ("client_error", 404, "not_found", False)
-    assert row.requested_model == ""  # never resolved: the name asked for is in the error message
+    assert (row.requested_model, row.alias, row.upstream_model) == ("nope", "", "")  # never resolved, still named
     assert "nope" in row.error_message
     assert refused_count(proxy) == refused_before + 3
+    # The teammate's own page names it too (the dashboard's breakdowns: tests/test_dashboard.py).
+    assert row.user is not None
+    teammate = Client()
+    teammate.force_login(row.user)
+    assert "<code>nope</code>" in teammate.get("/me/").content.decode()
 
 
 def refused_count(proxy: ProxyServer) -> int:

@@ -317,6 +317,7 @@ def authorize_route(
     route = reachable(exchange, snapshot, snapshot.resolve(model))
     credential = _credential(exchange, route, presented)
     if route is None:
+        exchange.record.requested_model = model  # the ledger names what was asked for, routed or not
         raise _model_not_found(model)
     exchange.routed(route)
     exchange.credential = credential
