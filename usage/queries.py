@@ -21,7 +21,7 @@ PostgreSQL (percentile_cont exists only on PostgreSQL, and sorting a month of ro
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.db.models import Case, CharField, Count, F, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, CharField, Count, F, Max, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth
 
 from usage.models import LATENCY_BUCKETS, LatencyRollup, LedgerEntry, Outcome, Period, UsageRollup
@@ -864,3 +864,43 @@ def export_columns() -> list[tuple[str, str]]:
 
 def export_rows(filters: Filters) -> QuerySet[LedgerEntry, tuple[Any, ...]]:
     return rows(filters).order_by("started_at", "id").values_list(*[name for name, _ in export_columns()])
+
+
+# --- fallbacks (routing.dataplane.failover) ----------------------------------------------------------------------
+
+# The most fallback rows read for the failed-target counts (the counts per alias and upstream are exact).
+FALLBACK_SAMPLE_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class FallbackRow:
+    alias: str
+    upstream: str
+    exchanges: int
+    last: datetime
+    failed: list[tuple[str, int]]  # the targets that failed before it served, most often first
+
+
+def fallbacks(filters: Filters) -> list[FallbackRow]:
+    """Exchanges another target than the alias's first choice served, per alias and serving upstream, with the
+    targets that failed before (from the latest FALLBACK_SAMPLE_ROWS of them)."""
+    fell_back = rows(filters).filter(fallback=True)
+    groups = list(
+        fell_back.values("alias", "upstream").annotate(exchanges=Count("id"), last=Max("started_at")).order_by()
+    )
+    failed: dict[tuple[str, str], Counter[str]] = {}
+    sample = fell_back.order_by("-started_at").values_list("alias", "upstream", "failed_attempts")
+    for alias, upstream, attempts in sample[:FALLBACK_SAMPLE_ROWS]:
+        counter = failed.setdefault((alias, upstream), Counter())
+        counter.update(str(item.get("target", "?")) for item in attempts or () if isinstance(item, dict))
+    found = [
+        FallbackRow(
+            g["alias"],
+            g["upstream"],
+            g["exchanges"],
+            g["last"],
+            failed.get((g["alias"], g["upstream"]), Counter()).most_common(5),
+        )
+        for g in groups
+    ]
+    return sorted(found, key=lambda row: (-row.exchanges, row.alias, row.upstream))

@@ -256,6 +256,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "speed_approximate": any(s.approximate for s in speeds),
         "percentile_labels": [f"p{round(p * 100)}" for p in queries.PERCENTILES],
         "recent": [_recent_row(entry) for entry in recent],
+        "fallbacks": [
+            (row, filters.querystring(alias=row.alias or None, upstream=row.upstream))
+            for row in queries.fallbacks(filters)
+        ],
         "export_query": filters.querystring(),
         "clear_query": filters.querystring(**filters.cleared()),
         "exact_limit": fmt_int(queries.EXACT_PERCENTILE_ROWS),
