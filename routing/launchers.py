@@ -41,6 +41,13 @@ CLAUDE_CONFLICTING = (
     "CLAUDE_CODE_USE_BEDROCK",
     "CLAUDE_CODE_USE_VERTEX",
     "CLAUDE_CODE_USE_FOUNDRY",
+    # An AWS identity would be used instead of the Bedrock API key (the proxy key) in Bedrock mode.
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
 )
 GEMINI_CONFLICTING = ("GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_GCA", "GOOGLE_API_KEY")
 CODEX_KEY_VARIABLE = "LLMPROXY_KEY"
@@ -85,14 +92,28 @@ def claude_launch(
     *,
     model: str | None = None,
     bearer: bool = False,
+    bedrock: bool = False,
     args: Sequence[str] = (),
     base_env: Mapping[str, str] | None = None,
 ) -> Launch:
     """Claude Code: the proxy as its Anthropic base URL, the proxy key as `x-api-key` (or `Authorization: Bearer`
-    with `bearer`), every model tier pinned to `model` when given, and no traffic beyond the API."""
+    with `bearer`), every model tier pinned to `model` when given, and no traffic beyond the API. `bedrock`:
+    Claude Code in Bedrock mode instead, the proxy as its Bedrock endpoint and the proxy key as its Bedrock API
+    key (the bedrock-runtime paths the proxy serves)."""
+    if bedrock:
+        connection = {
+            "CLAUDE_CODE_USE_BEDROCK": "1",
+            "ANTHROPIC_BEDROCK_BASE_URL": root_url(url),
+            "AWS_BEARER_TOKEN_BEDROCK": key,
+            "AWS_REGION": base_env.get("AWS_REGION", "us-east-1") if base_env else "us-east-1",
+        }
+    else:
+        connection = {
+            "ANTHROPIC_BASE_URL": root_url(url),
+            ("ANTHROPIC_AUTH_TOKEN" if bearer else "ANTHROPIC_API_KEY"): key,
+        }
     chosen = {
-        "ANTHROPIC_BASE_URL": root_url(url),
-        ("ANTHROPIC_AUTH_TOKEN" if bearer else "ANTHROPIC_API_KEY"): key,
+        **connection,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",

@@ -79,6 +79,23 @@ def test_claude_bearer_and_model_pin_every_tier():
         assert env[tier] == "local"
 
 
+def test_claude_in_bedrock_mode_takes_the_key_as_its_bedrock_api_key():
+    base = {
+        "AWS_PROFILE": "corp",
+        "AWS_ACCESS_KEY_ID": "AKIA",
+        "ANTHROPIC_API_KEY": "sk-ant-real",
+        "AWS_REGION": "eu-west-1",
+    }
+    env = claude_launch(URL + "/v1", KEY, model="team", bedrock=True, base_env=base).env
+    assert env["CLAUDE_CODE_USE_BEDROCK"] == "1"
+    assert env["ANTHROPIC_BEDROCK_BASE_URL"] == URL
+    assert env["AWS_BEARER_TOKEN_BEDROCK"] == KEY
+    assert env["AWS_REGION"] == "eu-west-1"
+    # An AWS identity or an Anthropic key would be used instead of the proxy key.
+    assert not {"AWS_PROFILE", "AWS_ACCESS_KEY_ID", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"} & set(env)
+    assert env["ANTHROPIC_MODEL"] == "team"
+
+
 def test_codex_config_is_valid_toml_for_the_responses_provider():
     config = tomllib.loads(codex_config(URL, model="gpt-5.5"))
     assert config["model"] == "gpt-5.5"

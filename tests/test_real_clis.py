@@ -80,6 +80,10 @@ class Agent:
 
 
 CLAUDE = Agent("claude", "claude-proxy-test", ToolCall("Bash", {"command": COMMAND, "description": "Print marker"}))
+# Claude Code in Bedrock mode: the proxy as its Bedrock endpoint (the bedrock-runtime paths), the key as its API key.
+CLAUDE_BEDROCK = Agent(
+    "claude", "claude-proxy-test", ToolCall("Bash", {"command": COMMAND, "description": "Print marker"}), ("--bedrock",)
+)
 CODEX = Agent("codex", "gpt-proxy-test", ToolCall("exec_command", {"cmd": COMMAND}), ("--retries", "0"))
 CODEX_WS = Agent(
     "codex", "gpt-proxy-test", ToolCall("exec_command", {"cmd": COMMAND}), ("--retries", "0", "--websocket")
@@ -359,3 +363,14 @@ def test_claude_code_keeps_working_when_its_first_target_is_overloaded(proxy, al
     rows = LedgerEntry.objects.filter(alias=CLAUDE.model, operation="generate")
     assert rows.count() >= 2 and all(row.upstream == "spare" and row.fallback for row in rows), details
     assert rows.filter(attempts=2, failed_attempts__0__status=529).exists(), details
+
+
+@pytest.mark.parametrize("upstream_format", ["anthropic", "openai-chat"])
+def test_claude_code_in_bedrock_mode(proxy, alice_key, cli_prefix, egress, tmp_path, upstream_format):
+    """`manage.py claude --bedrock`: Claude Code in Bedrock mode, the proxy as its Bedrock endpoint and the proxy key
+    as its Bedrock API key, finishes the tool-using episode through the bedrock-runtime paths."""
+    seen = len(proxy.output())
+    run_episode(proxy, cli_prefix, egress, tmp_path, CLAUDE_BEDROCK, upstream_format, key=alice_key)
+    log = proxy.output()[seen:]  # daphne's access log of this episode
+    assert '"POST /model/claude-proxy-test/invoke-with-response-stream' in log, log
+    assert '"POST /v1/messages' not in log, "Claude Code did not use Bedrock mode:\n" + log

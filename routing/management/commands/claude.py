@@ -15,6 +15,19 @@ class Command(LauncherCommand):
         parser.add_argument(
             "--bearer", action="store_true", help="Send the key as Authorization: Bearer (ANTHROPIC_AUTH_TOKEN)"
         )
+        parser.add_argument(
+            "--bedrock",
+            action="store_true",
+            help="Claude Code in Bedrock mode: the proxy as its Bedrock endpoint, the key as its Bedrock API key",
+        )
 
     def build(self, url: str, key: str, args: list[str], env: Mapping[str, str], options: dict[str, Any]) -> Launch:
-        return claude_launch(url, key, model=options["model"], bearer=options["bearer"], args=args, base_env=env)
+        return claude_launch(
+            url,
+            key,
+            model=options["model"],
+            bearer=options["bearer"],
+            bedrock=options["bedrock"],
+            args=args,
+            base_env=env,
+        )
