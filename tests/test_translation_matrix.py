@@ -1,8 +1,9 @@
 """Every client dialect against every upstream format, through the proxy with the official SDKs.
 
 Each case is a two-turn tool conversation: the model asks for two tools at once, the client sends both results
-back, the model answers. It runs streaming and not, for all 16 (client, upstream) pairs — 4 pass through, 12
-translate — and checks what the client sees and what the upstream received.
+back, the model answers. It runs streaming and not, for all 16 (client, upstream) pairs of the four HTTP dialects —
+4 pass through, 12 translate — and for those four clients against a Bedrock (Converse) upstream, and checks what
+the client sees and what the upstream received.
 
 The matrix runs the proxy in-process (tests/inprocess.py): translation is the pipeline's work. Two streamed pairs
 (one translated, one passed through) also run through a real daphne, so the SDKs' streaming over a real server's
@@ -22,6 +23,7 @@ import pytest
 from google import genai
 from google.genai import types as genai_types
 
+from routing.config.secrets import encrypt
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, ToolCall, Usage
@@ -33,7 +35,10 @@ from tests.inprocess import (
 )
 
 FORMATS = ["anthropic", "openai-chat", "openai-responses", "gemini"]
-BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "gemini": ""}
+# Bedrock is an upstream here (Converse, for a model that is not Claude); as a client it needs boto3 over a real
+# server: tests/test_bedrock_client.py.
+UPSTREAM_FORMATS = [*FORMATS, "bedrock"]
+BASE_PATH = {"openai-chat": "/v1", "openai-responses": "/v1", "anthropic": "", "gemini": "", "bedrock": ""}
 
 WEATHER_SCHEMA = {
     "type": "object",
@@ -278,6 +283,10 @@ def tool_links(fmt: str, body: dict[str, Any]) -> tuple[list[str], list[str], li
         items = [i for i in body["input"] if isinstance(i, dict)]
         calls = [i["call_id"] for i in items if i.get("type") == "function_call"]
         results = [i["call_id"] for i in items if i.get("type") == "function_call_output"]
+    elif fmt == "bedrock":
+        blocks = [b for m in body["messages"] for b in m["content"]]
+        calls = [b["toolUse"]["toolUseId"] for b in blocks if "toolUse" in b]
+        results = [b["toolResult"]["toolUseId"] for b in blocks if "toolResult" in b]
     else:
         parts = [p for c in body["contents"] for p in c["parts"]]
         calls = [p["functionCall"]["name"] for p in parts if "functionCall" in p]
@@ -290,7 +299,12 @@ def round_trip(proxy: Proxy, key: str, upstream: Any, upstream_format: str, clie
         Reply(text="Checking both.", tool_calls=CALLS, usage=Usage(input=40, output=12), chunks=3),
         Reply(text=FINAL, usage=Usage(input=80, output=9), chunks=3),
     )
-    add_route("up", upstream_format, upstream.url + BASE_PATH[upstream_format], alias="m", model="real-model")
+    cloud = (
+        {"location": "us-east-1", "api_key_encrypted": encrypt("bedrock-api-key")}
+        if upstream_format == "bedrock"
+        else {}
+    )
+    add_route("up", upstream_format, upstream.url + BASE_PATH[upstream_format], alias="m", model="real-model", **cloud)
     proxy.sync()
     conversation = CONVERSATIONS[client_format](proxy, key, stream)
 
@@ -314,7 +328,7 @@ def round_trip(proxy: Proxy, key: str, upstream: Any, upstream_format: str, clie
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("client_format", FORMATS)
-@pytest.mark.parametrize("upstream_format", FORMATS)
+@pytest.mark.parametrize("upstream_format", UPSTREAM_FORMATS)
 def test_two_parallel_tool_calls_round_trip(inproc: InProcessProxy, alice_key, upstream_format, client_format, stream):
     with inproc.upstream(upstream_format) as upstream:
         round_trip(inproc, alice_key, upstream, upstream_format, client_format, stream)
