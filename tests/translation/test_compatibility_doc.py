@@ -14,12 +14,13 @@ from translation.codec import TargetOptions
 from translation.ir import TranslationError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "compatibility.md"
-TARGETS = ["anthropic", "openai-chat", "openai-responses", "gemini"]
+TARGETS = ["anthropic", "openai-chat", "openai-responses", "gemini", "bedrock"]
 FOLDERS = {
     "anthropic": "anthropic",
     "openai-chat": "openai_chat",
     "openai-responses": "openai_responses",
     "gemini": "gemini",
+    "bedrock": "bedrock",
 }
 
 USER = {"role": "user", "content": "Hi"}
