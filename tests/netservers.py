@@ -216,3 +216,73 @@ class TlsFront(_LoopServer):
         self.handshakes += 1
         upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
         await _splice((reader, writer), upstream)
+
+
+class RoundRobinBalancer(_LoopServer):
+    """A TCP load balancer as a deployment puts in front of replicas: each client connection goes to the next
+    healthy backend in turn (a backend that refuses the connection is skipped), and a backend whose readiness
+    probe (`GET /health/ready`) fails is taken out of the rotation until it passes again. `served`: connections
+    per backend port."""
+
+    def __init__(self, ports: list[int], probe_interval: float = 0.2) -> None:
+        super().__init__()
+        self.ports = list(ports)
+        self.healthy = set(ports)
+        self.served: dict[int, int] = dict.fromkeys(ports, 0)
+        self._next = 0
+        self._interval = probe_interval
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> RoundRobinBalancer:
+        super().__enter__()
+        asyncio.run_coroutine_threadsafe(self._start_probing(), self._loop).result(10)
+        return self
+
+    async def _start_probing(self) -> None:
+        asyncio.get_running_loop().create_task(self._probe_forever())
+
+    async def _probe_forever(self) -> None:
+        while True:
+            for port in self.ports:
+                ready = await _ready(port)
+                (self.healthy.add if ready else self.healthy.discard)(port)
+            await asyncio.sleep(self._interval)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(len(self.ports)):
+            port = self.ports[self._next % len(self.ports)]
+            self._next += 1
+            if port not in self.healthy:
+                continue
+            try:
+                upstream = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                self.healthy.discard(port)
+                continue
+            self.served[port] += 1
+            await _splice((reader, writer), upstream)
+            return
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        with contextlib.suppress(Exception):
+            await writer.drain()
+            writer.close()
+
+
+async def _ready(port: int) -> bool:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(b"GET /health/ready HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 2)
+        return status_line.split(b" ")[1:2] == [b"200"]
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
