@@ -22,6 +22,23 @@ def _close_in_process_db_thread(django_db_setup: None) -> Iterator[None]:
     db_executor.submit(connections.close_all).result(timeout=10)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After a test and all its fixtures: every exchange it served in this process has its ledger row written
+    (the in-process harnesses see to it: tests.inprocess.write_ledger). A row left queued would be written by the
+    next test that drains, into that test's database; it is dropped here instead, and the test that left it
+    fails."""
+    result = yield
+    from usage import ledger
+
+    running, queued = len(ledger.in_flight), ledger.pending_count()
+    if running or queued:
+        ledger.in_flight.clear()
+        ledger._pending.clear()
+        pytest.fail(f"this test left {running} exchanges running and {queued} ledger rows unwritten", pytrace=False)
+    return result
+
+
 @pytest.fixture(scope="session")
 def proxy_server(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[ProxyServer]:
     """One real server process for the session, reading the test database."""

@@ -27,7 +27,7 @@ import httpx2
 import pytest
 from django.contrib.auth.models import User
 
-from routing.runtime.database import db_executor
+from routing.runtime.database import db_executor, run_db
 from routing.runtime.live import live_config
 from routing.runtime.worker import worker
 from routing.upstream import client as upstream_client
@@ -36,6 +36,7 @@ from tests.fakes.base import ProviderFake
 from tests.fakes.providers import make
 from tests.fakes.transport import FakeTransport, InProcessUpstream
 from tests.liveserver import ProxyServer
+from usage import ledger
 
 T = TypeVar("T")
 Message = dict[str, Any]
@@ -115,7 +116,7 @@ class _AsgiCall:
                 yield message["body"]
 
     def close(self) -> None:
-        if not self.ended and self._disconnected is not None:
+        if not self.ended and self._disconnected is not None and not self.loop.is_closed():
             # The client closed the response before its end: a server would see the socket close.
             self.loop.call_soon_threadsafe(self._disconnected.set)
         # The exchange's end (ledger record, admission release, upstream closed) happens before the test goes
@@ -251,7 +252,9 @@ class InProcessProxy:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
                 task.cancel()
+            # An exchange still running (a stream the test left unread) records itself as it is cancelled.
             await asyncio.gather(*tasks, return_exceptions=True)
+            await write_ledger()
             if client is not None:
                 await client.aclose()
 
@@ -267,6 +270,20 @@ class InProcessProxy:
 
 
 Proxy = ProxyServer | InProcessProxy
+
+# How long a test's end waits for the exchanges still running in this process (see write_ledger).
+EXCHANGE_GRACE = 5.0
+
+
+async def write_ledger(grace: float = EXCHANGE_GRACE) -> None:
+    """The ledger rows of every exchange this process served, written now: after the exchanges still running
+    have ended (waited for up to `grace` seconds), on the database thread. A test that served exchanges in this
+    process calls it before its database is emptied; a row left queued would be written by the next test that
+    drains, into that test's database. A database that cannot take the rows fails the test here."""
+    deadline = asyncio.get_running_loop().time() + grace
+    while ledger.in_flight and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    await run_db(ledger.write_pending)
 
 
 @pytest.fixture(name="alice")

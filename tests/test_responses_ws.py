@@ -30,6 +30,7 @@ from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, ToolCall, Usage
 from tests.fixtures import capture_records
+from tests.inprocess import write_ledger
 from tests.test_translation_matrix import BASE_PATH, tool_links
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,14 +76,17 @@ def create(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def live() -> AsyncIterator[None]:
-    """The in-process snapshot, reloaded from this test's data; its refresher stopped afterwards."""
+async def live(transactional_db: None) -> AsyncIterator[None]:
+    """The in-process snapshot, reloaded from this test's data; its refresher stopped afterwards, before the test
+    database is emptied (this fixture is set up after the database, so torn down before it)."""
     yield
     worker.halt()
     # Before the test database is emptied: let the writes started off the request path (stored responses, the
     # ledger's pass) reach the database thread, and wait for it to finish them, or the emptying TRUNCATE and
-    # those writes deadlock on PostgreSQL.
+    # those writes deadlock on PostgreSQL. The ledger rows of this test's exchanges are written too: left
+    # queued, they would land in the next test's database.
     await asyncio.sleep(0)
+    await write_ledger()
     await asyncio.wrap_future(db_executor.submit(lambda: None))
     client = upstream_module._clients.pop(asyncio.get_running_loop(), None)
     if client is not None:

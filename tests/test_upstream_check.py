@@ -71,6 +71,23 @@ def test_each_format_lists_its_models_with_the_stored_key(fakes):
 
 
 @pytest.mark.django_db
+def test_the_check_sends_the_headers_real_traffic_sends(fakes):
+    # The version the upstream's flag names (as the data plane announces it), its extra headers, and the key.
+    stored(
+        "claude",
+        "anthropic",
+        fakes["anthropic"].url,
+        RIGHT_KEY,
+        translation_flags={"anthropic_version": "2026-10-21"},
+        headers={"x-team": "lab"},
+    )
+    [result] = check_upstreams(list(Upstream.objects.filter(name="claude")))
+    assert result.ok, result.problems
+    sent = fakes["anthropic"].requests[-1].headers
+    assert (sent["anthropic-version"], sent["x-team"], sent["x-api-key"]) == ("2026-10-21", "lab", RIGHT_KEY)
+
+
+@pytest.mark.django_db
 def test_a_missing_variable_a_rejected_key_and_an_unreachable_host_are_each_reported(fakes, monkeypatch):
     monkeypatch.delenv("CHECK_TEST_API_KEY", raising=False)
     results = check_upstreams(

@@ -16,6 +16,7 @@ from django.test import Client
 
 from routing.config.configfile import ConfigFileError, export_config, import_config
 from routing.models import AuditEntry, ModelAlias, Upstream
+from routing.upstream.network import reload_environment
 from tests.fakes.providers import fake_upstream
 from tests.inprocess import InProcessProxy, passwordless_alice  # noqa: F401  (no password hashing here)
 from tests.netservers import ForwardProxy, TlsFront, make_certificate
@@ -28,9 +29,14 @@ ENV_NAMES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 @pytest.fixture(autouse=True)
 def _no_process_proxy(monkeypatch):
+    # The proxy reads these at start and on each configuration reload (never per request): re-read them here.
     for name in ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
+    reload_environment()
+    yield
+    monkeypatch.undo()
+    reload_environment()  # what the next test finds is the environment's own again
 
 
 def upstream(base_url: str, **fields) -> Upstream:
@@ -128,12 +134,18 @@ def test_the_process_proxy_variables_apply_unless_the_upstream_sets_its_own(inpr
         inproc.sync()
         monkeypatch.setenv("HTTP_PROXY", process_proxy.url)
         assert "Hello from" in ask(inproc, alice_key)
+        assert process_proxy.seen == []  # read at start and on a configuration reload, not per request
+        row.save()
+        inproc.sync()
+        assert "Hello from" in ask(inproc, alice_key)
         assert [s.target for s in process_proxy.seen] == [fake.url + "/v1/chat/completions"]
 
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        reload_environment()
         assert "Hello from" in ask(inproc, alice_key)
         assert len(process_proxy.seen) == 1  # bypassed
         monkeypatch.delenv("NO_PROXY")
+        reload_environment()
 
         row.proxy_url = own.url
         row.save()
@@ -141,7 +153,7 @@ def test_the_process_proxy_variables_apply_unless_the_upstream_sets_its_own(inpr
         assert "Hello from" in ask(inproc, alice_key)
         assert len(process_proxy.seen) == 1
         assert [s.target for s in own.seen] == [fake.url + "/v1/chat/completions"]
-        assert len(fake.requests) == 3
+        assert len(fake.requests) == 4
 
 
 @pytest.fixture

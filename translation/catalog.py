@@ -1,5 +1,5 @@
 """Model listings and token counting (requests and answers) in each dialect's shape: the small non-generation
-endpoints."""
+endpoints. Model lists both ways: the proxy's own listing, and reading an upstream's (the upstream check)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,39 @@ def model_list(dialect: Dialect, entries: list[dict[str, Any]]) -> dict[str, Any
     if dialect is Dialect.GEMINI:
         return {"models": entries}
     return {"object": "list", "data": entries}
+
+
+# A provider's model list asked for in pages this long (the largest each accepts); Chat and Responses lists
+# (OpenAI, and the servers that copy it: Ollama, LM Studio, vLLM, OpenRouter) come in one piece.
+_MODEL_PAGE_SIZE = "1000"
+
+
+def model_list_query(dialect: Dialect) -> dict[str, str]:
+    """The query of the first page of a provider's model list (`GET …/models`)."""
+    if dialect is Dialect.ANTHROPIC:
+        return {"limit": _MODEL_PAGE_SIZE}
+    if dialect is Dialect.GEMINI:
+        return {"pageSize": _MODEL_PAGE_SIZE}
+    return {}
+
+
+def read_model_list(dialect: Dialect, body: Any) -> tuple[list[str], dict[str, str] | None]:
+    """The model ids in one page of a provider's model list, and the query of the next page (None after the
+    last): `{"data": [{"id"}]}` (OpenAI and its copies; Anthropic with `has_more`/`last_id`), Gemini's
+    `{"models": [{"name": "models/…"}]}` with `nextPageToken` (ids without the `models/` prefix). Entries
+    without an id are skipped; an answer that is not an object lists nothing."""
+    if not isinstance(body, dict):
+        return [], None
+    if dialect is Dialect.GEMINI:
+        entries = body.get("models") or []
+        ids = [str(e["name"]).removeprefix("models/") for e in entries if isinstance(e, dict) and e.get("name")]
+        token = body.get("nextPageToken")
+        return ids, {"pageSize": _MODEL_PAGE_SIZE, "pageToken": str(token)} if token else None
+    entries = body.get("data") or []
+    ids = [str(e["id"]) for e in entries if isinstance(e, dict) and e.get("id")]
+    if dialect is Dialect.ANTHROPIC and body.get("has_more") and body.get("last_id"):
+        return ids, {"limit": _MODEL_PAGE_SIZE, "after_id": str(body["last_id"])}
+    return ids, None
 
 
 # The generation fields each counting endpoint accepts (the rest of a generation request is refused there).

@@ -38,7 +38,7 @@ from routing.models import (
     hash_key,
 )
 from routing.upstream import bedrock, vertex
-from routing.upstream.network import DIRECT, Network, tls_setting
+from routing.upstream.network import DIRECT, Network, reload_environment, tls_setting
 from translation.dialect import Dialect
 from translation.ir import Request
 
@@ -357,6 +357,7 @@ def _stored_secret(upstream: Upstream, token: str, what: str) -> str | None:
 
 def upstream_network(upstream: Upstream) -> Network:
     """The upstream's egress proxy and TLS setting (reads a CA bundle from disk: not on the event loop)."""
+    reload_environment()  # the process's HTTP(S)_PROXY / NO_PROXY, for the upstreams without a proxy of their own
     proxy_auth: str | None = None
     if not upstream.proxy_url:
         pass  # credentials without a proxy to give them to are not read

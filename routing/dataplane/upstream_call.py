@@ -15,8 +15,7 @@ from django.conf import settings
 from routing.dataplane.asgi_io import encode_headers
 from routing.dataplane.exchange import Exchange, ExchangeError
 from routing.upstream import bedrock, vertex
-from routing.upstream.client import auth_headers, endpoint_url, http_client, network_extension, timeout_for
-from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
+from routing.upstream.client import endpoint_url, http_client, network_extension, timeout_for, upstream_headers
 from translation.bedrock.eventstream import CONTENT_TYPE as EVENT_STREAM_CONTENT_TYPE
 from translation.bedrock.eventstream import EventStreamParser
 from translation.dialect import Dialect
@@ -72,15 +71,7 @@ def _upstream_headers(exchange: Exchange, stream: bool) -> list[tuple[str, str]]
         headers.extend(
             (name, client_headers[name]) for name in FORWARDED_REQUEST_HEADERS[wire] if name in client_headers
         )
-    if wire is Dialect.ANTHROPIC and not upstream.provider and not any(n == "anthropic-version" for n, _ in headers):
-        # The version the Anthropic codec encoded for (its `anthropic_version` flag) is the one to announce.
-        version = upstream.translation_flags.get("anthropic_version", ANTHROPIC_DEFAULT_VERSION)
-        headers.append(("anthropic-version", str(version)))
-    if stream:
-        headers.append(("accept-encoding", "identity"))  # a compressed stream could not be relayed chunk by chunk
-    headers.extend(upstream.headers)
-    headers.extend(auth_headers(upstream, exchange.credential))
-    return headers
+    return upstream_headers(upstream, exchange.credential, headers, wire=wire, stream=stream)
 
 
 def upstream_secrets(exchange: Exchange) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Everything about talking to an upstream: its endpoint URLs, its auth headers, and the HTTP client.
+"""Everything about talking to an upstream: its endpoint URLs, its headers, and the HTTP client.
 
 The HTTP client sits behind this one module so that the transport can be chosen by measurement
 (see docs/benchmarks.md) without touching the pipeline.
@@ -7,6 +7,7 @@ The HTTP client sits behind this one module so that the transport can be chosen 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -17,6 +18,7 @@ from routing.runtime.worker import worker
 from routing.upstream import bedrock, vertex
 from routing.upstream.network import DIRECT, EXTENSION
 from routing.upstream.transport import AiohttpTransport
+from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
 from translation.dialect import Dialect
 from translation.operation import Operation
 
@@ -70,6 +72,32 @@ def auth_headers(upstream: UpstreamRoute, credential: str | None) -> list[tuple[
         return []
     name, value = template
     return [(name, value.format(credential))]
+
+
+def upstream_headers(
+    upstream: UpstreamRoute,
+    credential: str | None,
+    first: Iterable[tuple[str, str]] = (),
+    *,
+    wire: Dialect | None = None,
+    stream: bool = False,
+) -> list[tuple[str, str]]:
+    """The headers of a request to `upstream`, for the data plane and the upstream check alike: `first` (what the
+    caller sends anyway), the Anthropic version the Anthropic codec encodes for (its `anthropic_version` flag)
+    when the request speaks Anthropic's API (`wire`, by default the upstream's format) to Anthropic's own
+    endpoint (a cloud carries the version in the body) and `first` carries none, `accept-encoding: identity` for
+    a stream (a compressed stream could not be relayed chunk by chunk), the upstream's configured headers, then
+    `credential` as the upstream wants it."""
+    headers = list(first)
+    wire = upstream.format if wire is None else wire
+    if wire is Dialect.ANTHROPIC and not upstream.provider and not any(n == "anthropic-version" for n, _ in headers):
+        version = upstream.translation_flags.get("anthropic_version", ANTHROPIC_DEFAULT_VERSION)
+        headers.append(("anthropic-version", str(version)))
+    if stream:
+        headers.append(("accept-encoding", "identity"))
+    headers.extend(upstream.headers)
+    headers.extend(auth_headers(upstream, credential))
+    return headers
 
 
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}

@@ -3,7 +3,8 @@
 An upstream's `Network` travels with each of its requests as an httpx request extension; the aiohttp transport
 turns it into aiohttp's per-request `proxy`, `proxy_headers` and `ssl` (aiohttp keys its connection pools on
 them, so upstreams with different networks never share a connection). An upstream without its own proxy
-follows the process's HTTPS_PROXY / HTTP_PROXY and NO_PROXY, as most HTTP tools do.
+follows the process's HTTPS_PROXY / HTTP_PROXY and NO_PROXY, as most HTTP tools do: read at start and on each
+configuration reload (`reload_environment`), never per request.
 """
 
 from __future__ import annotations
@@ -99,20 +100,47 @@ class ProxyChoice:
     auth: str | None  # USER:PASSWORD
 
 
+@dataclass(frozen=True, eq=False, slots=True)
+class _ProcessProxies:
+    """The process's proxy variables as urllib reads them (scheme → proxy URL, "no" → NO_PROXY)."""
+
+    proxies: dict[str, str]
+    active: bool  # HTTP_PROXY, HTTPS_PROXY or ALL_PROXY is set: without one, nothing goes through a proxy
+
+
+def _read_environment() -> _ProcessProxies:
+    active = any(os.environ.get(name) or os.environ.get(name.upper()) for name in _ENV_NAMES[:3])
+    return _ProcessProxies(urllib.request.getproxies_environment() if active else {}, active)
+
+
+# Read once here, and again by reload_environment(): a request only looks it up.
+_process_proxies = _read_environment()
+
+
+def reload_environment() -> None:
+    """Read the process's HTTP(S)_PROXY / ALL_PROXY / NO_PROXY again. The snapshot calls it when it reads each
+    upstream's network (routing.config.registry.upstream_network), so they are read at start and on each
+    configuration reload, as the environment's credentials are; a test that changes them calls it too."""
+    global _process_proxies
+    fresh = _read_environment()
+    if (fresh.proxies, fresh.active) != (_process_proxies.proxies, _process_proxies.active):
+        _process_proxies = fresh  # a new object: _env_proxy's cached answers for the old one are not used
+
+
 def proxy_for(network: Network, url: str) -> ProxyChoice | None:
     """The proxy a request to `url` goes through: the upstream's own, else the environment's, else none."""
     if network.proxy_url:
         return ProxyChoice(network.proxy_url, network.proxy_auth)
-    values = tuple(os.environ.get(name) or os.environ.get(name.upper()) for name in _ENV_NAMES)
-    if not any(values[:3]):
+    process = _process_proxies
+    if not process.active:
         return None
     parts = urlsplit(url)
-    return _env_proxy(values, parts.scheme, parts.hostname or "", parts.port)
+    return _env_proxy(process, parts.scheme, parts.hostname or "", parts.port)
 
 
 @lru_cache(maxsize=1024)
-def _env_proxy(values: tuple[str | None, ...], scheme: str, host: str, port: int | None) -> ProxyChoice | None:
-    proxies = urllib.request.getproxies_environment()
+def _env_proxy(process: _ProcessProxies, scheme: str, host: str, port: int | None) -> ProxyChoice | None:
+    proxies = process.proxies
     address = host if port is None else f"{host}:{port}"
     # Not in typeshed, but public since Python 3.3: NO_PROXY's matching, as curl and requests read it.
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]

@@ -1,10 +1,11 @@
 """Knowing an upstream works: ask it for its model list with its credential, as the proxy would call it.
 
-The request goes through the same transport, egress proxy and TLS setting as real traffic; a format's model list
-is `GET /v1/models` (OpenAI, Anthropic) or `GET /v1beta/models` (Gemini), read page by page. Where there is none
-(an Azure deployment URL, a server that answers 404), one request for one output token to the model of one of its
-aliases tells instead. Nothing reported ever holds the credential: upstream messages are redacted. What to check
-is read from the database by routing.config.upstream_check (this module does I/O only).
+The request goes through the same transport, egress proxy and TLS setting as real traffic, with the headers the
+data plane sends (routing.upstream.client.upstream_headers); a format's model list is `GET /v1/models` (OpenAI,
+Anthropic) or `GET /v1beta/models` (Gemini), read page by page (the answers' shapes are translation.catalog's).
+Where there is none (an Azure deployment URL, a server that answers 404), one request for one output token to the
+model of one of its aliases tells instead. Nothing reported ever holds the credential: upstream messages are
+redacted. What to check is read from the database by routing.config.upstream_check (this module does I/O only).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Any
 import httpx
 
 from routing.config.registry import UpstreamRoute
-from routing.upstream.client import _openai_root, auth_headers, endpoint_url, network_extension
+from routing.upstream.client import _openai_root, endpoint_url, network_extension, upstream_headers
 from routing.upstream.network import proxy_for
 from routing.upstream.transport import AiohttpTransport
-from translation.anthropic.wire import DEFAULT_VERSION as ANTHROPIC_DEFAULT_VERSION
+from translation import catalog
 from translation.dialect import Dialect
 from translation.errors import parse_upstream_error
 from translation.operation import Operation
@@ -79,13 +80,7 @@ def list_url(route: UpstreamRoute) -> str | None:
 
 
 def _headers(route: UpstreamRoute) -> list[tuple[str, str]]:
-    headers = [("user-agent", "llmproxy/0.1 (upstream check)")]
-    if route.format is Dialect.ANTHROPIC:
-        version = route.translation_flags.get("anthropic_version", ANTHROPIC_DEFAULT_VERSION)
-        headers.append(("anthropic-version", str(version)))
-    headers.extend(route.headers)
-    headers.extend(auth_headers(route, route.credential))
-    return headers
+    return upstream_headers(route, route.credential, [("user-agent", "llmproxy/0.1 (upstream check)")])
 
 
 def _probe_body(route: UpstreamRoute, model: str) -> dict[str, Any]:
@@ -105,27 +100,6 @@ def _probe_body(route: UpstreamRoute, model: str) -> dict[str, Any]:
             }
         case Dialect.BEDROCK:
             return {"messages": [{"role": "user", "content": [{"text": prompt}]}], "inferenceConfig": {"maxTokens": 1}}
-
-
-def _page_params(route: UpstreamRoute, payload: Any) -> dict[str, str] | None:
-    """The query for the next page of a model list, or None when this was the last."""
-    if not isinstance(payload, dict):
-        return None
-    if route.format is Dialect.ANTHROPIC and payload.get("has_more") and payload.get("last_id"):
-        return {"limit": "1000", "after_id": str(payload["last_id"])}
-    if route.format is Dialect.GEMINI and payload.get("nextPageToken"):
-        return {"pageSize": "1000", "pageToken": str(payload["nextPageToken"])}
-    return None
-
-
-def _model_ids(route: UpstreamRoute, payload: Any) -> list[str]:
-    if not isinstance(payload, dict):
-        return []
-    if route.format is Dialect.GEMINI:
-        entries = payload.get("models") or []
-        return [str(e["name"]).removeprefix("models/") for e in entries if isinstance(e, dict) and e.get("name")]
-    entries = payload.get("data") or []
-    return [str(e["id"]) for e in entries if isinstance(e, dict) and e.get("id")]
 
 
 def _secrets(route: UpstreamRoute) -> list[str]:
@@ -166,16 +140,17 @@ async def _check(client: httpx.AsyncClient, probe: Probe) -> CheckResult:
     started = time.perf_counter()
     try:
         if url is not None:
-            response = await _send(client, route, "GET", url, _first_page(route))
+            response = await _send(client, route, "GET", url, catalog.model_list_query(route.format))
             result.latency_ms = (time.perf_counter() - started) * 1000
             result.reachable, result.status = True, response.status_code
             if response.is_success:
-                payload = response.json()
-                result.models = _model_ids(route, payload)
+                result.models, params = catalog.read_model_list(route.format, response.json())
                 pages = 1
-                while (params := _page_params(route, payload)) is not None and pages < MAX_PAGES:
-                    payload = (await _send(client, route, "GET", url, params)).json()
-                    result.models.extend(_model_ids(route, payload))
+                while params is not None and pages < MAX_PAGES:
+                    models, params = catalog.read_model_list(
+                        route.format, (await _send(client, route, "GET", url, params)).json()
+                    )
+                    result.models.extend(models)
                     pages += 1
                 return result
             if response.status_code not in (404, 405):
@@ -202,16 +177,6 @@ async def _check(client: httpx.AsyncClient, probe: Probe) -> CheckResult:
         else:
             result.problems.append("its model list is not JSON")
     return result
-
-
-def _first_page(route: UpstreamRoute) -> dict[str, str]:
-    return (
-        {"limit": "1000"}
-        if route.format is Dialect.ANTHROPIC
-        else {"pageSize": "1000"}
-        if route.format is Dialect.GEMINI
-        else {}
-    )
 
 
 def _answer_problem(route: UpstreamRoute, response: httpx.Response) -> str:
