@@ -187,3 +187,19 @@ aliases:
         import_config(
             "upstreams:\n  - {name: b2, format: bedrock, region: r, aws_access_key_id_env: AWS_ACCESS_KEY_ID}\n"
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upstream_check_signs_its_request_to_bedrock(aws, monkeypatch):
+    from tests.test_upstream_check import run_command
+
+    configure(aws)
+    output, error = run_command("br")
+    assert error is None, output
+    assert output.startswith("OK   br: ") and "one-token request" in output
+    assert aws.handler.refused == []
+
+    monkeypatch.setenv("TEST_AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    output, error = run_command("br")
+    assert error is not None and "FAIL br" in output and "signature" in output
+    assert "not-the-secret" not in output

@@ -176,3 +176,19 @@ def test_vertex_urls_follow_the_location():
         "https://us-east5-aiplatform.googleapis.com/v1/projects/p/locations/us-east5/publishers/anthropic/models/"
         "count-tokens:rawPredict"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upstream_check_reaches_vertex_with_a_token_and_says_why_it_cannot(cloud, monkeypatch):
+    from tests.test_upstream_check import run_command
+
+    configure(cloud)
+    output, error = run_command("vx")
+    assert error is None, output
+    assert output.startswith("OK   vx: ") and "one-token request" in output
+    assert "private_key" not in output
+
+    monkeypatch.delenv("GOOGLE_SERVICE_ACCOUNT_JSON")
+    output, error = run_command("vx")
+    assert error is not None and "FAIL vx" in output
+    assert "GOOGLE_SERVICE_ACCOUNT_JSON is not set" in output

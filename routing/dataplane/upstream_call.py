@@ -14,8 +14,17 @@ from django.conf import settings
 
 from routing.dataplane.asgi_io import encode_headers
 from routing.dataplane.exchange import Exchange, ExchangeError
-from routing.upstream import bedrock, vertex
-from routing.upstream.client import endpoint_url, http_client, network_extension, timeout_for, upstream_headers
+from routing.upstream import bedrock
+from routing.upstream.client import (
+    CloudCredentialsError,
+    authorize_cloud,
+    cloud_body,
+    endpoint_url,
+    http_client,
+    network_extension,
+    timeout_for,
+    upstream_headers,
+)
 from translation.bedrock.eventstream import CONTENT_TYPE as EVENT_STREAM_CONTENT_TYPE
 from translation.bedrock.eventstream import EventStreamParser
 from translation.dialect import Dialect
@@ -43,13 +52,8 @@ def build_upstream_request(
     exchange: Exchange, operation: Operation, payload: dict[str, Any], stream: bool
 ) -> httpx.Request:
     route = exchange.upstream_route
-    if route.upstream.provider == vertex.KIND and route.wire is Dialect.ANTHROPIC:
-        payload = vertex.anthropic_body(payload, operation)
-    elif route.upstream.provider == bedrock.KIND and route.wire is Dialect.ANTHROPIC:
-        beta = (
-            exchange.request.headers.get("anthropic-beta") if exchange.endpoint.dialect is Dialect.ANTHROPIC else None
-        )
-        payload = bedrock.anthropic_body(payload, beta)
+    beta = exchange.request.headers.get("anthropic-beta") if exchange.endpoint.dialect is Dialect.ANTHROPIC else None
+    payload = cloud_body(route.upstream, route.wire, operation, payload, beta)
     return http_client().build_request(
         "POST",
         endpoint_url(route.upstream, operation, route.upstream_model, stream),
@@ -141,11 +145,13 @@ async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Res
     """Send the request and return the response with its body still unread. A cloud upstream's access token is
     put on here, just before sending (it may have been refreshed since the request was built)."""
     upstream = exchange.upstream_route.upstream
-    if upstream.provider == vertex.KIND:
-        exchange.credential = await _access_token(exchange)
-        request.headers["authorization"] = f"Bearer {exchange.credential}"
-    elif upstream.provider == bedrock.KIND:
-        exchange.credential = await _aws_authorization(exchange, request)
+    if upstream.provider:
+        try:
+            exchange.credential = await authorize_cloud(request, upstream)
+        except CloudCredentialsError as exc:
+            logger.warning("upstream %s: %s", upstream.name, exc)
+            error = ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {upstream.name}: {exc}", status=502)
+            raise ExchangeError(redacted(exchange, error)) from exc
     try:
         return await http_client().send(request, stream=True)
     except httpx.TimeoutException as exc:
@@ -154,31 +160,6 @@ async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Res
         name = exchange.upstream_route.upstream.name
         error = ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {name} is unreachable: {exc}", status=502)
         raise ExchangeError(redacted(exchange, error)) from exc
-
-
-async def _access_token(exchange: Exchange) -> str:
-    upstream = exchange.upstream_route.upstream
-    if upstream.google_credentials is None:
-        message = f"Upstream {upstream.name} has no usable Vertex AI credentials: {upstream.credentials_problem}"
-        raise ExchangeError(ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))
-    try:
-        return await vertex.access_tokens.token(upstream.google_credentials)
-    except Exception as exc:  # google-auth's RefreshError, TransportError, a malformed key
-        reason = exc.args[0] if exc.args else exc  # google-auth's errors carry the token endpoint's answer first
-        logger.warning("upstream %s: no Vertex AI access token: %s", upstream.name, reason)
-        message = f"Upstream {upstream.name}: no Vertex AI access token could be obtained: {reason}"
-        raise ExchangeError(redacted(exchange, ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))) from exc
-
-
-async def _aws_authorization(exchange: Exchange, request: httpx.Request) -> str:
-    upstream = exchange.upstream_route.upstream
-    assert upstream.aws is not None, "a Bedrock route carries its AWS auth"
-    try:
-        return await bedrock.authorize(request, upstream.aws)
-    except Exception as exc:  # no credentials, or the chain's refresh failed
-        logger.warning("upstream %s: request not signed: %s", upstream.name, exc)
-        message = f"Upstream {upstream.name} has no usable AWS credentials: {exc}"
-        raise ExchangeError(redacted(exchange, ApiError(ErrorKind.UPSTREAM_ERROR, message, status=502))) from exc
 
 
 async def read_body(exchange: Exchange, response: httpx.Response) -> bytes:

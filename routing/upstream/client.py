@@ -131,3 +131,47 @@ def network_extension(upstream: UpstreamRoute) -> dict[str, Any]:
 
 def timeout_for(upstream: UpstreamRoute) -> httpx.Timeout:
     return httpx.Timeout(upstream.timeout, connect=upstream.connect_timeout, pool=upstream.connect_timeout)
+
+
+# --- the clouds: their bodies and credentials ----------------------------------------------------------------
+
+
+def cloud_body(
+    upstream: UpstreamRoute, wire: Dialect, operation: Operation, payload: dict[str, Any], beta: str | None = None
+) -> dict[str, Any]:
+    """`payload` as a cloud takes it: a Messages body on Vertex or Bedrock carries its version (and on Bedrock the
+    client's betas, `beta`) in the body and its model in the URL. Other upstreams take it as it is."""
+    if wire is not Dialect.ANTHROPIC:
+        return payload
+    if upstream.provider == vertex.KIND:
+        return vertex.anthropic_body(payload, operation)
+    if upstream.provider == bedrock.KIND:
+        return bedrock.anthropic_body(payload, beta)
+    return payload
+
+
+async def authorize_cloud(request: httpx.Request, upstream: UpstreamRoute) -> str | None:
+    """Put a cloud upstream's credentials on `request` just before it is sent: Vertex's OAuth access token (minted
+    or refreshed as needed), Bedrock's SigV4 signature or API key. Returns the secret used (None for other
+    upstreams, whose key `upstream_headers` already put on). Raises what went wrong, saying why."""
+    if upstream.provider == vertex.KIND:
+        if upstream.google_credentials is None:
+            raise CloudCredentialsError(f"no usable Vertex AI credentials: {upstream.credentials_problem}")
+        try:
+            token = await vertex.access_tokens.token(upstream.google_credentials)
+        except Exception as exc:  # google-auth's RefreshError, TransportError, a malformed key
+            reason = exc.args[0] if exc.args else exc  # google-auth's errors carry the token endpoint's answer first
+            raise CloudCredentialsError(f"no Vertex AI access token could be obtained: {reason}") from exc
+        request.headers["authorization"] = f"Bearer {token}"
+        return token
+    if upstream.provider == bedrock.KIND:
+        assert upstream.aws is not None, "a Bedrock route carries its AWS auth"
+        try:
+            return await bedrock.authorize(request, upstream.aws)
+        except Exception as exc:  # no credentials, or the chain's refresh failed
+            raise CloudCredentialsError(f"no usable AWS credentials: {exc}") from exc
+    return None
+
+
+class CloudCredentialsError(Exception):
+    """A cloud upstream's credentials could not be put on a request (the message says why, never the secret)."""

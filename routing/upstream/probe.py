@@ -20,7 +20,15 @@ from typing import Any
 import httpx
 
 from routing.config.registry import UpstreamRoute
-from routing.upstream.client import _openai_root, endpoint_url, network_extension, upstream_headers
+from routing.upstream.client import (
+    CloudCredentialsError,
+    _openai_root,
+    authorize_cloud,
+    cloud_body,
+    endpoint_url,
+    network_extension,
+    upstream_headers,
+)
 from routing.upstream.network import proxy_for
 from routing.upstream.transport import AiohttpTransport
 from translation import catalog
@@ -84,9 +92,15 @@ def _headers(route: UpstreamRoute) -> list[tuple[str, str]]:
 
 
 def _probe_body(route: UpstreamRoute, model: str) -> dict[str, Any]:
-    """The smallest generation each format accepts: one output token (Responses requires at least 16)."""
+    """The smallest generation each format accepts: one output token (Responses requires at least 16), as the
+    upstream takes it (a cloud's Messages body: routing.upstream.client.cloud_body)."""
+    wire = route.wire_for(model)
+    return cloud_body(route, wire, Operation.GENERATE, _smallest_generation(wire, model))
+
+
+def _smallest_generation(wire: Dialect, model: str) -> dict[str, Any]:
     prompt = "Reply with OK."
-    match route.format:
+    match wire:
         case Dialect.OPENAI_CHAT:
             return {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1}
         case Dialect.OPENAI_RESPONSES:
@@ -127,6 +141,7 @@ async def _send(
         timeout=httpx.Timeout(min(route.timeout, READ_TIMEOUT), connect=route.connect_timeout),
         extensions=network_extension(route),
     )
+    await authorize_cloud(request, route)
     return await client.send(request)
 
 
@@ -169,6 +184,8 @@ async def _check(client: httpx.AsyncClient, probe: Probe) -> CheckResult:
         result.reachable, result.status = True, response.status_code
         if not response.is_success:
             result.problems.append(_answer_problem(route, response))
+    except CloudCredentialsError as exc:
+        result.problems.append(redact_text(str(exc), _secrets(route)))
     except (httpx.HTTPError, ValueError) as exc:
         if isinstance(exc, httpx.HTTPError):
             result.reachable = False
