@@ -140,6 +140,8 @@ CONFIG_REFRESH_INTERVAL: float = env.float("CONFIG_REFRESH_INTERVAL", default=0.
 RATE_LIMIT_WINDOW: float = env.float("RATE_LIMIT_WINDOW", default=60.0)
 RATE_LIMIT_PREFIX: str = env.str("RATE_LIMIT_PREFIX", default="llmproxy:limits:")
 BUDGET_REFRESH_INTERVAL: float = env.float("BUDGET_REFRESH_INTERVAL", default=2.0)
+# Days the usage ledger keeps its raw rows (0: forever); the rollups the dashboards read are kept (usage.retention).
+LEDGER_RETENTION_DAYS: int = env.int("LEDGER_RETENTION_DAYS", default=0)
 # Failover over an alias's targets (routing.dataplane.failover, routing.upstream.health): the most upstream
 # attempts one request makes; the consecutive failures that open a target's circuit and how long it then rests
 # (seconds; a 429's Retry-After, when given, sets the rest instead); how long a pool key the upstream refused

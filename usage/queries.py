@@ -30,6 +30,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Case, CharField, Count, F, Max, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth
@@ -735,9 +736,15 @@ def speed(filters: Filters, exact_limit: int | None = None, requests: int | None
         exact_limit = EXACT_PERCENTILE_ROWS
     if requests is None:
         requests = totals(filters).requests
-    if requests <= exact_limit:
+    if requests <= exact_limit and not _pruned(filters):
         return _exact_speed(filters)
     return _histogram_speed(filters)
+
+
+def _pruned(filters: Filters) -> bool:
+    """Whether the range reaches back past the ledger's retention: its raw rows may be gone, its rollups are not."""
+    days = settings.LEDGER_RETENTION_DAYS
+    return days > 0 and filters.start < datetime.now(UTC) - timedelta(days=days)
 
 
 def _exact_speed(filters: Filters) -> list[Speed]:
