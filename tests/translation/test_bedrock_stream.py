@@ -14,6 +14,7 @@ from tests.translation.bedrocklib import parse_stream
 from translation.anthropic import CODEC as ANTHROPIC
 from translation.bedrock import CODEC as BEDROCK
 from translation.bedrock.eventstream import EventStreamParser, encode_message, encode_wire_event
+from translation.bedrock.stream import StreamDecoder as BedrockStreamDecoder
 from translation.codec import ClientContext, WireEvent
 from translation.errors import ApiError, ErrorKind
 from translation.ir import (
@@ -129,7 +130,7 @@ def test_decode() -> None:
 
 
 def test_the_routing_layer_can_name_the_response() -> None:
-    decoder = BEDROCK.stream.StreamDecoder(REQUEST, response_id="req-1234")
+    decoder = BedrockStreamDecoder(REQUEST, response_id="req-1234")
     (start,) = decoder.feed(SSEEvent('{"role":"assistant"}', "messageStart"))
     assert start == ResponseStart("req-1234", MODEL)
 
