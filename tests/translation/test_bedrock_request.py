@@ -361,3 +361,28 @@ def test_a_bedrock_request_reaches_anthropic_and_gemini_upstreams() -> None:
     gemini = GEMINI.request.encode_request(request, TargetOptions(model="gemini-2.5-pro")).value
     assert gemini["generationConfig"]["maxOutputTokens"] == 4096
     assert gemini["contents"][1]["parts"][-1]["functionCall"]["args"] == {"path": "/tmp/a.txt"}
+
+
+def test_a_tool_history_without_tools_gets_them_declared() -> None:
+    """Bedrock rejects toolUse/toolResult blocks without a toolConfig; clients drop `tools` when summarising."""
+    request = ANTHROPIC.request.decode_request(
+        {
+            "model": "m",
+            "max_tokens": 100,
+            "messages": [
+                {"role": "user", "content": "Weather?"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}],
+                },
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "Sunny"}]},
+                {"role": "user", "content": "Summarise."},
+            ],
+        }
+    ).value
+    encoded = BEDROCK.request.encode_request(request, TargetOptions(model=CLAUDE))
+    check_request(encoded.value)
+    assert encoded.value["toolConfig"] == {
+        "tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]
+    }
+    assert [w.feature for w in encoded.warnings] == ["tool_config"]
