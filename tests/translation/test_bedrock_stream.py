@@ -353,3 +353,27 @@ def test_redacted_reasoning_and_signatures_for_a_bedrock_client() -> None:
         SignatureDelta(0, redacted),
         BlockStop(0),
     ]
+
+
+def test_member_wrapped_events_and_unknown_members() -> None:
+    """Events without a name, wrapped in their member (`{"contentBlockDelta": {...}}`, as boto3 yields them and
+    some relays forward them), read the same; blocks the IR has no stream form for are skipped with a warning."""
+    decoder = BedrockStreamDecoder(REQUEST, response_id="r")
+    wire = [
+        {"messageStart": {"role": "assistant"}},
+        {"contentBlockStart": {"contentBlockIndex": 0, "start": {"image": {"format": "png"}}}},
+        {"contentBlockDelta": {"contentBlockIndex": 1, "delta": {"citation": {"title": "t"}}}},
+        {"contentBlockDelta": {"contentBlockIndex": 2, "delta": {"text": "ok"}}},
+        {"messageStop": {"stopReason": "end_turn"}},
+        {"metadata": {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}, "metrics": {"latencyMs": 5}}},
+    ]
+    events = [e for item in wire for e in decoder.feed(SSEEvent(json.dumps(item)))]
+    assert events == [
+        ResponseStart("r", MODEL),
+        TextStart(0),
+        TextDelta(0, "ok"),
+        BlockStop(0),
+        ResponseStop(StopReason.END_TURN, Usage(input_tokens=1, output_tokens=1)),
+    ]
+    assert [w.feature for w in decoder.warnings] == ["native:image", "native:citation"]
+    assert decoder.finish() == []
