@@ -76,6 +76,8 @@ def read_model_list(dialect: Dialect, body: Any) -> tuple[list[str], dict[str, s
 _COUNT_FIELDS = {
     Dialect.ANTHROPIC: ("model", "messages", "system", "tools", "tool_choice", "thinking"),
     Dialect.OPENAI_RESPONSES: ("model", "input", "instructions", "tools", "tool_choice", "reasoning", "text"),
+    # Bedrock CountTokens (`POST /model/{modelId}/count-tokens`) takes them under `input.converse`.
+    Dialect.BEDROCK: ("messages", "system", "toolConfig", "additionalModelRequestFields"),
 }
 
 
@@ -83,12 +85,14 @@ def token_count_request(dialect: Dialect, generation: dict[str, Any], model: str
     """The body of a count request, from the generation request encoded for `dialect` (Chat has no counter)."""
     if dialect is Dialect.GEMINI:
         return {"generateContentRequest": {"model": f"models/{model}", **generation}}
-    return {k: v for k, v in generation.items() if k in _COUNT_FIELDS[dialect]}
+    fields = {k: v for k, v in generation.items() if k in _COUNT_FIELDS[dialect]}
+    return {"input": {"converse": fields}} if dialect is Dialect.BEDROCK else fields
 
 
 def read_token_count(dialect: Dialect, body: Any) -> int | None:
     """The count in a counting endpoint's answer, or None when the answer has none."""
-    value = body.get("totalTokens" if dialect is Dialect.GEMINI else "input_tokens") if isinstance(body, dict) else None
+    name = {Dialect.GEMINI: "totalTokens", Dialect.BEDROCK: "inputTokens"}.get(dialect, "input_tokens")
+    value = body.get(name) if isinstance(body, dict) else None
     return value if isinstance(value, int) else None
 
 
@@ -97,4 +101,6 @@ def token_count(dialect: Dialect, input_tokens: int) -> dict[str, Any]:
         return {"totalTokens": input_tokens}
     if dialect is Dialect.OPENAI_RESPONSES:
         return {"object": "response.input_tokens", "input_tokens": input_tokens}
+    if dialect is Dialect.BEDROCK:
+        return {"inputTokens": input_tokens}
     return {"input_tokens": input_tokens}

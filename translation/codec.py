@@ -29,7 +29,8 @@ class TargetOptions:
     `max_output_tokens_cap`: clamp to it (and warn) when the request asks for more.
     `flags`: per-upstream switches a codec documents in its module docstring, e.g.
     `{"anthropic_version": "2023-06-01"}`, `{"gemini_dummy_thought_signature": True}`,
-    `{"reasoning_content": True}` (send DeepSeek-style reasoning_content to a Chat upstream).
+    `{"reasoning_content": True}` (send DeepSeek-style reasoning_content to a Chat upstream),
+    `{"bedrock_model_family": "anthropic"}` (how to ask a Bedrock model whose id does not say for reasoning).
     """
 
     model: str

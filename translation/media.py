@@ -1,7 +1,7 @@
 """File extensions <-> media types, from one explicit table instead of the host's `mime.types`.
 
 Python's `mimetypes` reads /etc/mime.types and the Windows registry, so the same request could translate
-differently on two hosts. The table covers what the four APIs accept as images, audio, video and documents.
+differently on two hosts. The table covers what the APIs accept as images, audio, video and documents.
 """
 
 from __future__ import annotations

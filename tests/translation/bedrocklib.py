@@ -18,6 +18,7 @@ from botocore.validate import validate_parameters
 SERVICE = botocore.session.get_session().get_service_model("bedrock-runtime")
 CONVERSE = SERVICE.operation_model("Converse")
 CONVERSE_STREAM = SERVICE.operation_model("ConverseStream")
+INVOKE_STREAM = SERVICE.operation_model("InvokeModelWithResponseStream")
 
 
 def to_params(value: Any, shape: Shape) -> Any:
@@ -86,6 +87,14 @@ def parse_stream(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     response = {"status_code": 200, "headers": {}, "body": _Raw(chunks), "context": context}
     parsed = create_parser("rest-json").parse(response, CONVERSE_STREAM.output_shape)
     yield from parsed["stream"]
+
+
+def parse_invoke_stream(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The events boto3's `invoke_model_with_response_stream()["body"]` yields for these body bytes."""
+    context = {"operation_name": "InvokeModelWithResponseStream"}
+    response = {"status_code": 200, "headers": {}, "body": _Raw(chunks), "context": context}
+    parsed = create_parser("rest-json").parse(response, INVOKE_STREAM.output_shape)
+    yield from parsed["body"]
 
 
 def operation(stream: bool) -> OperationModel:

@@ -4,6 +4,7 @@ what the proxy reads, however the bytes are cut."""
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import struct
@@ -12,10 +13,20 @@ import pytest
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import EventStreamError as BotocoreEventStreamError
 
-from tests.translation.bedrocklib import parse_stream
-from translation.bedrock.eventstream import EventStreamError, EventStreamParser, encode_message, encode_wire_event
+from tests.translation.bedrocklib import parse_invoke_stream, parse_stream
+from translation.anthropic import CODEC as ANTHROPIC
+from translation.bedrock.eventstream import (
+    EventStreamError,
+    EventStreamParser,
+    encode_invoke_chunk,
+    encode_message,
+    encode_wire_event,
+    invoke_stream_event,
+)
 from translation.codec import WireEvent
+from translation.ir import Message, Request, Role, StopReason, TextPart
 from translation.sse import EventTooLarge, SSEEvent
+from translation.streaming import ResponseBuilder
 
 
 def _botocore_messages(data: bytes) -> list[tuple[dict[str, object], bytes]]:
@@ -215,3 +226,59 @@ def test_wire_events_reach_a_boto3_user() -> None:
     with pytest.raises(BotocoreEventStreamError) as caught:
         next(events)
     assert caught.value.response["Error"] == {"Code": "throttlingException", "Message": "slow down"}
+
+
+# -- InvokeModel streams: Anthropic events inside `chunk` events ------------------------------------------------
+
+ANTHROPIC_EVENTS = [
+    {"type": "message_start", "message": {"id": "msg_bdrk_1", "type": "message", "role": "assistant",
+                                          "model": "claude-sonnet-4-5", "content": [], "stop_reason": None,
+                                          "stop_sequence": None, "usage": {"input_tokens": 8, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi ☃"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+     "usage": {"output_tokens": 3}},
+    {"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 8, "outputTokenCount": 3,
+                                                                  "invocationLatency": 420, "firstByteLatency": 300}},
+]  # fmt: skip
+
+
+def test_an_invoke_stream_decodes_with_the_anthropic_codec() -> None:
+    body = b"".join(
+        encode_message("chunk", json.dumps({"bytes": base64.b64encode(json.dumps(e).encode()).decode()}).encode())
+        for e in ANTHROPIC_EVENTS
+    )
+    assert [json.loads(e["chunk"]["bytes"]) for e in parse_invoke_stream([body])] == ANTHROPIC_EVENTS
+    request = Request(model="anthropic.claude", messages=(Message(Role.USER, (TextPart("hi"),)),))
+    decoder = ANTHROPIC.stream.StreamDecoder(request)
+    parser = EventStreamParser()
+    events = [
+        e
+        for cut in (body[:100], body[100:])
+        for sse in parser.feed(cut)
+        for e in decoder.feed(invoke_stream_event(sse))
+    ]
+    builder = ResponseBuilder()
+    for event in events:
+        builder.feed(event)
+    response = builder.response()
+    assert (response.id, response.parts, response.stop) == ("msg_bdrk_1", (TextPart("Hi ☃"),), StopReason.END_TURN)
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (8, 3)
+
+
+def test_anthropic_events_framed_for_an_invoke_stream_client() -> None:
+    frames = [encode_invoke_chunk(WireEvent(e, e["type"])) for e in ANTHROPIC_EVENTS]
+    frames.append(encode_invoke_chunk(WireEvent({"message": "slow"}, "throttlingException")))
+    events = parse_invoke_stream(frames)
+    assert [json.loads(next(events)["chunk"]["bytes"]) for _ in ANTHROPIC_EVENTS] == ANTHROPIC_EVENTS
+    with pytest.raises(BotocoreEventStreamError) as caught:
+        next(events)
+    assert caught.value.response["Error"]["Code"] == "throttlingException"
+    sse = [invoke_stream_event(e) for e in EventStreamParser().feed(b"".join(frames))]
+    assert [e.event for e in sse] == [e["type"] for e in ANTHROPIC_EVENTS] + ["throttlingException"]
+
+
+def test_a_chunk_that_is_not_base64_json_is_an_error() -> None:
+    with pytest.raises(EventStreamError):
+        invoke_stream_event(SSEEvent('{"bytes": "not base64!"}', "chunk"))

@@ -8,11 +8,14 @@ import base64
 from typing import Any
 
 import pytest
+from botocore.validate import validate_parameters
 
-from tests.translation.bedrocklib import check_request
+from tests.translation.bedrocklib import SERVICE, check_request, to_params
 from translation.anthropic import CODEC as ANTHROPIC
 from translation.bedrock import CODEC as BEDROCK
+from translation.catalog import read_token_count, token_count, token_count_request
 from translation.codec import TargetOptions
+from translation.dialect import Dialect
 from translation.gemini import CODEC as GEMINI
 from translation.ir import (
     CacheHint,
@@ -361,3 +364,40 @@ def test_a_bedrock_request_reaches_anthropic_and_gemini_upstreams() -> None:
     gemini = GEMINI.request.encode_request(request, TargetOptions(model="gemini-2.5-pro")).value
     assert gemini["generationConfig"]["maxOutputTokens"] == 4096
     assert gemini["contents"][1]["parts"][-1]["functionCall"]["args"] == {"path": "/tmp/a.txt"}
+
+
+def test_a_tool_history_without_tools_gets_them_declared() -> None:
+    """Bedrock rejects toolUse/toolResult blocks without a toolConfig; clients drop `tools` when summarising."""
+    request = ANTHROPIC.request.decode_request(
+        {
+            "model": "m",
+            "max_tokens": 100,
+            "messages": [
+                {"role": "user", "content": "Weather?"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}],
+                },
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "Sunny"}]},
+                {"role": "user", "content": "Summarise."},
+            ],
+        }
+    ).value
+    encoded = BEDROCK.request.encode_request(request, TargetOptions(model=CLAUDE))
+    check_request(encoded.value)
+    assert encoded.value["toolConfig"] == {
+        "tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]
+    }
+    assert [w.feature for w in encoded.warnings] == ["tool_config"]
+
+
+def test_token_counting_in_bedrock_shape() -> None:
+    body = BEDROCK.request.encode_request(
+        BEDROCK.request.decode_request(FULL_BODY, model=CLAUDE).value, TargetOptions(model=CLAUDE)
+    ).value
+    count = token_count_request(Dialect.BEDROCK, body, CLAUDE)
+    assert set(count["input"]["converse"]) == {"messages", "system", "toolConfig", "additionalModelRequestFields"}
+    shape = SERVICE.operation_model("CountTokens").input_shape
+    validate_parameters({"modelId": "anthropic.claude-sonnet-4-5-20250929-v1:0", **to_params(count, shape)}, shape)
+    assert read_token_count(Dialect.BEDROCK, {"inputTokens": 42}) == 42
+    assert token_count(Dialect.BEDROCK, 42) == {"inputTokens": 42}

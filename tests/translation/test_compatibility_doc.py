@@ -22,6 +22,9 @@ FOLDERS = {
     "gemini": "gemini",
     "bedrock": "bedrock",
 }
+# The upstream model each column is for: Bedrock serves many model families, and reasoning is asked for in each
+# family's own terms; the column is for Claude on Bedrock.
+MODELS = {"bedrock": "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}
 
 USER = {"role": "user", "content": "Hi"}
 WEATHER = {
@@ -164,7 +167,8 @@ def outcome(probe: str, target: str) -> str:
     encoder = importlib.import_module(f"translation.{FOLDERS[target]}.request")
     try:
         decoded = decoder.decode_request(body, model="m")
-        encoded = encoder.encode_request(decoded.value, TargetOptions(model="m", default_max_output_tokens=1024))
+        target_options = TargetOptions(model=MODELS.get(target, "m"), default_max_output_tokens=1024)
+        encoded = encoder.encode_request(decoded.value, target_options)
     except TranslationError as exc:
         return f"refused `{exc.feature}`"
     warnings = sorted({w.feature for w in (*decoded.warnings, *encoded.warnings)})

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from translation import anthropic, gemini, openai_chat, openai_responses
+from translation import anthropic, bedrock, gemini, openai_chat, openai_responses
+from translation.bedrock.eventstream import EventStreamParser, encode_message
 from translation.codec import ClientContext, Codec, TargetOptions
 from translation.ir import Request, Response, StreamEvent, from_json, to_json
 from translation.sse import SSEEvent, SSEParser, encode_event
@@ -50,6 +51,12 @@ class Vector:
     def sse_bytes(self) -> bytes:
         """A stream vector's wire side as the bytes an upstream would send."""
         return b"".join(encode_event(e["data"], e.get("event")) for e in self.wire)
+
+    def eventstream_bytes(self) -> bytes:
+        """The same in AWS event-stream framing (Bedrock): exceptions are the events named `…Exception`."""
+        return b"".join(
+            encode_message(e["event"], _compact(e["data"]).encode(), _message_type(e["event"])) for e in self.wire
+        )
 
     def wire_events(self) -> list[SSEEvent]:
         return [
@@ -100,9 +107,11 @@ def chunkings(data: bytes, seed: int = 0) -> Iterator[list[bytes]]:
         yield [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
-def replay(make_decoder: Callable[[], Any], chunks: list[bytes]) -> list[StreamEvent]:
-    """Feed network chunks through the SSE parser into a fresh decoder; all IR events, in order."""
-    parser, decoder = SSEParser(), make_decoder()
+def replay(
+    make_decoder: Callable[[], Any], chunks: list[bytes], parser: SSEParser | EventStreamParser | None = None
+) -> list[StreamEvent]:
+    """Feed network chunks through the SSE parser (or `parser`) into a fresh decoder; all IR events, in order."""
+    parser, decoder = parser or SSEParser(), make_decoder()
     events: list[StreamEvent] = []
     for chunk in chunks:
         for sse in parser.feed(chunk):
@@ -117,6 +126,10 @@ def _compact(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+def _message_type(event: str) -> str:
+    return "exception" if event.endswith("Exception") else "event"
+
+
 # -- the four codecs against their vectors -------------------------------------------------------------------
 
 
@@ -127,6 +140,7 @@ class DialectVectors:
     codec: Codec
     default_model: str  # of the upstream request a stream vector without a "request" answers
     model_in_url: bool = False  # the request body has no model (Gemini names it in the URL): decode is told it
+    eventstream: bool = False  # streams come in AWS event-stream framing (Bedrock), not SSE
 
     @property
     def folder(self) -> str:
@@ -138,6 +152,7 @@ DIALECTS = (
     DialectVectors(gemini.CODEC, "gemini-2.5-flash", model_in_url=True),
     DialectVectors(openai_chat.CODEC, "m"),
     DialectVectors(openai_responses.CODEC, "gpt-5.5"),
+    DialectVectors(bedrock.CODEC, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", model_in_url=True, eventstream=True),
 )
 
 
@@ -203,9 +218,11 @@ def test_encode_response(dialect: DialectVectors, vector: Vector) -> None:
 
 @pytest.mark.parametrize(("dialect", "vector"), cases("stream", "decode"))
 def test_decode_stream_at_any_byte_boundary(dialect: DialectVectors, vector: Vector) -> None:
-    for chunks in chunkings(vector.sse_bytes()):
+    data = vector.eventstream_bytes() if dialect.eventstream else vector.sse_bytes()
+    for chunks in chunkings(data):
         decoder = stream_decoder(dialect, vector)
-        assert [to_json(e) for e in replay(functools.partial(_same, decoder), chunks)] == vector.ir
+        parser = EventStreamParser() if dialect.eventstream else SSEParser()
+        assert [to_json(e) for e in replay(functools.partial(_same, decoder), chunks, parser)] == vector.ir
         assert features(decoder.warnings) == vector.warnings_for("decode")
 
 

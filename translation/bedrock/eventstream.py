@@ -21,6 +21,7 @@ against botocore's own `EventStreamBuffer` both ways.
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import zlib
@@ -180,3 +181,33 @@ def encode_wire_event(wire: WireEvent) -> bytes:
     event_type = wire.event or ""
     data = wire.data if isinstance(wire.data, str) else json.dumps(wire.data, ensure_ascii=False, separators=(",", ":"))
     return encode_message(event_type, data.encode("utf-8"), "exception" if is_exception(event_type) else "event")
+
+
+# -- InvokeModel streams: the model's own events, base64 inside `chunk` events ---------------------------------
+
+
+def invoke_stream_event(event: SSEEvent) -> SSEEvent:
+    """A message of `invoke-with-response-stream` as the model's own stream event: a `chunk` carries
+    `{"bytes": base64 of one event of the model's API}` (for Claude, one Anthropic Messages event, whose `type`
+    becomes the SSE event name), so the Anthropic codec can decode it. Exceptions pass through unchanged; a chunk
+    that is not such a wrapper raises `EventStreamError`."""
+    if event.event != "chunk":
+        return event
+    try:
+        inner = base64.b64decode(json.loads(event.data)["bytes"], validate=True).decode("utf-8")
+        kind = json.loads(inner).get("type")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EventStreamError(f"an invoke stream chunk is not base64 JSON: {exc}") from exc
+    return SSEEvent(inner, kind if isinstance(kind, str) else None)
+
+
+def encode_invoke_chunk(wire: WireEvent) -> bytes:
+    """A model stream event (e.g. an Anthropic `StreamEncoder`'s `WireEvent`) framed as Bedrock's
+    `invoke-with-response-stream` sends it: a `chunk` event with the event's JSON base64-encoded in `bytes`.
+    Exception names (`…Exception`) go out as exception messages with the payload as it is."""
+    event_type = wire.event or ""
+    data = wire.data if isinstance(wire.data, str) else json.dumps(wire.data, ensure_ascii=False, separators=(",", ":"))
+    if is_exception(event_type):
+        return encode_message(event_type, data.encode("utf-8"), "exception")
+    payload = json.dumps({"bytes": base64.b64encode(data.encode("utf-8")).decode("ascii")}, separators=(",", ":"))
+    return encode_message("chunk", payload.encode("ascii"))

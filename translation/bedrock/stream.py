@@ -81,8 +81,8 @@ class _Block:
 class StreamDecoder:
     """Converse stream events in, IR events out, each as soon as its upstream event arrives.
 
-    `response_id`: the id to report (routing may pass the `x-amzn-RequestId` header); by default one derived
-    from the request, since the stream carries none.
+    `response_id`: the id to report; routing should pass the `x-amzn-RequestId` response header, since the
+    stream carries no id (without it, one is derived from the first event, unique only through its padding).
     """
 
     def __init__(self, request: Request, response_id: str | None = None) -> None:
@@ -114,7 +114,7 @@ class StreamDecoder:
         if is_exception(name):
             self._done = True
             return [StreamError(stream_error(name, data))]
-        out = self._start() if not self._started else []
+        out = self._start(event.data) if not self._started else []
         match name:
             case "contentBlockStart":
                 out += self._block_start(data.get("contentBlockIndex"), data.get("start"))
@@ -138,12 +138,14 @@ class StreamDecoder:
         if self._stop is not None:  # only the metadata event went missing: the answer is complete
             return self._end()
         self._done = True
-        out = self._start() if not self._started else []
+        out = self._start("") if not self._started else []
         return [*out, StreamError(ApiError(ErrorKind.UPSTREAM_ERROR, "the upstream stream ended before messageStop"))]
 
-    def _start(self) -> list[StreamEvent]:
+    def _start(self, first_payload: str) -> list[StreamEvent]:
+        """ResponseStart, at the first event. Without an id from routing, one is derived from that event, whose
+        random padding (`p`) Bedrock varies per stream."""
         self._started = True
-        response_id = self._response_id or derived_id("stream", self._request.model, repr(self._request))
+        response_id = self._response_id or derived_id("stream", self._request.model, first_payload)
         self._response_id = response_id
         return [ResponseStart(response_id, self._request.model)]
 

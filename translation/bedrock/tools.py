@@ -99,7 +99,10 @@ def encode_tool_config(request: Request, w: Warnings) -> dict[str, Any] | None:
             if tool.cache is not None:
                 tools.append(cache_to_wire(tool.cache))
     if not any("toolSpec" in t or "systemTool" in t for t in tools):
-        return None
+        if not _history_uses_tools(request):
+            return None
+        tools = _history_tools(request)
+        w.drop("tool_config", "the history uses tools the request does not declare; declared for Bedrock", "tools")
     if request.parallel_tool_calls is False:
         w.drop("parallel_tool_calls", "Bedrock Converse cannot turn off parallel tool calls", "parallel_tool_calls")
     config: dict[str, Any] = {"tools": tools}
@@ -138,6 +141,20 @@ def _tool_spec(tool: FunctionTool, w: Warnings, path: str) -> dict[str, Any]:
         spec["strict"] = tool.strict
     spec.update(extras_for(tool.extras, DIALECT))
     return {"toolSpec": spec}
+
+
+def _history_tools(request: Request) -> list[dict[str, Any]]:
+    """Declarations for the tools a history uses, when the request declares none (a client compacting a
+    conversation sends its tool calls without tools): Bedrock rejects toolUse/toolResult blocks without a
+    toolConfig. Each takes any object, as the calls already made did."""
+    names: dict[str, None] = {}
+    for message in request.messages:
+        for part in message.parts:
+            if isinstance(part, ToolCallPart) or (isinstance(part, ToolResultPart) and part.name):
+                names[str(part.name)] = None
+    return [
+        {"toolSpec": {"name": name, "inputSchema": {"json": {"type": "object"}}}} for name in names or {"tool": None}
+    ]
 
 
 def _history_uses_tools(request: Request) -> bool:
