@@ -5,6 +5,7 @@ its fake token endpoint issued for the test's service account (and refuses them 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 
@@ -192,3 +193,23 @@ def test_the_upstream_check_reaches_vertex_with_a_token_and_says_why_it_cannot(c
     output, error = run_command("vx")
     assert error is not None and "FAIL vx" in output
     assert "GOOGLE_SERVICE_ACCOUNT_JSON is not set" in output
+
+
+def test_a_key_file_path_and_a_stored_key_work_too(inproc, alice_key, cloud, monkeypatch, tmp_path):
+    account = json.loads(os.environ["GOOGLE_SERVICE_ACCOUNT_JSON"])
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps(account))
+    monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_JSON", str(key_file))  # the variable holds the file's path
+    configure(cloud)
+    inproc.sync()
+    claude = anthropic.Anthropic(api_key=alice_key, base_url=inproc.url, max_retries=0, http_client=inproc.client())
+    assert claude.messages.create(model="claude-vx", max_tokens=20, messages=HI).content
+
+    upstream = Upstream.objects.get(name="vx")
+    upstream.credentials_env = ""
+    upstream.set_api_key(json.dumps(account))  # pasted into the admin's key field: stored encrypted
+    upstream.save()
+    monkeypatch.delenv("GOOGLE_SERVICE_ACCOUNT_JSON")
+    inproc.sync()
+    assert claude.messages.create(model="claude-vx", max_tokens=20, messages=HI).content
+    assert cloud.handler.refused == []

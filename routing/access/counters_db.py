@@ -335,7 +335,7 @@ class DatabaseStore(Store):
 
     async def _transact(self, ask: Ask, now: float) -> Answer:
         try:
-            answer = await run_db(lambda: transact(ask, now, window_seconds()), keep_connection=True)
+            answer = await run_db(lambda: transact(ask, now, window_seconds()))
         except Exception:
             for name, count in ask.add_tokens.items():  # not written: kept for the next transaction
                 self._get(name).unwritten += count

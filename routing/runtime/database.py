@@ -2,41 +2,59 @@
 
 One dedicated thread per process: the event loop never waits on the database, and the process holds a single
 connection for this work (the request path's rate-limit counters, the background jobs, the stored responses).
+
+That connection is kept between calls: opening one per call would reconnect twice a second for the configuration
+check alone, on every worker of every replica. It is replaced after an error (a restarted database must not poison
+the calls after it), after CONNECTION_MAX_AGE seconds (so a server-side limit or a failover is picked up), and
+checked with a trivial query when it sat idle for IDLE_CHECK_SECONDS (a server or a pooler may have dropped it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from django.db import close_old_connections, connection
+from django.db import connection
 
 T = TypeVar("T")
+
+CONNECTION_MAX_AGE = 300.0
+IDLE_CHECK_SECONDS = 30.0
 
 db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmproxy-db")
 
 
-async def run_db(fn: Callable[[], T], *, keep_connection: bool = False) -> T:
-    """Run a synchronous ORM function on the database thread.
+class _Connection:
+    """When the database thread's connection was opened and last used (only that thread touches it)."""
 
-    Each call normally starts with `close_old_connections()`, which (CONN_MAX_AGE = 0) means a new connection.
-    `keep_connection` uses the connection the thread has open instead, for work done per request (rate-limit
-    counters) where connecting would cost several times the work; it is still closed after an error."""
-    return await asyncio.get_running_loop().run_in_executor(db_executor, _guarded(fn, fresh=not keep_connection))
+    opened = 0.0
+    used = 0.0
 
 
-def _guarded(fn: Callable[[], T], *, fresh: bool) -> Callable[[], T]:
+async def run_db(fn: Callable[[], T]) -> T:
+    """Run a synchronous ORM function on the database thread, on its kept connection."""
+    return await asyncio.get_running_loop().run_in_executor(db_executor, _guarded(fn))
+
+
+def _guarded(fn: Callable[[], T]) -> Callable[[], T]:
     def call() -> T:
-        if fresh:
-            close_old_connections()
+        now = time.monotonic()
+        if connection.connection is not None:
+            stale = now - _Connection.opened > CONNECTION_MAX_AGE
+            if stale or (now - _Connection.used > IDLE_CHECK_SECONDS and not connection.is_usable()):
+                connection.close()
+        if connection.connection is None:
+            _Connection.opened = now
         try:
             return fn()
         except Exception:
-            # A broken connection (database restarted) must not poison every later call.
             connection.close()
             raise
+        finally:
+            _Connection.used = time.monotonic()
 
     return call
 
