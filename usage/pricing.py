@@ -53,6 +53,7 @@ _FORMAT_PROVIDER = {
     Dialect.OPENAI_CHAT.value: "openai",
     Dialect.OPENAI_RESPONSES.value: "openai",
     Dialect.GEMINI.value: "google",
+    Dialect.BEDROCK.value: "aws",  # a Bedrock endpoint whose URL genai-prices does not know (a VPC endpoint)
 }
 
 

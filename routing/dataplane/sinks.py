@@ -7,14 +7,13 @@ answer with its status; after it, the dialect's stream error event.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from routing.dataplane.asgi_io import JSON_CONTENT_TYPE, SSE_HEADERS, Send, send_bytes
 from translation.bedrock.eventstream import CONTENT_TYPE as EVENT_STREAM_CONTENT_TYPE
-from translation.bedrock.eventstream import encode_message, encode_wire_event
+from translation.bedrock.eventstream import encode_invoke_chunk, encode_wire_event
 from translation.codec import WireEvent
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, error_body, error_headers, status_for, stream_error_event
@@ -95,7 +94,7 @@ class HttpSink(Sink):
         elif self.dialect is Dialect.BEDROCK:
             await self.chunk(b"".join(encode_wire_event(wire) for wire in events if isinstance(wire.data, dict)))
         else:
-            await self.chunk(b"".join(_invoke_chunk(wire) for wire in events if isinstance(wire.data, dict)))
+            await self.chunk(b"".join(encode_invoke_chunk(wire) for wire in events if isinstance(wire.data, dict)))
 
     async def close_stream(self) -> None:
         await self._send({"type": "http.response.body", "body": b""})
@@ -110,12 +109,6 @@ class HttpSink(Sink):
             headers.append((b"x-should-retry", b"false"))  # the SDKs (and Claude Code) would retry a 429 in vain
         headers += [(name.encode(), value.encode()) for name, value in error_headers(dialect, error).items()]
         await self.json(status_for(dialect, error), error_body(dialect, error), headers)
-
-
-def _invoke_chunk(wire: WireEvent) -> bytes:
-    """An Anthropic stream event as InvokeModel's stream carries it: base64 JSON in a `chunk` message."""
-    data = json.dumps(wire.data, ensure_ascii=False, separators=(",", ":")).encode()
-    return encode_message("chunk", json.dumps({"bytes": base64.b64encode(data).decode()}).encode())
 
 
 def ws_error_event(error: ApiError) -> dict[str, Any]:

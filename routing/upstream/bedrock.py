@@ -14,7 +14,6 @@ and instance roles), or it carries a Bedrock API key as a bearer token.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from translation.bedrock.eventstream import invoke_stream_event, is_exception
 from translation.dialect import Dialect
 from translation.operation import Operation
 from translation.sse import SSEEvent
@@ -167,18 +167,12 @@ class InvokeStreamParser:
 
     @staticmethod
     def _unwrap(event: SSEEvent) -> SSEEvent:
+        if not is_exception(event.event or ""):
+            return invoke_stream_event(event)
         try:
-            payload = json.loads(event.data)
-        except ValueError:
-            payload = {}
-        if event.event == "chunk" and isinstance(payload, dict) and isinstance(payload.get("bytes"), str):
-            inner = base64.b64decode(payload["bytes"]).decode("utf-8", "replace")
-            try:
-                kind = json.loads(inner).get("type")
-            except (ValueError, AttributeError):
-                kind = None
-            return SSEEvent(data=inner, event=kind if isinstance(kind, str) else None)
-        message = payload.get("message") if isinstance(payload, dict) else None
+            message = json.loads(event.data).get("message")
+        except (ValueError, AttributeError):
+            message = None
         error_type = _ANTHROPIC_ERROR_TYPES.get(event.event or "", "api_error")
         error = {"type": "error", "error": {"type": error_type, "message": str(message or event.event)}}
         return SSEEvent(data=json.dumps(error), event="error")
