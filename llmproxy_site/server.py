@@ -51,7 +51,7 @@ from twisted.web import http
 
 from routing.runtime import drain
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("llmproxy_site.server")  # also when run as __main__ (python -m)
 
 # How far past MAX_REQUEST_BYTES the server itself cuts a body off. The data plane counts the same bytes a few
 # event-loop turns later and answers 413 in the client's dialect; the server's plain 413 is the backstop for
