@@ -8,9 +8,9 @@ signals reach the manager directly:
 - WORKERS processes (0, the default: one per core), each a whole server with its own event loop, database
   thread and background worker. The kernel hands each new connection to one of them.
 - A worker that exits (a crash, a SIGKILL) is started again at once.
-- SIGTERM or SIGINT to the manager sends SIGTERM to every worker; each stops as a lone server does (running
-  requests cancelled and recorded as interrupted after the ledger's grace, the ledger written) and is killed
-  only if it takes longer than WORKER_STOP_TIMEOUT.
+- SIGTERM or SIGINT to the manager sends SIGTERM to every worker; each stops as a lone server does (draining
+  for DRAIN_DELAY_SECONDS, then running requests cancelled and recorded as interrupted after the ledger's grace,
+  the ledger written) and is killed only if it takes longer than WORKER_STOP_TIMEOUT.
 - Every worker's output, and the manager's own lines (started, exited, restarted), go to the manager's standard
   output: the terminal of `make run`. Log lines carry the process id (settings.LOGGING).
 
@@ -39,11 +39,12 @@ def worker_count(configured: int) -> int:
     return configured if configured > 0 else max(os.cpu_count() or 1, 1)
 
 
-def stop_wait_seconds(configured: float, ledger_grace: float) -> int:
-    """How long supervisord waits for a worker after SIGTERM before SIGKILL: never shorter than the ledger's
-    own grace for running exchanges plus a second for its last write (a kill then would lose rows to the next
-    start's spool adoption, and cut the streams that were still finishing)."""
-    return math.ceil(max(configured, ledger_grace + 1.0))
+def stop_wait_seconds(configured: float, ledger_grace: float, drain_delay: float = 0.0) -> int:
+    """How long supervisord waits for a worker after SIGTERM before SIGKILL: never shorter than the drain delay
+    (still serving while the balancer takes the server out), the ledger's own grace for running exchanges and
+    a second for its last write (a kill then would lose rows to the next start's spool adoption, and cut the
+    streams that were still finishing)."""
+    return math.ceil(max(configured, max(drain_delay, 0.0) + ledger_grace + 1.0))
 
 
 def _quoted(value: str) -> str:
@@ -111,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
             host=args.host,
             port=args.port,
             workers=workers,
-            stop_wait=stop_wait_seconds(settings.WORKER_STOP_TIMEOUT, settings.SHUTDOWN_GRACE_SECONDS),
+            stop_wait=stop_wait_seconds(
+                settings.WORKER_STOP_TIMEOUT, settings.SHUTDOWN_GRACE_SECONDS, settings.DRAIN_DELAY_SECONDS
+            ),
             run_dir=run_dir,
             root=Path(settings.BASE_DIR),
         )

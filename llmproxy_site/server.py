@@ -21,7 +21,10 @@ a 300 MB body is read before the application sees its headers. This server chang
 
 Besides: WebSocket messages get the same size limit as bodies, the access log leaves query strings out, and
 X-Forwarded-* headers are read only from the reverse proxies in TRUSTED_PROXIES (daphne's --proxy-headers would
-believe anyone's), and a stop (SIGTERM/SIGINT) lets running requests finish for a grace before cancelling them.
+believe anyone's), and a stop drains: on SIGTERM the readiness probe answers 503 at once while new connections are
+still accepted for DRAIN_DELAY_SECONDS (so that a load balancer takes the server out first), then the server stops
+accepting and lets running requests finish for SHUTDOWN_GRACE_SECONDS before cancelling them (SIGINT skips the
+delay). Answers given while draining say `Connection: close`, so that kept-alive connections move elsewhere.
 `make run` runs several of these servers on one socket (llmproxy_site.serve, `--fd 0`).
 
 Requests without a body (GETs, WebSocket upgrades) go through daphne unchanged. HTTP/1.1 only (daphne speaks
@@ -38,10 +41,17 @@ from daphne.http_protocol import HTTPFactory, WebRequest  # isort:skip
 from daphne.server import Server  # isort:skip
 
 import asyncio
+import contextlib
+import logging
+import signal
 from collections.abc import Callable
 from typing import Any
 
 from twisted.web import http
+
+from routing.runtime import drain
+
+logger = logging.getLogger("llmproxy_site.server")  # also when run as __main__ (python -m)
 
 # How far past MAX_REQUEST_BYTES the server itself cuts a body off. The data plane counts the same bytes a few
 # event-loop turns later and answers 413 in the client's dialect; the server's plain 413 is the backstop for
@@ -147,8 +157,10 @@ class ProxyRequest(WebRequest):  # type: ignore[misc]
 
     def handle_reply(self, message: dict[str, Any]) -> None:
         answered_early = self.streaming and not self.body_done and not self.finished and self.channel is not None
-        if message["type"] == "http.response.start" and answered_early:
-            # Answered before the body ended: this connection cannot carry another request.
+        draining = drain.draining() and self.channel is not None
+        if message["type"] == "http.response.start" and (answered_early or draining):
+            # Answered before the body ended: this connection cannot carry another request. Draining: the client's
+            # next request should open a connection the balancer gives to another server.
             self.responseHeaders.setRawHeaders(b"connection", [b"close"])
             self.channel.persistent = False
         super().handle_reply(message)
@@ -259,14 +271,52 @@ class ProxyServer(Server):  # type: ignore[misc]
         self._ports = [*getattr(self, "_ports", []), port]
         super().listen_success(port)
 
+    def run(self) -> None:
+        from twisted.internet import reactor
+
+        if self.signal_handlers:
+            # Twisted's own SIGTERM handler stops the reactor at once; it is installed as the reactor starts,
+            # this one after it.
+            reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._sigterm)
+        super().run()
+
+    def _sigterm(self, signum: int, frame: Any) -> None:
+        from twisted.internet import reactor
+
+        reactor.callFromThread(self.begin_drain)  # a signal handler: the work happens on the reactor's loop
+
+    def begin_drain(self) -> None:
+        """SIGTERM: readiness answers 503 from now on (routing.runtime.drain); new connections are accepted and
+        served as before for DRAIN_DELAY_SECONDS, the time a load balancer needs to see the probe fail and take
+        this server out; then the stop proper (below). A second SIGTERM stops at once."""
+        from django.conf import settings
+        from twisted.internet import reactor
+
+        if drain.draining():
+            self._stop_reactor()
+            return
+        drain.begin()
+        delay: float = max(settings.DRAIN_DELAY_SECONDS, 0.0)
+        logger.info("SIGTERM: draining (readiness answers 503), accepting new connections for %g s more", delay)
+        _reactor(reactor).callLater(delay, self._stop_reactor)
+
+    @staticmethod
+    def _stop_reactor() -> None:
+        from twisted.internet import error, reactor
+
+        with contextlib.suppress(error.ReactorNotRunning):  # stopping already (a SIGINT, or a second SIGTERM)
+            _reactor(reactor).stop()
+
     def kill_all_applications(self) -> Any:
-        """SIGTERM/SIGINT (daphne's "before shutdown" trigger): accept no new connection (the socket's other
-        workers do), let running requests, streams above all, end by themselves for up to the ledger's grace,
-        then cancel what is left, as daphne does at once. The ledger waits the same grace before recording
-        what is still running as interrupted (usage.ledger.write_at_stop)."""
+        """The stop proper (daphne's "before shutdown" trigger: after the drain delay of a SIGTERM, at once on
+        SIGINT): accept no new connection (the socket's other workers do), let running requests, streams above
+        all, end by themselves for up to the ledger's grace, then cancel what is left, as daphne does at once.
+        The ledger waits the same grace before recording what is still running as interrupted
+        (usage.ledger.write_at_stop)."""
         from django.conf import settings
         from twisted.internet.defer import Deferred
 
+        drain.begin()
         for port in getattr(self, "_ports", []):
             port.stopListening()
         running = [c["application_instance"] for c in self.connections.values() if c.get("application_instance")]
@@ -291,6 +341,12 @@ class ProxyServer(Server):  # type: ignore[misc]
     @http_factory.setter
     def http_factory(self, factory: HTTPFactory) -> None:
         self._http_factory = factory if isinstance(factory, ProxyHTTPFactory) else ProxyHTTPFactory(self)
+
+
+def _reactor(reactor: object) -> Any:
+    """The reactor, untyped: the zope interface stubs declare its methods without `self`, which confuses the
+    type checker (as in routing.runtime.worker)."""
+    return reactor
 
 
 class ProxyCommandLine(CommandLineInterface):  # type: ignore[misc]

@@ -21,13 +21,17 @@ HOST: str = env.str("HOST", default="127.0.0.1")
 PORT: int = env.int("PORT", default=8080)
 LOOPBACK = HOST in ("127.0.0.1", "localhost", "::1") or HOST.startswith("127.")
 # `make run` (llmproxy_site.serve): how many server processes share the listening socket (0: one per core), and
-# how long a stopping one may take (the ledger's grace for running exchanges, then its last write) before its
-# process manager kills it.
+# how long a stopping one may take (the drain delay, the ledger's grace for running exchanges, then its last write)
+# before its process manager kills it.
 WORKERS: int = env.int("WORKERS", default=0)
 WORKER_STOP_TIMEOUT: float = env.float("WORKER_STOP_TIMEOUT", default=15.0)
 # How long a stopping server lets running requests (streams above all) finish by themselves before it cancels
 # them and records them as interrupted (llmproxy_site.server, usage.ledger).
 SHUTDOWN_GRACE_SECONDS: float = env.float("SHUTDOWN_GRACE_SECONDS", default=2.0)
+# How long a server told to stop (SIGTERM) keeps accepting new connections, with its readiness probe (/health/ready)
+# answering 503, before it stops accepting and the grace above begins: time for a load balancer to take it out
+# of rotation (llmproxy_site.server, docs/deployment.md "Graceful drain"). 0: stop accepting at once.
+DRAIN_DELAY_SECONDS: float = env.float("DRAIN_DELAY_SECONDS", default=2.0)
 
 # DEBUG only when asked for: a loopback address may well be a reverse proxy's upstream, and debug pages show
 # settings and code. Serving on a loopback address allows a built-in SECRET_KEY; anything else is a

@@ -50,6 +50,9 @@ class ProxyServer:
                 "CONFIG_REFRESH_INTERVAL": "0.1",
                 "HOST": "127.0.0.1",
                 "PYTHONUNBUFFERED": "1",
+                # No balancer to tell in front of a test's server: a stop need not keep accepting first
+                # (tests/test_shutdown.py sets a delay where it checks the drain).
+                "DRAIN_DELAY_SECONDS": "0",
             }
         )
         env.update(extra_env or {})

@@ -164,7 +164,8 @@ def test_by_default_one_worker_per_core_and_a_stop_timeout_past_the_ledgers_grac
     execs: list[list[str]] = []
     monkeypatch.setattr(serve.os, "execv", lambda path, args: execs.append(args))
     monkeypatch.setattr(settings, "WORKERS", 0)
-    monkeypatch.setattr(settings, "WORKER_STOP_TIMEOUT", 0.5)  # too short: raised to the grace plus a second
+    # too short: raised to the drain delay, the grace and a second
+    monkeypatch.setattr(settings, "WORKER_STOP_TIMEOUT", 0.5)
     serve.main(["--host", "127.0.0.1", "--port", "18080", "--run-dir", str(tmp_path)])
     (args,) = execs
     config = (tmp_path / "18080" / "supervisord.conf").read_text()
@@ -172,7 +173,8 @@ def test_by_default_one_worker_per_core_and_a_stop_timeout_past_the_ledgers_grac
     assert "--nodaemon" in args
     assert f"\nnumprocs={os.cpu_count()}\n" in config
     assert "\nsocket=tcp://127.0.0.1:18080\n" in config
-    assert f"\nstopwaitsecs={math.ceil(settings.SHUTDOWN_GRACE_SECONDS + 1)}\n" in config
+    stop_wait = math.ceil(settings.DRAIN_DELAY_SECONDS + settings.SHUTDOWN_GRACE_SECONDS + 1)
+    assert f"\nstopwaitsecs={stop_wait}\n" in config
     assert "\nautorestart=true\n" in config
     assert "llmproxy_site.server --fd 0 llmproxy_site.asgi:application" in config
 

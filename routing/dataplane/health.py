@@ -7,6 +7,7 @@ import asyncio
 from django.conf import settings
 
 from routing.dataplane.asgi_io import Send, send_json
+from routing.runtime import drain
 from routing.runtime.database import database_answers, run_db
 from routing.runtime.live import live_config
 from usage import ledger
@@ -22,7 +23,14 @@ async def readiness(send: Send, *, detailed: bool) -> None:
     first (so a probe, or a test, finds every finished exchange in the database afterwards).
 
     What failed is told to operators (`detailed`: the metrics token, or loopback); anyone else learns only
-    which part is unavailable, not the database's error text."""
+    which part is unavailable, not the database's error text.
+
+    A draining server (told to stop: routing.runtime.drain) is not ready, whatever else holds: it answers 503
+    at once, without asking the database, so that the load balancer takes it out before it stops accepting."""
+    if drain.draining():
+        token = live_config.snapshot.token
+        await send_json(send, 503, {"status": "draining", "config_token": token, "problems": ["server stopping"]})
+        return
     problems: list[tuple[str, str]] = []
     try:
         await asyncio.wait_for(_check_database(), settings.READINESS_DB_TIMEOUT)
