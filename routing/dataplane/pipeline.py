@@ -33,6 +33,7 @@ from routing.dataplane.plan import Plan, decode_client_request
 from routing.dataplane.relay import relay
 from routing.dataplane.sinks import HttpSink
 from routing.dataplane.upstream_call import build_upstream_request
+from routing.runtime import drain
 from routing.runtime.live import live_config
 from routing.upstream import bedrock
 from translation import catalog
@@ -45,6 +46,7 @@ from usage.clients import identify
 logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR = ApiError(ErrorKind.UPSTREAM_ERROR, "Internal proxy error", status=500)
+SERVER_STOPPED = ApiError(ErrorKind.UNAVAILABLE, "The server shut down before the answer was complete", status=503)
 
 
 async def serve(exchange: Exchange, work: Callable[[], Awaitable[None]]) -> ApiError | None:
@@ -66,6 +68,9 @@ async def serve(exchange: Exchange, work: Callable[[], Awaitable[None]]) -> ApiE
         record.cancelled()
     except asyncio.CancelledError:
         record.cancelled()  # the server dropped the connection (client gone, or shutting down)
+        if drain.draining():  # cut by the server's stop past its grace: the client is told, in its dialect
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await exchange.sink.fail(SERVER_STOPPED)
         raise
     except Exception:
         logger.exception("unexpected failure on %s %s", exchange.request.method, exchange.request.path)
