@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ from tests.fakes.script import Reply, Usage
 from tests.liveserver import ProxyServer
 from tests.netservers import RoundRobinBalancer
 from tests.test_rate_limits import REDIS_URL, redis_available, redis_client
-from usage.models import LedgerEntry
+from usage.models import LedgerEntry, ModelPrice
 
 pytestmark = pytest.mark.e2e
 
@@ -158,6 +159,20 @@ def test_concurrent_streams_hold_exactly_across_the_replicas(replicas, alice, al
     for client, response, _ in held:
         response.close()
         client.close()
+
+
+def test_a_spent_budget_stops_every_replica_within_its_refresh(replicas, alice, alice_key, fake):
+    """A budget's spend is each worker's own at once, the others' from the rollups every BUDGET_REFRESH_INTERVAL
+    (2 s): docs/deployment.md's overshoot. Twenty tokens at $1,000 per million tokens: two cents an exchange."""
+    ModelPrice.objects.create(model_pattern="real-model", input_per_mtok=1000, output_per_mtok=1000)
+    KeyPolicy.objects.create(key=ProxyKey.objects.get(user=alice), budget_usd=Decimal("0.05"))
+    sync(replicas)
+    assert [post(replicas[0].url, alice_key).status_code for _ in range(3)] == [200, 200, 200]  # 6 cents spent
+    replicas[0].drain()  # the rows are priced and written: its own spend book has them
+    assert post(replicas[0].url, alice_key).status_code == 429
+    # The other replicas learn it at their next refresh: what they admit until then is the overshoot.
+    for server in replicas[1:]:
+        within(3.5, lambda server=server: post(server.url, alice_key).status_code == 429)
 
 
 def test_the_ledger_has_exactly_one_row_per_exchange_from_every_replica(replicas, balancer, alice, alice_key, fake):
