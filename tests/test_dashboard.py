@@ -690,3 +690,53 @@ def test_breakdown_rows_link_to_their_own_view(staff_client: Client, team: dict[
     assert unrouted_link
     linked = staff_client.get("/dashboard/?" + unrouted_link.group(1).replace("&amp;", "&")).content.decode()
     assert figure(linked, "requests") == "1" and figure(linked, "errors") == "1"
+
+
+def test_the_errors_panel_groups_failures_with_their_latest_message(staff_client: Client) -> None:
+    write(
+        entry(
+            upstream="up-a",
+            alias="smart",
+            outcome=Outcome.UPSTREAM_ERROR,
+            status=503,
+            error_type="overloaded",
+            error_message="up-a: busy",
+            started_at=NOW - timedelta(hours=3),
+        ),
+        entry(
+            upstream="up-a",
+            alias="smart",
+            outcome=Outcome.UPSTREAM_ERROR,
+            status=503,
+            error_type="overloaded",
+            error_message="up-a: still busy",
+            started_at=NOW - timedelta(hours=2),
+        ),
+        entry(
+            upstream="up-b",
+            alias="fast",
+            outcome=Outcome.CLIENT_ERROR,
+            status=400,
+            error_type="invalid_request",
+            error_message="messages: required",
+        ),
+        entry(upstream="up-b", alias="fast", outcome=Outcome.CANCELLED, status=499),  # not a failure
+        entry(upstream="up-b", alias="fast"),
+    )
+    page = staff_client.get("/dashboard/?range=24h").content.decode()
+    panel = page.split('id="errors"')[1].split("</section>")[0]
+    cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>([\s\S]*?)</td>", panel)]
+    assert [c for c in cells if not re.match(r"\d{4}-", c)] == [
+        "up-a",
+        "smart",
+        "503",
+        "overloaded",
+        "2",
+        "up-a: still busy",
+        "up-b",
+        "fast",
+        "400",
+        "invalid_request",
+        "1",
+        "messages: required",
+    ]

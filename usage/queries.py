@@ -911,3 +911,48 @@ def fallbacks(filters: Filters) -> list[FallbackRow]:
         for g in groups
     ]
     return sorted(found, key=lambda row: (-row.exchanges, row.alias, row.upstream))
+
+
+# --- errors ------------------------------------------------------------------------------------------------------
+
+ERROR_GROUPS_SHOWN = 30
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    upstream: str
+    alias: str
+    status: int
+    error_type: str
+    exchanges: int
+    last: datetime
+    message: str  # the latest one's
+
+
+def errors(filters: Filters) -> list[ErrorRow]:
+    """Failed exchanges (cancellations are not failures) per upstream, alias, status and error type, with the
+    latest message of each: what an operator reads first when something breaks."""
+    failed = rows(filters).exclude(outcome__in=NOT_ERRORS)
+    groups = list(
+        failed.values("upstream", "alias", "status", "error_type")
+        .annotate(exchanges=Count("id"), last=Max("started_at"))
+        .order_by("-exchanges", "-last")[:ERROR_GROUPS_SHOWN]
+    )
+    if not groups:
+        return []
+    latest = failed.filter(started_at__in={g["last"] for g in groups}).values_list(
+        "upstream", "alias", "status", "error_type", "started_at", "error_message"
+    )
+    messages = {(u, a, s, t, at): m for u, a, s, t, at, m in latest}
+    return [
+        ErrorRow(
+            g["upstream"],
+            g["alias"],
+            g["status"],
+            g["error_type"],
+            g["exchanges"],
+            g["last"],
+            messages.get((g["upstream"], g["alias"], g["status"], g["error_type"], g["last"]), ""),
+        )
+        for g in groups
+    ]

@@ -256,6 +256,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "speed_approximate": any(s.approximate for s in speeds),
         "percentile_labels": [f"p{round(p * 100)}" for p in queries.PERCENTILES],
         "recent": [_recent_row(entry) for entry in recent],
+        "errors": [
+            (row, filters.querystring(upstream=row.upstream or None, alias=row.alias or None, outcome=None))
+            for row in queries.errors(filters)
+        ],
         "fallbacks": [
             (row, filters.querystring(alias=row.alias or None, upstream=row.upstream))
             for row in queries.fallbacks(filters)
