@@ -740,3 +740,53 @@ def test_the_errors_panel_groups_failures_with_their_latest_message(staff_client
         "1",
         "messages: required",
     ]
+
+
+def test_sessions_sum_each_coding_agent_session(staff_client: Client, staff: User) -> None:
+    other = User.objects.create_user("bob", password=None)
+    write(
+        entry(
+            user=staff,
+            client_session="sess-1",
+            client_program="claude-cli",
+            input_tokens=100,
+            output_tokens=20,
+            cost_usd=Decimal("0.01"),
+            started_at=NOW - timedelta(hours=3),
+        ),
+        entry(
+            user=staff,
+            client_session="sess-1",
+            client_program="claude-cli",
+            input_tokens=50,
+            output_tokens=10,
+            cost_usd=Decimal("0.02"),
+            started_at=NOW - timedelta(hours=2),
+            duration_ms=60_000,
+        ),
+        entry(
+            user=other,
+            client_session="sess-2",
+            client_program="codex_exec",
+            input_tokens=7,
+            output_tokens=3,
+            outcome=Outcome.UPSTREAM_ERROR,
+            status=502,
+        ),
+        entry(user=other, client_session="", input_tokens=1),  # no session: not listed
+    )
+    page = staff_client.get("/dashboard/sessions/?range=24h").content.decode()
+    rows = re.findall(r"<tr>([\s\S]*?)</tr>", page.split('id="sessions"')[1])
+    cells = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>([\s\S]*?)</td>", r)] for r in rows]
+    cells = [row for row in cells if row]  # the header row has no data cells
+    assert [c[:9] for c in cells] == [
+        ["sess-2", "bob", "codex_exec", "unpriced", "1", "1", "7", "3", "0"],
+        ["sess-1", staff.username, "claude-cli", "$0.03", "2", "0", "150", "30", "0"],
+    ]
+    assert cells[1][9] == "61 min 0 s"  # from the first start to the last end
+    # A teammate sees only their own.
+    bob = Client()
+    bob.force_login(other)
+    mine = bob.get("/me/sessions/?range=24h").content.decode()
+    assert "sess-2" in mine and "sess-1" not in mine
+    assert bob.get("/dashboard/sessions/").status_code == 403

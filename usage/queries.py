@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Case, CharField, Count, F, Max, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, CharField, Count, F, Max, Min, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth
 
 from usage.models import LATENCY_BUCKETS, LatencyRollup, LedgerEntry, Outcome, Period, UsageRollup
@@ -955,4 +955,66 @@ def errors(filters: Filters) -> list[ErrorRow]:
             messages.get((g["upstream"], g["alias"], g["status"], g["error_type"], g["last"]), ""),
         )
         for g in groups
+    ]
+
+
+# --- coding-agent sessions ------------------------------------------------------------------------------------
+
+SESSIONS_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    session: str
+    username: str
+    program: str
+    exchanges: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cost: Decimal | None
+    first: datetime
+    last: datetime
+
+    @property
+    def duration(self) -> timedelta:
+        return self.last - self.first
+
+
+def sessions(filters: Filters, user_id: int | None = None) -> list[SessionRow]:
+    """Spend, tokens, exchanges and duration per coding-agent session (the client's own session id: Claude Code's
+    session, Codex's, …), most recent first; `user_id`: one person's only."""
+    qs = rows(filters).exclude(client_session="")
+    if user_id is not None:
+        qs = qs.filter(user_id=user_id)
+    grouped = (
+        qs.values("client_session", "user__username", "client_program")
+        .annotate(
+            exchanges=Count("id"),
+            errors=Count("id", filter=~Q(outcome__in=NOT_ERRORS)),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cache_read_tokens=Sum("cache_read_tokens"),
+            cost=Sum("cost_usd"),
+            first=Min("started_at"),
+            last=Max("finished_at"),
+        )
+        .order_by("-last")[:SESSIONS_SHOWN]
+    )
+    return [
+        SessionRow(
+            g["client_session"],
+            g["user__username"] or "",
+            g["client_program"],
+            g["exchanges"],
+            g["errors"],
+            g["input_tokens"] or 0,
+            g["output_tokens"] or 0,
+            g["cache_read_tokens"] or 0,
+            g["cost"],
+            g["first"],
+            g["last"],
+        )
+        for g in grouped
     ]

@@ -14,4 +14,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/export.csv", views.export_csv, name="dashboard-export"),
+    path("dashboard/sessions/", views.sessions, name="sessions"),
+    path("me/sessions/", views.my_sessions, name="my-sessions"),
 ]

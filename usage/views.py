@@ -380,3 +380,35 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     name = f"ledger-{filters.start:%Y%m%d-%H%M}-{filters.end:%Y%m%d-%H%M}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+def _session_rows(found: list[queries.SessionRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "row": row,
+            "cost": fmt_usd(row.cost) if row.cost is not None else "unpriced",
+            "duration": fmt_ms(row.duration.total_seconds() * 1000),
+        }
+        for row in found
+    ]
+
+
+@staff_required
+def sessions(request: HttpRequest) -> HttpResponse:
+    """Every coding-agent session in the range, for a team lead after a long Claude Code or Codex run."""
+    filters = Filters.from_params(request.GET)
+    return _sessions_page(request, filters, queries.sessions(filters), mine=False)
+
+
+@login_required
+def my_sessions(request: HttpRequest) -> HttpResponse:
+    """The signed-in person's own sessions (linked from /me/)."""
+    filters = Filters.from_params(request.GET)
+    return _sessions_page(request, filters, queries.sessions(filters, user_id=request.user.pk), mine=True)
+
+
+def _sessions_page(
+    request: HttpRequest, filters: Filters, found: list[queries.SessionRow], *, mine: bool
+) -> HttpResponse:
+    context = {"filters": filters, "rows": _session_rows(found), "mine": mine, "presets": queries.PRESETS.items()}
+    return render(request, "usage/sessions.html", context)
