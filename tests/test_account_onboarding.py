@@ -272,3 +272,12 @@ def test_every_snippet_is_valid_in_its_language(key):
                 shlex.split(line, comments=True)
                 if key and line.startswith("export ") and "KEY" in line.split("=")[0]:
                     assert shlex.split(line)[1].endswith("=" + key)
+
+
+def test_the_set_up_is_open_for_a_new_key_and_folded_once_they_have_keys(alice):
+    client = logged_in(alice)
+    assert "<details open>" in section(client.get(ME).content.decode(), "setup")  # no key yet
+    client.post("/me/keys/", {"label": "laptop"})
+    assert "<details open>" in section(client.get(ME).content.decode(), "setup")  # the new key's set-up
+    folded = section(client.get(ME).content.decode(), "setup")
+    assert "<details>" in folded and "export ANTHROPIC_BASE_URL=" in folded
