@@ -28,12 +28,15 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
+from routing.access.overview import overview
+from routing.client_setup import client_snippets
 from routing.config.secrets import decrypt, encrypt
 from routing.models import ProxyKey
 from usage import live
-from usage.models import LedgerEntry
+from usage.models import LedgerEntry, Outcome
 
 USAGE_DAYS = 30
+RECENT_FAILURES = 10
 # The session entry holding a just-created key (encrypted) until the next render of the page.
 NEW_KEY_SESSION = "account_new_key"
 LABEL_MAX = ProxyKey._meta.get_field("label").max_length or 100
@@ -71,9 +74,15 @@ def my_page(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     keys = list(ProxyKey.objects.filter(user=user).order_by("-created_at"))
     new_key = _pop_new_key(request, keys)
+    rows = [_key_row(key, now) for key in keys]
+    allowed = overview(user.pk, user.get_username(), [row.key for row in rows if row.status == "active"], now)
+    plaintext = new_key["plaintext"] if new_key else None
     context: dict[str, Any] = {
-        "keys": [_key_row(key, now) for key in keys],
+        "keys": rows,
         "new_key": new_key,
+        "setup": client_snippets(request.build_absolute_uri("/"), plaintext, allowed.example_model),
+        "allowed": allowed,
+        "failures": recent_failures(user.pk, now),
         "create_form": CreateKeyForm(),
         "usage": usage_summary(user.pk, now),
         "usage_days": USAGE_DAYS,
@@ -194,6 +203,13 @@ def usage_summary(user_id: int, now: datetime) -> dict[str, Any]:
         .order_by("-day", F("cost").desc(nulls_last=True), "-requests", *model)
     )
     return {"since": since, "totals": totals, "by_model": by_model, "per_day": per_day}
+
+
+def recent_failures(user_id: int, now: datetime) -> list[LedgerEntry]:
+    """The user's latest exchanges that did not end well (in the usage window), newest first: one query."""
+    since = now - timedelta(days=USAGE_DAYS)
+    rows = user_rows(user_id, since).exclude(outcome=Outcome.OK).select_related("key")
+    return list(rows.order_by("-started_at")[:RECENT_FAILURES])
 
 
 # The user's own page and key actions, and the staff live view's page (its view lives in usage.live).

@@ -51,6 +51,8 @@ CLAUDE_CONFLICTING = (
 )
 GEMINI_CONFLICTING = ("GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_GCA", "GOOGLE_API_KEY")
 CODEX_KEY_VARIABLE = "LLMPROXY_KEY"
+# The region Claude Code and boto3 are given in Bedrock mode when none is set (the proxy ignores it).
+BEDROCK_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def claude_launch(
             "CLAUDE_CODE_USE_BEDROCK": "1",
             "ANTHROPIC_BEDROCK_BASE_URL": root_url(url),
             "AWS_BEARER_TOKEN_BEDROCK": key,
-            "AWS_REGION": base_env.get("AWS_REGION", "us-east-1") if base_env else "us-east-1",
+            "AWS_REGION": base_env.get("AWS_REGION", BEDROCK_REGION) if base_env else BEDROCK_REGION,
         }
     else:
         connection = {
@@ -210,6 +212,11 @@ def gemini_settings(existing: Mapping[str, Any] | None = None) -> dict[str, Any]
     return merged(existing or {}, GEMINI_SETTINGS)
 
 
+def gemini_connection(url: str, key: str) -> dict[str, str]:
+    """The variables that point the Gemini CLI (and nothing else of its set-up) at the proxy with `key`."""
+    return {"GOOGLE_GEMINI_BASE_URL": root_url(url), "GEMINI_API_KEY": key}
+
+
 def gemini_launch(
     url: str,
     key: str,
@@ -227,11 +234,7 @@ def gemini_launch(
     GEMINI_CLI_SYSTEM_SETTINGS_PATH would be lighter, but 0.61 ignores a system settings file unless root owns it
     and every directory above it. `trusted_folders` keeps the user's folder-trust decisions; `trust_workspace`
     trusts the current folder for this session (needed for `--yolo` to run tools headless)."""
-    chosen = {
-        "GOOGLE_GEMINI_BASE_URL": root_url(url),
-        "GEMINI_API_KEY": key,
-        "GEMINI_CLI_HOME": str(gemini_home),
-    }
+    chosen = {**gemini_connection(url, key), "GEMINI_CLI_HOME": str(gemini_home)}
     if trusted_folders is not None:
         chosen["GEMINI_CLI_TRUSTED_FOLDERS_PATH"] = str(trusted_folders)
     if model:

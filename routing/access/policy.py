@@ -147,19 +147,7 @@ def load_rules(keys: Sequence[ProxyKey]) -> LoadedRules:
     loaded = LoadedRules()
     # Whole tables rather than `IN (…)` lists of every key: policies are few, keys may be many.
     key_policies = {p.key_id: p for p in KeyPolicy.objects.all()}
-    user_ids = {k.user_id for k in keys}
-    user_policies = {p.user_id: p for p in UserPolicy.objects.all()}
-    group_policies = {p.group_id: p for p in GroupPolicy.objects.select_related("group")}
-    groups_of: dict[int, list[int]] = defaultdict(list)
-    members_of: dict[int, list[int]] = defaultdict(list)
-    if group_policies:
-        memberships = get_user_model().groups.through.objects.filter(group_id__in=list(group_policies))
-        for user_id, group_id in memberships.values_list("user_id", "group_id").order_by("group_id", "user_id"):
-            members_of[group_id].append(user_id)
-            if user_id in user_ids:
-                groups_of[user_id].append(group_id)
-    loaded.group_members = {g: tuple(m) for g, m in members_of.items()}
-    loaded.user_groups = {u: tuple(g) for u, g in groups_of.items()}
+    user_policies, group_policies, groups_of = _user_and_group_policies({k.user_id for k in keys}, loaded)
 
     user_parts: dict[int, tuple[list[ModelAccess], list[Budget], list[RateLimit]]] = {}
     for key in keys:
@@ -185,6 +173,34 @@ def load_rules(keys: Sequence[ProxyKey]) -> LoadedRules:
         for budget in budgets:
             loaded.budgets[budget.subject] = budget
     return loaded
+
+
+def _user_and_group_policies(
+    user_ids: set[int], loaded: LoadedRules
+) -> tuple[dict[int, UserPolicy], dict[int, GroupPolicy], dict[int, list[int]]]:
+    """The user and group policies, and the policy groups of `user_ids`; sets `loaded`'s memberships."""
+    user_policies = {p.user_id: p for p in UserPolicy.objects.all()}
+    group_policies = {p.group_id: p for p in GroupPolicy.objects.select_related("group")}
+    groups_of: dict[int, list[int]] = defaultdict(list)
+    members_of: dict[int, list[int]] = defaultdict(list)
+    if group_policies:
+        memberships = get_user_model().groups.through.objects.filter(group_id__in=list(group_policies))
+        for user_id, group_id in memberships.values_list("user_id", "group_id").order_by("group_id", "user_id"):
+            members_of[group_id].append(user_id)
+            if user_id in user_ids:
+                groups_of[user_id].append(group_id)
+    loaded.group_members = {g: tuple(m) for g, m in members_of.items()}
+    loaded.user_groups = {u: tuple(g) for u, g in groups_of.items()}
+    return user_policies, group_policies, groups_of
+
+
+def user_rules(user_id: int, username: str) -> tuple[KeyRules, LoadedRules]:
+    """The rules of a user and their groups alone, before any key's own (what /me/ shows for a person with no key
+    policy); the `LoadedRules` carry the group memberships their budgets are summed over."""
+    loaded = LoadedRules()
+    user_policies, group_policies, groups_of = _user_and_group_policies({user_id}, loaded)
+    access, budgets, limits = _user_part(username, user_id, user_policies, group_policies, groups_of)
+    return KeyRules(tuple(access), tuple(budgets), tuple(limits)), loaded
 
 
 def _user_part(
