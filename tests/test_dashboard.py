@@ -790,3 +790,9 @@ def test_sessions_sum_each_coding_agent_session(staff_client: Client, staff: Use
     mine = bob.get("/me/sessions/?range=24h").content.decode()
     assert "sess-2" in mine and "sess-1" not in mine
     assert bob.get("/dashboard/sessions/").status_code == 403
+
+
+def test_the_users_page_links_to_their_sessions(staff_client: Client) -> None:
+    page = staff_client.get("/me/").content.decode()
+    assert 'href="/me/sessions/?range=30d"' in page
+    assert staff_client.get("/me/sessions/?range=30d").status_code == 200
