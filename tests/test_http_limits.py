@@ -181,8 +181,8 @@ def test_an_upstream_that_takes_the_clients_own_key_still_gets_it(server):
 
 
 def test_the_probe_answers_while_a_large_body_is_parsed(server, alice_key):
-    """45 MB of JSON (about a second of parsing) with a valid key: /healthz keeps answering in well under half a
-    second meanwhile (parsed on the event loop it waited for the whole parse)."""
+    """45 MB of JSON (about a second of parsing) with a valid key: /healthz keeps answering meanwhile (parsed on the
+    event loop it waited for the whole parse)."""
     server.sync()
     messages = [{"role": "user", "content": "x" * 10, "n": i} for i in range(800_000)]
     body = json.dumps({"model": "not-configured", "messages": messages}).encode()
@@ -199,15 +199,19 @@ def test_the_probe_answers_while_a_large_body_is_parsed(server, alice_key):
     )
     latencies: list[float] = []
     with httpx.Client(base_url=server.url, timeout=10) as probe:
+        began = time.monotonic()
         big.start()
         while big.is_alive():
             started = time.monotonic()
             assert probe.get("/healthz").status_code == 200
             latencies.append(time.monotonic() - started)
         big.join()
+        took = time.monotonic() - began
     assert answer[0].status_code == 404  # parsed, then routed: the model is not configured
     assert len(latencies) > 10
-    assert max(latencies) < 0.5, f"slowest probe {max(latencies):.2f} s"
+    # Parsed on the event loop, one probe would wait for most of the big request's time; off it, none waits more
+    # than a small share of it (relative, so a busy machine that slows both does not fail it).
+    assert max(latencies) < max(0.5, took / 4), f"slowest probe {max(latencies):.2f} s of {took:.2f} s"
 
 
 # --- slowloris ----------------------------------------------------------------------------------------------
