@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from routing.admin_check import upstream_check_view
+from routing.admin_status import LAST_SEEN_DAYS, LastSeen, credential_status, last_seen, missing_variables
 from routing.models import (
     AuditEntry,
     GroupPolicy,
@@ -150,6 +151,13 @@ def _circuit_text(view: CircuitView) -> str:
     return " · ".join(parts)
 
 
+STATUS_FIELDS = ("credential_status", "last_success", "last_error")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class ModelAliasInline(admin.TabularInline[ModelAlias, Upstream]):
     model = ModelAlias
     extra = 0
@@ -164,6 +172,9 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         "format",
         "base_url",
         "credential_source",
+        "credential_status",
+        "last_success",
+        "last_error",
         "network",
         "circuits",
         "check_link",
@@ -199,16 +210,30 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
     def get_readonly_fields(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
         # The base URL and the credential decide where a stored key is sent: staff who could change them could
         # point an upstream at a server of their own and read the key. They see them, read-only.
-        return () if request.user.is_superuser else SUPERUSER_ONLY_FIELDS
+        shown = STATUS_FIELDS if obj is not None else ()
+        return shown if request.user.is_superuser else (*shown, *SUPERUSER_ONLY_FIELDS)
 
     def get_fieldsets(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
+        status = [("Status", {"fields": STATUS_FIELDS})] if obj is not None else []
         if request.user.is_superuser:
-            return self.fieldsets
+            return [*status, *self.fieldsets]
         read_only = {
             "Credential": ("credential_source", "auth_header", "forward_client_key"),
             "Network": ("proxy_url", "proxy_credentials", "ca_bundle", "verify_tls"),
         }
-        return [(name, {"fields": read_only.get(name or "", opts["fields"])}) for name, opts in self.fieldsets]
+        return [
+            *status,
+            *((name, {"fields": read_only.get(name or "", opts["fields"])}) for name, opts in self.fieldsets),
+        ]
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        # The page's upstreams get their last success and error from two ledger queries, not two per row.
+        changelist.result_list = list(changelist.result_list)
+        seen = last_seen(u.name for u in changelist.result_list)
+        for upstream in changelist.result_list:
+            upstream._last_seen = seen.get(upstream.name, LastSeen())
+        return changelist
 
     def get_urls(self) -> list[URLPattern]:
         check = self.admin_site.admin_view(self.check_view)
@@ -226,6 +251,40 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         super().save_model(request, obj, form, change)
         if not obj.verify_tls:
             messages.warning(request, f"{obj.name}: {TLS_OFF_WARNING}")
+        if missing := missing_variables(obj):
+            messages.warning(
+                request,
+                f"{obj.name}: environment variable {', '.join(missing)} is not set in the proxy's environment: its "
+                "requests go out without that credential until it is set and the proxy restarted.",
+            )
+
+    @admin.display(description="credential usable")
+    def credential_status(self, obj: Upstream) -> str:
+        status = credential_status(obj)
+        if status.usable:
+            return format_html('<span class="credential-ok">{}</span>', status.text)
+        return format_html('<strong class="credential-missing" style="color:#ba2121">{}</strong>', status.text)
+
+    def _last_seen(self, obj: Upstream) -> LastSeen:
+        seen = getattr(obj, "_last_seen", None)
+        if seen is None:
+            seen = obj._last_seen = last_seen([obj.name]).get(obj.name, LastSeen())  # type: ignore[attr-defined]
+        return seen
+
+    @admin.display(description="last success")
+    def last_success(self, obj: Upstream) -> str:
+        seen = self._last_seen(obj)
+        return _when(seen.ok_at) if seen.ok_at else f"none in {LAST_SEEN_DAYS} days"
+
+    @admin.display(description="last error")
+    def last_error(self, obj: Upstream) -> str:
+        seen = self._last_seen(obj)
+        if seen.error_at is None:
+            return f"none in {LAST_SEEN_DAYS} days"
+        status = f"HTTP {seen.error_status}: " if seen.error_status else ""
+        return format_html(
+            '{}<br><span class="last-error-message">{}{}</span>', _when(seen.error_at), status, seen.error_message[:200]
+        )
 
     @admin.display(description="credential")
     def credential_source(self, obj: Upstream) -> str:
