@@ -245,6 +245,8 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         upstream = self.get_object(request, object_id)
         if request.method == "GET" and upstream is not None and not upstream.verify_tls:
             messages.warning(request, TLS_OFF_WARNING)
+        # "Test connection" and "Fetch models" run the check, which sends the stored key: as on the list.
+        extra_context = {**(extra_context or {}), "may_check": self.has_change_permission(request, upstream)}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Upstream, form: Any, change: bool) -> None:
