@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -22,6 +23,7 @@ from routing.admin_check import upstream_check_view
 from routing.admin_status import LAST_SEEN_DAYS, LastSeen, credential_status, last_seen, missing_variables
 from routing.models import (
     AuditEntry,
+    BudgetPeriod,
     GroupPolicy,
     KeyPolicy,
     ModelAlias,
@@ -432,7 +434,14 @@ def _spent(obj: KeyPolicy | UserPolicy | GroupPolicy | None) -> str:
         spent = period_spend(obj.budget_period, user_ids=[obj.user_id])
     else:
         spent = period_spend(obj.budget_period, user_ids=list(obj.group.user_set.values_list("pk", flat=True)))
-    return f"${spent:,.4f}"
+    return _usd(spent)
+
+
+def _usd(amount: Decimal) -> str:
+    """Dollars with four decimals; a small non-zero amount is not rounded to nothing."""
+    if 0 < amount < Decimal("0.0001"):
+        return "< $0.0001"
+    return f"${amount:,.4f}"
 
 
 class PolicyInline(admin.StackedInline[Any, Any]):
@@ -475,13 +484,34 @@ class ProxyKeyAddForm(forms.ModelForm[ProxyKey]):
         fields = ("user", "label", "expires_at")
 
 
+class KeyStatusFilter(admin.SimpleListFilter):
+    """Active, expired or revoked, as the status column says (a revoked key that also expired is revoked)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "active"), ("expired", "expired"), ("revoked", "revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ProxyKey]) -> QuerySet[ProxyKey]:
+        now = timezone.now()
+        live = queryset.filter(revoked_at__isnull=True)
+        if self.value() == "active":
+            return live.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        if self.value() == "expired":
+            return live.filter(expires_at__lte=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
 @admin.register(ProxyKey)
 class ProxyKeyAdmin(admin.ModelAdmin[ProxyKey]):
     list_display = ("prefix", "user", "label", "created_at", "last_used_at", "expires_at", "status")
-    list_filter = ("revoked_at", "user")
+    list_filter = (KeyStatusFilter, "user")
     search_fields = ("prefix", "label", "user__username")
-    readonly_fields = ("prefix", "created_at", "last_used_at")
-    fields = ("user", "label", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "spent")
+    fields = ("user", "label", "prefix", "created_at", "last_used_at", "spent", "expires_at", "revoked_at")
     actions = ["revoke"]
     inlines = [KeyPolicyInline]
 
@@ -507,6 +537,16 @@ class ProxyKeyAdmin(admin.ModelAdmin[ProxyKey]):
         plaintext = obj.assign_new_secret()
         super().save_model(request, obj, form, change)
         messages.warning(request, f"New key for {obj.user}: {plaintext} (copy it now: it is not shown again).")
+
+    @admin.display(description="spent this period (USD)")
+    def spent(self, obj: ProxyKey) -> str:
+        """The key's spend in its budget's period (this calendar month, UTC, when it has no budget)."""
+        from routing.access.budgets import period_spend
+
+        policy = KeyPolicy.objects.filter(key=obj).first()
+        period = policy.budget_period if policy is not None else BudgetPeriod.MONTH
+        label = dict(BudgetPeriod.choices)[period]
+        return f"{_usd(period_spend(period, key_id=obj.pk))} ({label})"
 
     @admin.display(description="status")
     def status(self, obj: ProxyKey) -> str:
@@ -588,3 +628,10 @@ admin.site.unregister(User)
 admin.site.register(User, ProxyUserAdmin)
 admin.site.unregister(Group)
 admin.site.register(Group, ProxyGroupAdmin)
+
+# The admin says what it is: the proxy's name in the header and the title (and, in templates/admin/base_site.html,
+# links to the dashboards).
+admin.site.site_header = "llmproxy administration"
+admin.site.site_title = "llmproxy admin"
+admin.site.index_title = "Upstreams, aliases, keys and usage"
+admin.site.site_url = None  # the links above say where to go; "View site" would lead to the same home page
