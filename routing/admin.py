@@ -125,7 +125,11 @@ SUPERUSER_ONLY_FIELDS = (
     # A cloud's credentials and where its tokens are minted: the same reasons.
     "credentials_env",
     "token_url",
+    "aws_access_key_id_env",
+    "aws_secret_access_key_env",
+    "aws_session_token_env",
 )
+BEDROCK_FIELDS = ("aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env")
 
 
 _circuits_read: tuple[float, list[CircuitView]] = (0.0, [])
@@ -198,6 +202,7 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         ("Limits", {"fields": ("default_max_tokens", "context_window")}),
         ("Routing", {"fields": ("allow_direct_models",)}),
         ("Google Vertex AI", {"fields": ("project", "location", "credentials_env", "token_url")}),
+        ("AWS Bedrock (the region is the location above)", {"fields": BEDROCK_FIELDS}),
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:

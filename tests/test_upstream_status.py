@@ -178,3 +178,12 @@ def test_saving_an_upstream_whose_variable_is_missing_warns(operator, monkeypatc
     row = Upstream.objects.get(name="envless")
     response = operator.post(f"{LIST}{row.pk}/change/", FORM, follow=True)
     assert not [m for m in response.context["messages"] if m.level_tag == "warning"]
+
+
+def test_a_bedrock_upstreams_key_variables_are_on_its_form(operator):
+    row = Upstream.objects.create(
+        name="bedrock", format="bedrock", location="us-east-1", aws_access_key_id_env="STATUS_AWS_ID"
+    )
+    html = operator.get(f"{LIST}{row.pk}/change/").content.decode()
+    for field in ("aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"):
+        assert f'name="{field}"' in html
