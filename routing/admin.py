@@ -177,10 +177,8 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         "name",
         "format",
         "base_url",
-        "credential_source",
         "credential_status",
-        "last_success",
-        "last_error",
+        "last_exchanges",
         "network",
         "circuits",
         "check_link",
@@ -284,6 +282,24 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
     def last_success(self, obj: Upstream) -> str:
         seen = self._last_seen(obj)
         return _when(seen.ok_at) if seen.ok_at else f"none in {LAST_SEEN_DAYS} days"
+
+    @admin.display(description="last success / error")
+    def last_exchanges(self, obj: Upstream) -> str:
+        """The list's one column for both (the form shows them apart, with the whole message)."""
+        seen = self._last_seen(obj)
+        if seen.ok_at is None and seen.error_at is None:
+            return f"none in {LAST_SEEN_DAYS} days"
+        ok = format_html("ok {}", _when(seen.ok_at)) if seen.ok_at else "no success"
+        if seen.error_at is None:
+            return ok
+        status = f"HTTP {seen.error_status}: " if seen.error_status else ""
+        return format_html(
+            '{}<br><span class="last-error">error {}</span><br><span class="last-error-message">{}{}</span>',
+            ok,
+            _when(seen.error_at),
+            status,
+            seen.error_message[:80],
+        )
 
     @admin.display(description="last error")
     def last_error(self, obj: Upstream) -> str:

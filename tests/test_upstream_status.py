@@ -116,8 +116,8 @@ def test_the_list_shows_the_last_success_and_the_last_error_from_the_ledger(oper
     assert failed.started_at.strftime("%Y-%m-%d %H:%M UTC") in busy
     assert "HTTP 401: Upstream busy: invalid api key" in busy
     assert "unreachable: old" not in busy and "own mistake" not in busy
-    assert busy.count("none in 30 days") == 0
-    assert row_of(html, "quiet").count("none in 30 days") == 2
+    assert "none in 30 days" not in busy
+    assert "none in 30 days" in row_of(html, "quiet")
 
 
 def test_the_list_reads_the_ledger_in_a_fixed_number_of_queries(operator):
