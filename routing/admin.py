@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -19,8 +20,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from routing.admin_check import upstream_check_view
+from routing.admin_status import LAST_SEEN_DAYS, LastSeen, credential_status, last_seen, missing_variables
 from routing.models import (
     AuditEntry,
+    BudgetPeriod,
     GroupPolicy,
     KeyPolicy,
     ModelAlias,
@@ -122,7 +125,11 @@ SUPERUSER_ONLY_FIELDS = (
     # A cloud's credentials and where its tokens are minted: the same reasons.
     "credentials_env",
     "token_url",
+    "aws_access_key_id_env",
+    "aws_secret_access_key_env",
+    "aws_session_token_env",
 )
+BEDROCK_FIELDS = ("aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env")
 
 
 _circuits_read: tuple[float, list[CircuitView]] = (0.0, [])
@@ -150,6 +157,13 @@ def _circuit_text(view: CircuitView) -> str:
     return " · ".join(parts)
 
 
+STATUS_FIELDS = ("credential_status", "last_success", "last_error")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class ModelAliasInline(admin.TabularInline[ModelAlias, Upstream]):
     model = ModelAlias
     extra = 0
@@ -163,7 +177,8 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         "name",
         "format",
         "base_url",
-        "credential_source",
+        "credential_status",
+        "last_exchanges",
         "network",
         "circuits",
         "check_link",
@@ -185,6 +200,7 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         ("Limits", {"fields": ("default_max_tokens", "context_window")}),
         ("Routing", {"fields": ("allow_direct_models",)}),
         ("Google Vertex AI", {"fields": ("project", "location", "credentials_env", "token_url")}),
+        ("AWS Bedrock (the region is the location above)", {"fields": BEDROCK_FIELDS}),
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -199,16 +215,30 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
     def get_readonly_fields(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
         # The base URL and the credential decide where a stored key is sent: staff who could change them could
         # point an upstream at a server of their own and read the key. They see them, read-only.
-        return () if request.user.is_superuser else SUPERUSER_ONLY_FIELDS
+        shown = STATUS_FIELDS if obj is not None else ()
+        return shown if request.user.is_superuser else (*shown, *SUPERUSER_ONLY_FIELDS)
 
     def get_fieldsets(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
+        status = [("Status", {"fields": STATUS_FIELDS})] if obj is not None else []
         if request.user.is_superuser:
-            return self.fieldsets
+            return [*status, *self.fieldsets]
         read_only = {
             "Credential": ("credential_source", "auth_header", "forward_client_key"),
             "Network": ("proxy_url", "proxy_credentials", "ca_bundle", "verify_tls"),
         }
-        return [(name, {"fields": read_only.get(name or "", opts["fields"])}) for name, opts in self.fieldsets]
+        return [
+            *status,
+            *((name, {"fields": read_only.get(name or "", opts["fields"])}) for name, opts in self.fieldsets),
+        ]
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        # The page's upstreams get their last success and error from two ledger queries, not two per row.
+        changelist.result_list = list(changelist.result_list)
+        seen = last_seen(u.name for u in changelist.result_list)
+        for upstream in changelist.result_list:
+            upstream._last_seen = seen.get(upstream.name, LastSeen())
+        return changelist
 
     def get_urls(self) -> list[URLPattern]:
         check = self.admin_site.admin_view(self.check_view)
@@ -220,12 +250,66 @@ class UpstreamAdmin(admin.ModelAdmin[Upstream]):
         upstream = self.get_object(request, object_id)
         if request.method == "GET" and upstream is not None and not upstream.verify_tls:
             messages.warning(request, TLS_OFF_WARNING)
+        # "Test connection" and "Fetch models" run the check, which sends the stored key: as on the list.
+        extra_context = {**(extra_context or {}), "may_check": self.has_change_permission(request, upstream)}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Upstream, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         if not obj.verify_tls:
             messages.warning(request, f"{obj.name}: {TLS_OFF_WARNING}")
+        if missing := missing_variables(obj):
+            messages.warning(
+                request,
+                f"{obj.name}: environment variable {', '.join(missing)} is not set in the proxy's environment: its "
+                "requests go out without that credential until it is set and the proxy restarted.",
+            )
+
+    @admin.display(description="credential usable")
+    def credential_status(self, obj: Upstream) -> str:
+        status = credential_status(obj)
+        if status.usable:
+            return format_html('<span class="credential-ok">{}</span>', status.text)
+        return format_html('<strong class="credential-missing" style="color:#ba2121">{}</strong>', status.text)
+
+    def _last_seen(self, obj: Upstream) -> LastSeen:
+        seen = getattr(obj, "_last_seen", None)
+        if seen is None:
+            seen = obj._last_seen = last_seen([obj.name]).get(obj.name, LastSeen())  # type: ignore[attr-defined]
+        return seen
+
+    @admin.display(description="last success")
+    def last_success(self, obj: Upstream) -> str:
+        seen = self._last_seen(obj)
+        return _when(seen.ok_at) if seen.ok_at else f"none in {LAST_SEEN_DAYS} days"
+
+    @admin.display(description="last success / error")
+    def last_exchanges(self, obj: Upstream) -> str:
+        """The list's one column for both (the form shows them apart, with the whole message)."""
+        seen = self._last_seen(obj)
+        if seen.ok_at is None and seen.error_at is None:
+            return f"none in {LAST_SEEN_DAYS} days"
+        ok = format_html("ok {}", _when(seen.ok_at)) if seen.ok_at else "no success"
+        if seen.error_at is None:
+            return ok
+        status = f"HTTP {seen.error_status}: " if seen.error_status else ""
+        return format_html(
+            '{}<br><span class="last-error">error {}</span><br><span class="last-error-message">{}{}</span>',
+            ok,
+            _when(seen.error_at),
+            status,
+            seen.error_message[:80],
+        )
+
+    @admin.display(description="last error")
+    def last_error(self, obj: Upstream) -> str:
+        seen = self._last_seen(obj)
+        if seen.error_at is None:
+            return f"none in {LAST_SEEN_DAYS} days"
+        status = f"HTTP {seen.error_status}: " if seen.error_status else ""
+        return format_html(
+            '{}<br><span class="last-error-message">{}{}</span>', _when(seen.error_at), status, seen.error_message[:200]
+        )
 
     @admin.display(description="credential")
     def credential_source(self, obj: Upstream) -> str:
@@ -371,7 +455,14 @@ def _spent(obj: KeyPolicy | UserPolicy | GroupPolicy | None) -> str:
         spent = period_spend(obj.budget_period, user_ids=[obj.user_id])
     else:
         spent = period_spend(obj.budget_period, user_ids=list(obj.group.user_set.values_list("pk", flat=True)))
-    return f"${spent:,.4f}"
+    return _usd(spent)
+
+
+def _usd(amount: Decimal) -> str:
+    """Dollars with four decimals; a small non-zero amount is not rounded to nothing."""
+    if 0 < amount < Decimal("0.0001"):
+        return "< $0.0001"
+    return f"${amount:,.4f}"
 
 
 class PolicyInline(admin.StackedInline[Any, Any]):
@@ -414,13 +505,34 @@ class ProxyKeyAddForm(forms.ModelForm[ProxyKey]):
         fields = ("user", "label", "expires_at")
 
 
+class KeyStatusFilter(admin.SimpleListFilter):
+    """Active, expired or revoked, as the status column says (a revoked key that also expired is revoked)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "active"), ("expired", "expired"), ("revoked", "revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ProxyKey]) -> QuerySet[ProxyKey]:
+        now = timezone.now()
+        live = queryset.filter(revoked_at__isnull=True)
+        if self.value() == "active":
+            return live.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        if self.value() == "expired":
+            return live.filter(expires_at__lte=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
 @admin.register(ProxyKey)
 class ProxyKeyAdmin(admin.ModelAdmin[ProxyKey]):
     list_display = ("prefix", "user", "label", "created_at", "last_used_at", "expires_at", "status")
-    list_filter = ("revoked_at", "user")
+    list_filter = (KeyStatusFilter, "user")
     search_fields = ("prefix", "label", "user__username")
-    readonly_fields = ("prefix", "created_at", "last_used_at")
-    fields = ("user", "label", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "spent")
+    fields = ("user", "label", "prefix", "created_at", "last_used_at", "spent", "expires_at", "revoked_at")
     actions = ["revoke"]
     inlines = [KeyPolicyInline]
 
@@ -446,6 +558,16 @@ class ProxyKeyAdmin(admin.ModelAdmin[ProxyKey]):
         plaintext = obj.assign_new_secret()
         super().save_model(request, obj, form, change)
         messages.warning(request, f"New key for {obj.user}: {plaintext} (copy it now: it is not shown again).")
+
+    @admin.display(description="spent this period (USD)")
+    def spent(self, obj: ProxyKey) -> str:
+        """The key's spend in its budget's period (this calendar month, UTC, when it has no budget)."""
+        from routing.access.budgets import period_spend
+
+        policy = KeyPolicy.objects.filter(key=obj).first()
+        period = policy.budget_period if policy is not None else BudgetPeriod.MONTH
+        label = dict(BudgetPeriod.choices)[period]
+        return f"{_usd(period_spend(period, key_id=obj.pk))} ({label})"
 
     @admin.display(description="status")
     def status(self, obj: ProxyKey) -> str:
@@ -527,3 +649,10 @@ admin.site.unregister(User)
 admin.site.register(User, ProxyUserAdmin)
 admin.site.unregister(Group)
 admin.site.register(Group, ProxyGroupAdmin)
+
+# The admin says what it is: the proxy's name in the header and the title (and, in templates/admin/base_site.html,
+# links to the dashboards).
+admin.site.site_header = "llmproxy administration"
+admin.site.site_title = "llmproxy admin"
+admin.site.index_title = "Upstreams, aliases, keys and usage"
+admin.site.site_url = None  # the links above say where to go; "View site" would lead to the same home page

@@ -1,6 +1,7 @@
 """The admin's upstream "Check" page: what each chosen upstream answers, and aliases made from its model list.
 
-GET ?ids=1,2 checks those upstreams (routing.upstream.check) and shows the results; a POST with the models ticked
+GET ?ids=1,2 checks those upstreams (routing.upstream.check) and shows the results (with models=0, as the upstream
+form's "Test connection" asks: the number of models, not the list); a POST with the models ticked
 there creates an alias per model (same name as the model, exact match) and returns to the alias list.
 """
 
@@ -51,6 +52,9 @@ def upstream_check_view(model_admin: ModelAdmin[Upstream], request: HttpRequest)
         "title": "Check upstreams",
         "opts": model_admin.model._meta,
         "rows": rows,
+        # "Test connection" (models=0) reports the connection and counts the models; the list comes on asking.
+        "show_models": request.GET.get("models") != "0",
+        "ids": request.GET.get("ids", ""),
         "may_add_aliases": request.user.has_perm("routing.add_modelalias"),
     }
     return TemplateResponse(request, "admin/routing/upstream/check.html", context)

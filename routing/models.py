@@ -515,11 +515,12 @@ class AccessRules(models.Model):
     )
     budget_usd = models.DecimalField(
         "budget (USD)",
-        max_digits=12,
-        decimal_places=2,
+        max_digits=16,
+        decimal_places=6,
         null=True,
         blank=True,
-        help_text="Spend allowed per period, from the usage ledger's costs; empty: no budget. 0 blocks every request.",
+        help_text="Spend allowed per period, from the usage ledger's costs, in dollars (cents and below: 0.005); "
+        "empty: no budget. 0 blocks every request.",
     )
     budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
     updated_at = models.DateTimeField(auto_now=True)

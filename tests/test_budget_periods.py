@@ -131,3 +131,9 @@ def test_the_refusal_names_the_budget_and_its_reset():
     total = exhausted(Budget("user", 1, "user 'alice'", Decimal(10), "none"), Decimal(12), now)
     assert total.retry_after is None
     assert "does not reset" in total.message
+
+
+def test_a_budget_below_a_cent_is_named_with_its_digits():
+    now = at("2026-11-22 22:30").timestamp()
+    error = exhausted(Budget("key", 7, "key 'tiny'", Decimal("0.005"), "day"), Decimal("0.0052"), now)
+    assert "($0.0052 of $0.005 today)" in error.message

@@ -5,6 +5,7 @@ the credential. Against the fake upstreams, which answer the providers' model-li
 from __future__ import annotations
 
 import io
+import re
 import socket
 
 import pytest
@@ -267,3 +268,49 @@ def test_an_unreachable_egress_proxy_is_named_and_tls_off_is_noted(fakes):
     assert result.notes == ["TLS certificate verification is off"]
     output, _ = run_command("lab")
     assert "note: TLS certificate verification is off" in output
+
+
+def test_the_upstream_form_has_test_connection_and_fetch_models(fakes, operator):
+    good = stored("chat", "openai-chat", fakes["chat"].url + "/v1", RIGHT_KEY)
+    form = operator.get(f"/admin/routing/upstream/{good.pk}/change/").content.decode()
+    test_link = re.search(r'<a class="upstream-test-connection" href="([^"]+)">Test connection</a>', form)
+    fetch_link = re.search(r'<a class="upstream-fetch-models" href="([^"]+)">Fetch models</a>', form)
+    assert test_link and fetch_link, "the form has no Test connection / Fetch models"
+    assert RIGHT_KEY not in form and good.api_key_encrypted not in form
+
+    tested = operator.get(test_link.group(1).replace("&amp;", "&")).content.decode()
+    assert "chat: OK" in tested and " ms</td>" in tested
+    assert f"{len(fakes['chat'].handler.models)} offered" in tested
+    assert 'name="model"' not in tested  # the connection only: no list to tick
+    assert RIGHT_KEY not in tested and good.api_key_encrypted not in tested
+
+    fetched = operator.get(fetch_link.group(1)).content.decode()
+    assert f'value="{good.pk}:gpt-4.1"' in fetched
+    assert "Create aliases for the ticked models" in fetched
+    assert RIGHT_KEY not in fetched and good.api_key_encrypted not in fetched
+    assert fakes["chat"].requests, "the check did not call the upstream"
+
+
+@pytest.mark.django_db
+def test_a_key_pool_with_every_variable_set_is_not_reported_missing(fakes, monkeypatch):
+    monkeypatch.setenv("CHECK_POOL_A_KEY", RIGHT_KEY)
+    monkeypatch.setenv("CHECK_POOL_B_KEY", RIGHT_KEY)
+    pool = stored("pool", "openai-chat", fakes["chat"].url + "/v1", api_key_env="CHECK_POOL_A_KEY,CHECK_POOL_B_KEY")
+    (result,) = check_upstreams([pool])
+    assert result.ok, result.problems
+    monkeypatch.delenv("CHECK_POOL_B_KEY")
+    (result,) = check_upstreams([pool])
+    assert any("CHECK_POOL_B_KEY" in p and "not set" in p for p in result.problems)
+    assert not any("CHECK_POOL_A_KEY" in p for p in result.problems)
+
+
+def test_staff_who_may_only_view_get_no_check_buttons(fakes, db):
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user("viewer", password="unused", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_upstream"))
+    client = Client()
+    client.force_login(user)
+    upstream = stored("chat", "openai-chat", fakes["chat"].url + "/v1", RIGHT_KEY)
+    form = client.get(f"/admin/routing/upstream/{upstream.pk}/change/").content.decode()
+    assert "Test connection" not in form and "Fetch models" not in form

@@ -154,7 +154,7 @@ def period_spend(period: str, *, key_id: int | None = None, user_ids: Sequence[i
 def exhausted(budget: Budget, spent: Decimal, now: float) -> ApiError:
     """The refusal: names the budget, what was spent, and when it resets."""
     _, end = period_bounds(budget.period, datetime.fromtimestamp(now, tz=UTC))
-    spent_text = f"${spent:,.2f} of ${budget.amount:,.2f} {PERIOD_WORDS.get(budget.period, '')}".rstrip()
+    spent_text = f"{_dollars(spent)} of {_dollars(budget.amount)} {PERIOD_WORDS.get(budget.period, '')}".rstrip()
     if end is None:
         message = (
             f"The budget of {budget.who} is spent ({spent_text}). It has no period and does not reset: "
@@ -167,6 +167,13 @@ def exhausted(budget: Budget, spent: Decimal, now: float) -> ApiError:
         f"(in {_duration(seconds)})."
     )
     return ApiError(ErrorKind.BUDGET_EXHAUSTED, message, retry_after=str(seconds))
+
+
+def _dollars(amount: Decimal) -> str:
+    """Dollars and cents; an amount below a cent (a budget of $0.005) with the digits that make it."""
+    if amount == amount.quantize(Decimal("0.01")) or abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    return f"${amount:,.6f}".rstrip("0")
 
 
 def _duration(seconds: int) -> str:

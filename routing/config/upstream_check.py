@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from routing.config.registry import upstream_route
 from routing.config.secrets import credential_variable_problem, decrypt, proxy_auth_variable_problem
+from routing.config.targets import key_variables
 from routing.models import ModelAlias, Upstream
 from routing.upstream.network import ca_bundle_problem
 from routing.upstream.probe import CheckResult, Probe, check_all
@@ -22,10 +23,11 @@ def _configuration_problems(upstream: Upstream) -> list[str]:
     """What is wrong before anything is sent: credentials that cannot be read, a CA bundle that is missing."""
     problems = []
     if upstream.api_key_env:
-        if problem := credential_variable_problem(upstream.api_key_env):
-            problems.append(problem)
-        elif not os.environ.get(upstream.api_key_env):
-            problems.append(f"environment variable {upstream.api_key_env} (the API key) is not set")
+        for variable in key_variables(upstream.api_key_env):  # one name, or a key pool's several
+            if problem := credential_variable_problem(variable):
+                problems.append(problem)
+            elif not os.environ.get(variable):
+                problems.append(f"environment variable {variable} (the API key) is not set")
     elif upstream.api_key_encrypted:
         try:
             decrypt(upstream.api_key_encrypted)
