@@ -80,8 +80,16 @@ class LiveConfig:
 
     async def flush_key_usage(self) -> None:
         pending, self._key_last_used = self._key_last_used, {}
-        if pending:
+        if not pending:
+            return
+        try:
             await run_db(lambda: _write_last_used(pending))
+        except BaseException:
+            # Not written (a failure), or not known to be (the server stopping cancelled the wait): kept for the
+            # next flush, the stop's last one included; a stamp noted since is the newer and wins.
+            for key_id, stamp in pending.items():
+                self._key_last_used.setdefault(key_id, stamp)
+            raise
 
 
 def _write_last_used(pending: dict[int, float]) -> None:
