@@ -50,8 +50,10 @@ from translation.streaming import GuardedDecoder, ResponseBuilder, response_even
 
 logger = logging.getLogger(__name__)
 
-# How long a translated stream's upstream may take to end its body once the answer is complete (seconds).
-UPSTREAM_DRAIN_SECONDS = 1.0
+# How long a translated stream's upstream may take to end its body once the answer is complete (seconds). The
+# client already has its answer, so waiting costs only the ledger row's timing; a second proved too short on a
+# loaded machine, where the connection was then closed instead of going back to the pool.
+UPSTREAM_DRAIN_SECONDS = 5.0
 
 
 async def relay(
