@@ -203,3 +203,18 @@ def test_the_upstream_check_signs_its_request_to_bedrock(aws, monkeypatch):
     output, error = run_command("br")
     assert error is not None and "FAIL br" in output and "signature" in output
     assert "not-the-secret" not in output
+
+
+def test_an_invoke_stream_exception_becomes_the_anthropic_error_event():
+    import json as jsonlib
+
+    from routing.upstream.bedrock import InvokeStreamParser
+    from translation.bedrock.eventstream import EventStreamParser, encode_message
+
+    chunk = encode_message("chunk", jsonlib.dumps({"bytes": "eyJ0eXBlIjoicGluZyJ9"}).encode())  # {"type":"ping"}
+    throttled = encode_message("throttlingException", b'{"message":"Too many tokens"}', "exception")
+    events = InvokeStreamParser(EventStreamParser()).feed(chunk + throttled)
+    assert [(e.event, jsonlib.loads(e.data)) for e in events] == [
+        ("ping", {"type": "ping"}),
+        ("error", {"type": "error", "error": {"type": "rate_limit_error", "message": "Too many tokens"}}),
+    ]

@@ -47,6 +47,16 @@ def write(*rows: LedgerEntry) -> list[LedgerEntry]:
     return created
 
 
+def section_rows(html: str, section_id: str) -> list[list[str]]:
+    """The data rows of the table in a page's section, as the text of their cells (header rows left out)."""
+    section = html.split(f'id="{section_id}"')[1].split("</section>")[0]
+    rows = [
+        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>([\s\S]*?)</td>", row)]
+        for row in re.findall(r"<tr>([\s\S]*?)</tr>", section)
+    ]
+    return [row for row in rows if row]
+
+
 def figure(html: str, metric: str) -> str:
     found = re.search(rf'data-metric="{metric}" data-value="([^"]*)"', html)
     assert found, metric
@@ -693,25 +703,10 @@ def test_breakdown_rows_link_to_their_own_view(staff_client: Client, team: dict[
 
 
 def test_the_errors_panel_groups_failures_with_their_latest_message(staff_client: Client) -> None:
+    busy = {"upstream": "up-a", "alias": "smart", "outcome": Outcome.UPSTREAM_ERROR, "status": 503}
     write(
-        entry(
-            upstream="up-a",
-            alias="smart",
-            outcome=Outcome.UPSTREAM_ERROR,
-            status=503,
-            error_type="overloaded",
-            error_message="up-a: busy",
-            started_at=NOW - timedelta(hours=3),
-        ),
-        entry(
-            upstream="up-a",
-            alias="smart",
-            outcome=Outcome.UPSTREAM_ERROR,
-            status=503,
-            error_type="overloaded",
-            error_message="up-a: still busy",
-            started_at=NOW - timedelta(hours=2),
-        ),
+        entry(**busy, error_type="overloaded", error_message="up-a: busy", started_at=NOW - timedelta(hours=3)),
+        entry(**busy, error_type="overloaded", error_message="up-a: still busy", started_at=NOW - timedelta(hours=2)),
         entry(
             upstream="up-b",
             alias="fast",
@@ -724,8 +719,7 @@ def test_the_errors_panel_groups_failures_with_their_latest_message(staff_client
         entry(upstream="up-b", alias="fast"),
     )
     page = staff_client.get("/dashboard/?range=24h").content.decode()
-    panel = page.split('id="errors"')[1].split("</section>")[0]
-    cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>([\s\S]*?)</td>", panel)]
+    cells = [cell for row in section_rows(page, "errors") for cell in row]
     assert [c for c in cells if not re.match(r"\d{4}-", c)] == [
         "up-a",
         "smart",
@@ -776,9 +770,7 @@ def test_sessions_sum_each_coding_agent_session(staff_client: Client, staff: Use
         entry(user=other, client_session="", input_tokens=1),  # no session: not listed
     )
     page = staff_client.get("/dashboard/sessions/?range=24h").content.decode()
-    rows = re.findall(r"<tr>([\s\S]*?)</tr>", page.split('id="sessions"')[1])
-    cells = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>([\s\S]*?)</td>", r)] for r in rows]
-    cells = [row for row in cells if row]  # the header row has no data cells
+    cells = section_rows(page, "sessions")
     assert [c[:9] for c in cells] == [
         ["sess-2", "bob", "codex_exec", "unpriced", "1", "1", "7", "3", "0"],
         ["sess-1", staff.username, "claude-cli", "$0.03", "2", "0", "150", "30", "0"],

@@ -23,6 +23,7 @@ from routing.upstream.health import health
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply
 from tests.inprocess import InProcessProxy, passwordless_alice  # noqa: F401  (no password hashing here)
+from tests.test_dashboard import section_rows
 from tests.test_responses_ws import create, final, key, live, opened, reload, turn  # noqa: F401  (fixtures)
 from usage import metrics
 from usage.models import LedgerEntry
@@ -209,9 +210,7 @@ def test_a_failing_target_rests_then_gets_one_trial(inproc, alice_key, settings)
         assert 'llmproxy_upstream_attempts_total{upstream="a",outcome="upstream_error"} 2' in exposed
         # The dashboard shows the fallbacks taken per alias and serving upstream, and what failed first.
         page = operator.get("/dashboard/?range=24h").content.decode()
-        panel = page.split('id="fallbacks"')[1].split("</section>")[0]
-        cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>([\s\S]*?)</td>", panel)]
-        assert cells[:4] == ["smart", "b", "7", "a/a-model \u00d72"]
+        assert section_rows(page, "fallbacks")[0][:4] == ["smart", "b", "7", "a/a-model \u00d72"]
         # Its rest over, one request tries it; it answers, and the circuit closes.
         time.sleep(1.1)
         client.messages.create(model="smart", max_tokens=20, messages=HI)

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from routing.config.registry import Target
+from routing.config.registry import Route, Target
 from routing.dataplane.conversations import Recorder
 from routing.dataplane.exchange import Exchange, ExchangeError
 from routing.dataplane.plan import Plan, plan_generation
@@ -107,7 +107,7 @@ async def generate(
 
 def _begin(
     exchange: Exchange,
-    route: Any,
+    route: Route,
     target: Target,
     own_key: bool,
     payload: dict[str, Any],

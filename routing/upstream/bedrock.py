@@ -24,6 +24,7 @@ import httpx
 
 from translation.bedrock.eventstream import invoke_stream_event, is_exception
 from translation.dialect import Dialect
+from translation.errors import error_body, parse_upstream_error
 from translation.operation import Operation
 from translation.sse import SSEEvent
 
@@ -139,16 +140,6 @@ def sign(method: str, url: str, body: bytes, credentials: Any, region: str) -> d
 
 # --- InvokeModel's stream ---------------------------------------------------------------------------------------
 
-# Bedrock's stream exceptions, as the Anthropic error types its clients know.
-_ANTHROPIC_ERROR_TYPES = {
-    "throttlingException": "rate_limit_error",
-    "serviceUnavailableException": "overloaded_error",
-    "modelStreamErrorException": "api_error",
-    "internalServerException": "api_error",
-    "modelTimeoutException": "timeout_error",
-    "validationException": "invalid_request_error",
-}
-
 
 class InvokeStreamParser:
     """`invoke-with-response-stream`: each event-stream `chunk` message carries one Anthropic stream event,
@@ -167,12 +158,9 @@ class InvokeStreamParser:
 
     @staticmethod
     def _unwrap(event: SSEEvent) -> SSEEvent:
-        if not is_exception(event.event or ""):
+        name = event.event or ""
+        if not is_exception(name):
             return invoke_stream_event(event)
-        try:
-            message = json.loads(event.data).get("message")
-        except (ValueError, AttributeError):
-            message = None
-        error_type = _ANTHROPIC_ERROR_TYPES.get(event.event or "", "api_error")
-        error = {"type": "error", "error": {"type": error_type, "message": str(message or event.event)}}
-        return SSEEvent(data=json.dumps(error), event="error")
+        # A stream exception, read as Bedrock's and told as Anthropic's error event (both envelopes: translation).
+        error = parse_upstream_error(500, event.data.encode(), error_type=name)
+        return SSEEvent(data=json.dumps(error_body(Dialect.ANTHROPIC, error)), event="error")
