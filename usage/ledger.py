@@ -345,7 +345,10 @@ def _new_rows(rows: list[LedgerEntry]) -> list[LedgerEntry]:
     """Drop the rows the ledger already has (replayed from a spool segment whose deletion a crash prevented),
     and repeats of one exchange within the batch."""
     ids = [row.exchange_id for row in rows]
-    existing = set(LedgerEntry.objects.filter(exchange_id__in=ids).values_list("exchange_id", flat=True))
+    # A replayed row keeps its start time: the time range lets a partitioned ledger look in its months only.
+    started = [row.started_at for row in rows]
+    same = LedgerEntry.objects.filter(exchange_id__in=ids, started_at__range=(min(started), max(started)))
+    existing = set(same.values_list("exchange_id", flat=True))
     fresh = []
     for row in rows:
         if row.exchange_id not in existing:

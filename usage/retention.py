@@ -1,9 +1,11 @@
-"""Ledger retention: raw rows older than a cut-off are deleted in small batches, while the hourly and daily rollups
-(usage.rollups), which the dashboards and budgets read, keep the history.
+"""Ledger retention: raw rows older than a cut-off are deleted, while the hourly and daily rollups (usage.rollups),
+which the dashboards and budgets read, keep the history.
 
-A batch is one short transaction on the oldest rows (by the `started_at` index), so pruning never holds the table
-for long; the background worker prunes a few batches a minute when `LEDGER_RETENTION_DAYS` is set, and
-`manage.py pruneledger` does it all at once. Several replicas pruning at the same time only find less to delete.
+On PostgreSQL the months that end before the cut-off are dropped whole (usage.partitions); the rest, and every
+row on SQLite, go in small batches: one short transaction on the oldest rows (by the `started_at` index), so
+pruning never holds the table for long. The background worker prunes a few batches a minute when
+`LEDGER_RETENTION_DAYS` is set, and `manage.py pruneledger` does it all at once. Several replicas pruning at the
+same time only find less to delete.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.db import transaction
 
 from routing.runtime.database import run_db
 from routing.runtime.worker import worker
+from usage import partitions
 from usage.models import LedgerEntry
 
 BATCH_ROWS = 5000
@@ -40,7 +43,7 @@ def prune(older_than: timedelta, *, max_batches: int | None = None, now: datetim
     """Delete the ledger rows that started before `now - older_than`, oldest first, BATCH_ROWS at a time (at most
     `max_batches` batches). Returns how many were deleted (synchronous ORM: the database thread, or a command)."""
     cutoff = (now or datetime.now(UTC)) - older_than
-    deleted = 0
+    deleted = partitions.drop_months_before(cutoff)
     batches = 0
     while max_batches is None or batches < max_batches:
         oldest = LedgerEntry.objects.filter(started_at__lt=cutoff).order_by("started_at")
@@ -60,4 +63,10 @@ async def prune_in_background() -> None:
         await run_db(lambda: prune(timedelta(days=days), max_batches=BATCHES_PER_RUN))
 
 
+async def ensure_partitions_in_background() -> None:
+    await run_db(partitions.ensure_partitions)
+
+
 worker.register("ledger retention", prune_in_background, every=lambda: RUN_EVERY_SECONDS)
+# Months are created MONTHS_AHEAD ahead: an hourly look (and one at each start) is plenty.
+worker.register("ledger partitions", ensure_partitions_in_background, every=lambda: 3600.0)

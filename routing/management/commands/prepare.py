@@ -1,6 +1,7 @@
 """`manage.py prepare [CONFIG.yaml ...]`: what a deployment runs before its servers start (the Compose file's
-`prepare` service, the Kubernetes migration Job): migrate, make sure the admin account exists (`bootstrap`),
-then apply each configuration file (`importconfig`).
+`prepare` service, the Kubernetes migration Job): migrate, create the ledger's coming month partitions on
+PostgreSQL (usage.partitions), make sure the admin account exists (`bootstrap`), then apply each configuration
+file (`importconfig`).
 
 On PostgreSQL it all happens under an advisory lock, so that several started at once (two rollouts
 overlapping, a Job retried while the first still runs) run one after the other: Django applies each migration
@@ -17,6 +18,8 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connection
+
+from usage.partitions import ensure_partitions
 
 # pg_advisory_lock's key: any 64-bit number the proxy's other locks do not use ("llmprepr" in ASCII).
 LOCK_KEY = 0x6C6C6D7072657072
@@ -35,6 +38,9 @@ class Command(BaseCommand):
             self._lock()
         try:
             call_command("migrate", interactive=False, stdout=self.stdout, stderr=self.stderr)
+            created = ensure_partitions()
+            if created:
+                self.stdout.write("Ledger partitions created: " + ", ".join(m.table for m in created))
             call_command("bootstrap", stdout=self.stdout, stderr=self.stderr)
             for path in options["config"]:
                 call_command("importconfig", path, stdout=self.stdout, stderr=self.stderr)
