@@ -1,12 +1,14 @@
 """Many replicas, one proxy (issue 15): three server processes on one PostgreSQL and one Redis behind a round-robin
 load balancer act as one proxy. Edits and revocations reach all three within a second; a requests-per-minute limit
 and a concurrent-streams limit hold across them exactly; the ledger has exactly one row per exchange; and when one
-replica is killed mid-stream, only its own clients notice and the balancer stops sending to it.
+replica is killed mid-stream, only its own clients notice and the balancer stops sending to it. A live view open
+on one replica shows the exchanges of all three (through the Redis channel layer).
 
 Runs when the tests run on PostgreSQL (`DATABASE_URL=postgres://…`): SQLite is one machine's file."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -17,6 +19,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
@@ -25,7 +28,9 @@ from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, Usage
 from tests.liveserver import ProxyServer
 from tests.netservers import RoundRobinBalancer
+from tests.test_live import _session_cookie, websockets_connect
 from tests.test_rate_limits import REDIS_URL, redis_available, redis_client
+from usage import live
 from usage.models import LedgerEntry, ModelPrice
 
 pytestmark = pytest.mark.e2e
@@ -201,6 +206,27 @@ def test_the_ledger_has_exactly_one_row_per_exchange_from_every_replica(replicas
     # Every replica served some: each writes its own process token at the head of its exchange ids.
     assert len({exchange_id.split("-")[0] for exchange_id in ids}) == 3
     assert set(LedgerEntry.objects.values_list("outcome", flat=True)) == {"ok"}
+
+
+def test_the_live_view_on_one_replica_shows_the_exchanges_of_all_three(replicas, balancer, alice, alice_key, fake):
+    operator = User.objects.create_user("operator", password="operator-password", is_staff=True)
+    ModelAlias.objects.create(name="watched", upstream=Upstream.objects.get(name="up"), upstream_model="real-model")
+    sync(replicas)
+    cookie = _session_cookie(operator).decode()
+    page = balancer.url.replace("http://", "ws://") + live.WS_PATH
+    with websockets_connect(page, additional_headers={"Cookie": cookie, "Origin": balancer.url}) as ws:
+        # Each request is a new connection, so the balancer hands them to the three replicas in turn.
+        assert [post(balancer.url, alice_key, model="watched").status_code for _ in range(6)] == [200] * 6
+        seen: dict[str, list[str]] = {}
+        deadline = time.monotonic() + 15
+        # Every replica served two: the page hears of all three processes, with both exchanges of each.
+        while sorted(models.count("watched") for models in seen.values() if "watched" in models) != [2, 2, 2]:
+            assert time.monotonic() < deadline, f"the page heard of {sorted(seen)} only"
+            try:
+                state = json.loads(ws.recv(timeout=1))
+            except TimeoutError:
+                continue
+            seen[state["process"]] = [item["model"] for item in state["recent"]]
 
 
 def test_a_killed_replica_cuts_only_its_own_clients_and_leaves_the_rotation(replicas, balancer, alice, alice_key, fake):
