@@ -337,7 +337,7 @@ def verify() -> None:
     now = datetime.now(UTC)
     alice = User.objects.get(username="alice").pk
     custom = {"from": f"{now - timedelta(days=12):%Y-%m-%d}T13:00", "to": f"{now - timedelta(days=2):%Y-%m-%d}T09:00"}
-    checks = (
+    checks: tuple[dict[str, str], ...] = (
         {},
         {"range": "24h"},
         {"range": "30d", "user": str(alice)},
