@@ -108,6 +108,38 @@ def test_an_unreachable_target_falls_back(inproc, alice_key):
         assert "unreachable" in row.failed_attempts[0]["message"]
 
 
+def test_a_prompt_beyond_a_targets_context_window_goes_to_the_next_target(inproc, alice_key):
+    with inproc.upstream("anthropic", strict=False) as a, inproc.upstream("openai-chat", strict=False) as b:
+        route(a.url, b.url)
+        Upstream.objects.filter(name="a").update(context_window=200)  # a small local model, say
+        inproc.sync()
+        client = claude(inproc, alice_key)
+        short = client.messages.create(model="smart", max_tokens=50, messages=HI)
+        assert short.content[0].type == "text" and a.request_count == 1 and b.request_count == 0
+        long = [{"role": "user", "content": "word " * 2000}]
+        answer = client.messages.create(model="smart", max_tokens=50, messages=long)
+        assert answer.content[0].type == "text"
+        assert (a.request_count, b.request_count) == (1, 1)
+        inproc.drain()
+        first, second = rows()
+        assert (first.upstream, first.fallback, first.failed_attempts) == ("a", False, [])
+        assert (second.upstream, second.outcome, second.attempts, second.fallback) == ("b", "ok", 1, True)
+        assert second.failed_attempts[0]["target"] == "a/a-model"
+        assert "context window is 200 tokens" in second.failed_attempts[0]["message"]
+
+
+def test_a_prompt_no_target_can_take_is_refused_with_the_reason(inproc, alice_key):
+    with inproc.upstream("anthropic", strict=False) as a, inproc.upstream("openai-chat", strict=False) as b:
+        route(a.url, b.url)
+        Upstream.objects.update(context_window=200)
+        inproc.sync()
+        with pytest.raises(anthropic.BadRequestError, match="context window is 200 tokens"):
+            claude(inproc, alice_key).messages.create(
+                model="smart", max_tokens=50, messages=[{"role": "user", "content": "word " * 2000}]
+            )
+        assert (a.request_count, b.request_count) == (0, 0)
+
+
 @pytest.mark.parametrize(
     "status, kind, sdk_error",
     [

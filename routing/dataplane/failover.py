@@ -57,14 +57,23 @@ async def generate(
     warnings_before = len(exchange.warnings)
     tried = 0
     last_failure: ExchangeError | None = None
+    unplanned: ExchangeError | None = None
     while queue:
         target = queue.popleft()
+        del exchange.warnings[warnings_before:]  # each plan notes its own translation's warnings
+        try:
+            attempt = _begin(exchange, route.via(target), target, own_key, payload, history, recorder)
+        except ExchangeError as exc:
+            # This target cannot take the request (a prompt beyond its context window, a feature its API lacks):
+            # nothing was sent and the target is not at fault; another target may take it.
+            unplanned = exc
+            if queue:
+                _note_failure(exchange, target, 0, exc.error)
+            continue
         if not await health.may_try(target):  # half-open, and another request holds its trial
             continue
         tried += 1
         exchange.record.attempts = tried
-        del exchange.warnings[warnings_before:]  # each plan notes its own translation's warnings
-        attempt = _begin(exchange, route.via(target), target, own_key, payload, history, recorder)
         final = tried >= limit
         health.started(target)
         try:
@@ -93,14 +102,17 @@ async def generate(
                 health.succeeded(target)
             elif status in RETRY_STATUSES and not retry_same:
                 health.failed(target, f"answered {status}", _rest(status, response, None))
-            exchange.record.fallback = tried > 1 or target.fallback
+            exchange.record.fallback = tried > 1 or target.fallback or unplanned is not None
             await relay(exchange, attempt.plan, recorder, response)
             return
         finally:
             health.finished(target)
-    # Every target was resting mid-trial or the attempts ran out on failures: the last failure speaks.
+    # Every target was resting mid-trial, could not take the request, or the attempts ran out on failures: the
+    # last failure speaks, else why the request could not be sent.
     if last_failure is not None:
         raise last_failure
+    if unplanned is not None:
+        raise unplanned
     message = f"Every target of {route.alias or route.requested_model} is resting; try again shortly"
     raise ExchangeError(ApiError(ErrorKind.OVERLOADED, message))
 
