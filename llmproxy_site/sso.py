@@ -212,27 +212,27 @@ class SsoBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         self.OIDC_RP_IDP_SIGN_KEY = None
 
     @property
-    def OIDC_OP_TOKEN_ENDPOINT(self) -> str:  # noqa: N802 (the library's attribute names)
+    def OIDC_OP_TOKEN_ENDPOINT(self) -> str:
         return endpoints().token
 
     @property
-    def OIDC_OP_USER_ENDPOINT(self) -> str:  # noqa: N802
+    def OIDC_OP_USER_ENDPOINT(self) -> str:
         return endpoints().userinfo
 
     @property
-    def OIDC_OP_JWKS_ENDPOINT(self) -> str:  # noqa: N802
+    def OIDC_OP_JWKS_ENDPOINT(self) -> str:
         return endpoints().jwks
 
     @property
-    def OIDC_RP_CLIENT_ID(self) -> str:  # noqa: N802
+    def OIDC_RP_CLIENT_ID(self) -> str:
         return str(settings.OIDC_RP_CLIENT_ID)
 
     @property
-    def OIDC_RP_CLIENT_SECRET(self) -> str:  # noqa: N802
+    def OIDC_RP_CLIENT_SECRET(self) -> str:
         return str(settings.OIDC_RP_CLIENT_SECRET)
 
     @property
-    def OIDC_RP_SIGN_ALGO(self) -> str:  # noqa: N802
+    def OIDC_RP_SIGN_ALGO(self) -> str:
         return str(settings.OIDC_RP_SIGN_ALGO)
 
     def authenticate(self, request: HttpRequest | None, **credentials: Any) -> User | None:

@@ -23,8 +23,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from routing.admin_check import upstream_check_view
-from routing.invitations import invite, link_valid_for, pending_invitee
 from routing.admin_status import LAST_SEEN_DAYS, LastSeen, credential_status, last_seen, missing_variables
+from routing.invitations import invite, link_valid_for, pending_invitee
 from routing.models import (
     AuditEntry,
     BudgetPeriod,
@@ -641,7 +641,9 @@ def _as_text(value: Any) -> str:
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField(help_text="Their account is named by it; the invitation link goes there if email is set up.")
+    email = forms.EmailField(
+        help_text="Their account is named by it; the invitation link goes there if email is set up."
+    )
     groups = forms.ModelMultipleChoiceField(
         Group.objects.all(),
         required=False,

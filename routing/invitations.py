@@ -56,7 +56,9 @@ def invitation_link(request: HttpRequest, user: User) -> str:
 def pending_invitee(email: str) -> User | None:
     """The account invited under this address that has no password and has never signed in (inviting again gives
     it a fresh link); None for anyone else."""
-    return User.objects.filter(email__iexact=email, password__startswith=UNUSABLE_PASSWORD_PREFIX, last_login__isnull=True).first()
+    return User.objects.filter(
+        email__iexact=email, password__startswith=UNUSABLE_PASSWORD_PREFIX, last_login__isnull=True
+    ).first()
 
 
 def invite(request: HttpRequest, email: str, groups: Iterable[Group]) -> Invitation:
@@ -89,7 +91,6 @@ class AcceptInvitationView(PasswordResetConfirmView):
     it)."""
 
     template_name = "registration/invitation.html"
-    form_class = SetPasswordForm
     post_reset_login = True
     post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
     success_url = reverse_lazy("account")

@@ -246,4 +246,3 @@ def test_the_client_secret_is_never_on_a_page_a_url_or_a_log(client, sso, caplog
     assert token_request.headers["authorization"].startswith("Basic ")
     assert CLIENT_SECRET not in token_request.body.decode()
     assert "code_verifier" in parse_qs(token_request.body.decode())
-

@@ -18,7 +18,12 @@ pytestmark = pytest.mark.e2e
 CLIENT_ID = "llmproxy-browser"
 CLIENT_SECRET = "browser-oidc-secret-4d1e"
 DANA = {"sub": "u-dana", "email": "dana@example.com", "email_verified": True, "name": "Dana", "groups": ["engineering"]}
-OPS = {"sub": "u-olga", "email": "olga@example.com", "email_verified": True, "groups": ["engineering", "llmproxy-admins"]}
+OPS = {
+    "sub": "u-olga",
+    "email": "olga@example.com",
+    "email_verified": True,
+    "groups": ["engineering", "llmproxy-admins"],
+}
 
 
 @pytest.fixture(scope="module")

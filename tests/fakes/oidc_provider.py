@@ -58,7 +58,9 @@ class OidcProvider:
     groups_claim: str = "groups"
     issuer: str = ""
     person: dict[str, Any] | None = None  # whom /authorize approves
-    key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    key: rsa.RSAPrivateKey = field(
+        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
     kid: str = field(default_factory=lambda: secrets.token_hex(8))
     codes: dict[str, Grant] = field(default_factory=dict)
     access_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -163,7 +165,12 @@ class OidcProvider:
         access_token = secrets.token_urlsafe(24)
         self.access_tokens[access_token] = claims
         id_token = jwt.encode(id_claims, self.key, algorithm="RS256", headers={"kid": self.kid})
-        body = {"access_token": access_token, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME, "id_token": id_token}
+        body = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME,
+            "id_token": id_token,
+        }
         return _json(200, body, {"cache-control": "no-store", "pragma": "no-cache"})
 
     def userinfo(self, request: Request) -> Response:
