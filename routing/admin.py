@@ -33,6 +33,7 @@ from routing.models import (
     ModelAlias,
     PathPrefix,
     ProxyKey,
+    SsoIdentity,
     Upstream,
     UserPolicy,
 )
@@ -694,6 +695,22 @@ class ProxyUserAdmin(UserAdmin[User]):
 
 class ProxyGroupAdmin(GroupAdmin):
     inlines = [*GroupAdmin.inlines, GroupPolicyInline]
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(admin.ModelAdmin[SsoIdentity]):
+    """Which user each identity provider's subject signs in as (llmproxy_site.sso). Made by sign-in; deleting one
+    makes the subject's next sign-in match a user by email address again."""
+
+    list_display = ["subject", "user", "issuer", "last_sign_in"]
+    search_fields = ["subject", "user__username", "user__email"]
+    readonly_fields = ["user", "issuer", "subject", "last_sign_in"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SsoIdentity | None = None) -> bool:
+        return False
 
 
 admin.site.unregister(User)

@@ -246,3 +246,15 @@ def test_the_client_secret_is_never_on_a_page_a_url_or_a_log(client, sso, caplog
     assert token_request.headers["authorization"].startswith("Basic ")
     assert CLIENT_SECRET not in token_request.body.decode()
     assert "code_verifier" in parse_qs(token_request.body.decode())
+
+
+def test_the_admin_lists_who_signed_in_as_which_subject(client, sso):
+    sso.person = DANA
+    sign_in(client, sso)
+    User.objects.create_superuser("root", password="root-password")
+    operator = Client()
+    operator.login(username="root", password="root-password")
+    listing = operator.get("/admin/routing/ssoidentity/")
+    assert listing.status_code == 200
+    assert "00u-dana" in listing.content.decode()
+    assert operator.get("/admin/routing/ssoidentity/add/").status_code == 403
