@@ -237,9 +237,12 @@ LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
 # goes out from. EMAIL_URL (e.g. smtp+tls://user:password@smtp.example.com:587) turns the email on; without it
 # the operator copies the link.
 PASSWORD_RESET_TIMEOUT: int = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
-EMAIL_URL: str = env.str("EMAIL_URL", default="")
-if EMAIL_URL:
+# The URL itself is not kept as a setting (its password would be one no settings page masks): its parts become
+# Django's EMAIL_* settings.
+EMAIL_CONFIGURED: bool = bool(env.str("EMAIL_URL", default=""))
+if EMAIL_CONFIGURED:
     globals().update(env.email_url("EMAIL_URL"))
+EMAIL_TIMEOUT = 10  # seconds: a mail server that hangs must not hang the operator's page
 DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="llmproxy@localhost")
 
 # Sign-in throttling (llmproxy_site.signin): failed attempts per username or client address, and the window.

@@ -34,6 +34,7 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils import timezone
 from django.views.generic import View
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import import_from_settings
@@ -137,6 +138,7 @@ def person_for(claims: dict[str, Any]) -> User:
     identity = SsoIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
     if identity is not None:
         user = identity.user
+        SsoIdentity.objects.filter(pk=identity.pk).update(last_sign_in=timezone.now())
     else:
         # An address the provider has not verified could be anyone's: it may create an account, never take one.
         matches = [] if claims.get("email_verified") is False else list(User.objects.filter(email__iexact=email)[:2])

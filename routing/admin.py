@@ -688,7 +688,7 @@ class ProxyUserAdmin(UserAdmin[User]):
             "form": form,
             "invitation": invitation,
             "valid_for": link_valid_for(),
-            "email_configured": bool(settings.EMAIL_URL),
+            "email_configured": bool(settings.EMAIL_CONFIGURED),
         }
         return TemplateResponse(request, "admin/auth/user/invite.html", context)
 

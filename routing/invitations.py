@@ -70,7 +70,7 @@ def invite(request: HttpRequest, email: str, groups: Iterable[Group]) -> Invitat
             user = User.objects.create_user(email, email=email)
         user.groups.add(*groups)
     link = invitation_link(request, user)
-    if not settings.EMAIL_URL:
+    if not settings.EMAIL_CONFIGURED:
         return Invitation(user, link, created, emailed=False)
     body = (
         f"{request.user.get_username()} invited you to the team's LLM proxy at {request.build_absolute_uri('/')}.\n\n"
