@@ -90,6 +90,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "llmproxy_site.sso.sign_in_choices",
             ],
         },
     },
@@ -204,6 +205,45 @@ SESSION_COOKIE_SECURE: bool = env.bool("SESSION_COOKIE_SECURE", default=not _PLA
 CSRF_COOKIE_SECURE: bool = env.bool("CSRF_COOKIE_SECURE", default=not _PLAIN_LOOPBACK)
 # HSTS: off until the operator knows TLS works for the host (then e.g. 31536000), docs/security.md.
 SECURE_HSTS_SECONDS: int = env.int("SECURE_HSTS_SECONDS", default=0)
+
+# Password sign-in and single sign-on side by side (docs/sign-in.md): the OpenID Connect backend signs nobody in
+# unless OIDC_ISSUER and OIDC_CLIENT_ID are set (llmproxy_site.sso).
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "llmproxy_site.sso.SsoBackend"]
+# Single sign-on with an OpenID Connect provider (mozilla-django-oidc under llmproxy_site.sso). The issuer's
+# endpoints are read once from <issuer>/.well-known/openid-configuration, at the first sign-in.
+OIDC_ISSUER: str = env.str("OIDC_ISSUER", default="").rstrip("/")
+OIDC_RP_CLIENT_ID: str = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET: str = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_PROVIDER_NAME: str = env.str("OIDC_PROVIDER_NAME", default="single sign-on")  # "Sign in with <this>"
+OIDC_RP_SCOPES: str = env.str("OIDC_SCOPES", default="openid email profile")
+# The claim listing the person's directory groups: their Django groups become those of its values that name a
+# Django group (OIDC_CREATE_GROUPS: the others are created too). Empty: sign-in leaves groups and rights alone.
+OIDC_GROUPS_CLAIM: str = env.str("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_CREATE_GROUPS: bool = env.bool("OIDC_CREATE_GROUPS", default=False)
+# Directory groups whose members get the admin (is_staff) and every permission (is_superuser); empty: those rights
+# are not set by sign-in.
+OIDC_STAFF_GROUP: str = env.str("OIDC_STAFF_GROUP", default="")
+OIDC_SUPERUSER_GROUP: str = env.str("OIDC_SUPERUSER_GROUP", default="")
+OIDC_RP_SIGN_ALGO: str = env.str("OIDC_SIGN_ALGO", default="RS256")
+# The client authenticates at the token endpoint with HTTP Basic (client_secret_basic, the method every provider
+# supports), proves the code is its own with PKCE, and waits at most OIDC_TIMEOUT seconds for the provider.
+OIDC_TOKEN_USE_BASIC_AUTH = True
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT: float = env.float("OIDC_TIMEOUT", default=10.0)
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso-callback"
+LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
+
+# Invitations (routing.invitations): how long a set-your-password link stays valid (seconds), and where its email
+# goes out from. EMAIL_URL (e.g. smtp+tls://user:password@smtp.example.com:587) turns the email on; without it
+# the operator copies the link.
+PASSWORD_RESET_TIMEOUT: int = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
+# The URL itself is not kept as a setting (its password would be one no settings page masks): its parts become
+# Django's EMAIL_* settings.
+EMAIL_CONFIGURED: bool = bool(env.str("EMAIL_URL", default=""))
+if EMAIL_CONFIGURED:
+    globals().update(env.email_url("EMAIL_URL"))
+EMAIL_TIMEOUT = 10  # seconds: a mail server that hangs must not hang the operator's page
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="llmproxy@localhost")
 
 # Sign-in throttling (llmproxy_site.signin): failed attempts per username or client address, and the window.
 SIGNIN_MAX_FAILURES: int = env.int("SIGNIN_MAX_FAILURES", default=5)

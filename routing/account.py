@@ -31,6 +31,7 @@ from django.views.decorators.http import require_POST, require_safe
 from routing.access.overview import overview
 from routing.client_setup import client_snippets
 from routing.config.secrets import decrypt, encrypt
+from routing.invitations import AcceptInvitationView
 from routing.models import ProxyKey
 from usage import live
 from usage.models import LedgerEntry, Outcome
@@ -219,4 +220,5 @@ urlpatterns = [
     path("me/keys/<int:key_id>/label/", relabel_key, name="account-relabel-key"),
     path("me/keys/<int:key_id>/revoke/", revoke_key, name="account-revoke-key"),
     path("dashboard/live/", live.live_page, name="live"),
+    path("accounts/invitation/<uidb64>/<token>/", AcceptInvitationView.as_view(), name="invitation"),
 ]

@@ -9,11 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -21,6 +24,7 @@ from django.utils.safestring import mark_safe
 
 from routing.admin_check import upstream_check_view
 from routing.admin_status import LAST_SEEN_DAYS, LastSeen, credential_status, last_seen, missing_variables
+from routing.invitations import invite, link_valid_for, pending_invitee
 from routing.models import (
     AuditEntry,
     BudgetPeriod,
@@ -29,6 +33,7 @@ from routing.models import (
     ModelAlias,
     PathPrefix,
     ProxyKey,
+    SsoIdentity,
     Upstream,
     UserPolicy,
 )
@@ -636,13 +641,76 @@ def _as_text(value: Any) -> str:
     return "—" if value is None else json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
 
 
+class InviteForm(forms.Form):
+    email = forms.EmailField(
+        help_text="Their account is named by it; the invitation link goes there if email is set up."
+    )
+    groups = forms.ModelMultipleChoiceField(
+        Group.objects.all(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Teams whose model access and budgets apply to them.",
+    )
+
+    def clean_email(self) -> str:
+        email: str = self.cleaned_data["email"]
+        if User.objects.filter(Q(email__iexact=email) | Q(username__iexact=email)).exists() and not pending_invitee(
+            email
+        ):
+            raise forms.ValidationError("Someone with this address already has an account.")
+        return email
+
+
 # Users and groups (teams) get their proxy access, budget and limits on their own admin pages.
 class ProxyUserAdmin(UserAdmin[User]):
     inlines = [*UserAdmin.inlines, UserPolicyInline]
+    change_list_template = "admin/auth/user/proxy_change_list.html"  # adds "Invite a teammate"
+
+    def get_urls(self) -> list[URLPattern]:
+        invite = path("invite/", self.admin_site.admin_view(self.invite_view), name="auth_user_invite")
+        return [invite, *super().get_urls()]
+
+    def invite_view(self, request: HttpRequest) -> HttpResponse:
+        """A teammate's account and set-your-password link (routing.invitations); the link is on this answer only."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = InviteForm(request.POST if request.method == "POST" else None)
+        invitation = None
+        if request.method == "POST" and form.is_valid():
+            invitation = invite(request, form.cleaned_data["email"], form.cleaned_data["groups"])
+            if invitation.created:
+                self.log_addition(request, invitation.user, [{"added": {}}])
+            form = InviteForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Invite a teammate",
+            "opts": self.opts,
+            "form": form,
+            "invitation": invitation,
+            "valid_for": link_valid_for(),
+            "email_configured": bool(settings.EMAIL_CONFIGURED),
+        }
+        return TemplateResponse(request, "admin/auth/user/invite.html", context)
 
 
 class ProxyGroupAdmin(GroupAdmin):
     inlines = [*GroupAdmin.inlines, GroupPolicyInline]
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(admin.ModelAdmin[SsoIdentity]):
+    """Which user each identity provider's subject signs in as (llmproxy_site.sso). Made by sign-in; deleting one
+    makes the subject's next sign-in match a user by email address again."""
+
+    list_display = ["subject", "user", "issuer", "last_sign_in"]
+    search_fields = ["subject", "user__username", "user__email"]
+    readonly_fields = ["user", "issuer", "subject", "last_sign_in"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SsoIdentity | None = None) -> bool:
+        return False
 
 
 admin.site.unregister(User)

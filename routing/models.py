@@ -656,3 +656,21 @@ class PathPrefix(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class SsoIdentity(models.Model):
+    """The person an identity provider knows as `subject` (OpenID Connect's `sub`, stable where an email address
+    may change) is this user: single sign-on finds them by it first (llmproxy_site.sso)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sso_identities")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    last_sign_in = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique_subject")]
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
