@@ -22,13 +22,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
+from websockets.sync.client import connect as websockets_connect
 
 from routing.models import KeyPolicy, ModelAlias, ProxyKey, Upstream, UserPolicy
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, Usage
 from tests.liveserver import ProxyServer
 from tests.netservers import RoundRobinBalancer
-from tests.test_live import _session_cookie, websockets_connect
+from tests.test_live import _session_cookie
 from tests.test_rate_limits import REDIS_URL, redis_available, redis_client
 from usage import live
 from usage.models import LedgerEntry, ModelPrice
