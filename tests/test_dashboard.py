@@ -8,6 +8,7 @@ import random
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from html import unescape
 from typing import Any
 
 import pytest
@@ -51,8 +52,8 @@ def section_rows(html: str, section_id: str) -> list[list[str]]:
     """The data rows of the table in a page's section, as the text of their cells (header rows left out)."""
     section = html.split(f'id="{section_id}"')[1].split("</section>")[0]
     rows = [
-        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>([\s\S]*?)</td>", row)]
-        for row in re.findall(r"<tr>([\s\S]*?)</tr>", section)
+        [unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<td[^>]*>([\s\S]*?)</td>", row)]
+        for row in re.findall(r"<tr(?:\s[^>]*)?>([\s\S]*?)</tr>", section)
     ]
     return [row for row in rows if row]
 
