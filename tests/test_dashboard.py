@@ -309,6 +309,39 @@ def test_page_shows_charts_with_a_bar_per_bucket(staff_client: Client, team: dic
     assert "<title>" in requests_svg
 
 
+def x_labels(html: str, chart: str) -> list[list[str]]:
+    """The labels under a chart's bars, each as its lines."""
+    svg = html[html.index(f'id="{chart}"') : html.index("</svg>", html.index(f'id="{chart}"'))]
+    return [
+        [line for line in re.split(r"<tspan[^>]*>", label.replace("</tspan>", "")) if line]
+        for label in re.findall(r'<text class="xlabel"[^>]*>([\s\S]*?)</text>', svg)
+    ]
+
+
+def test_an_hourly_chart_dates_each_day_it_shows(staff_client: Client, db: None) -> None:
+    """The day changes between two labels (midnight is not one of them): the first label of the new day carries
+    its date, so an hour is never read on the wrong day."""
+    html = staff_client.get("/dashboard/", {"from": "2026-11-20T13:00", "to": "2026-11-21T13:00"}).content.decode()
+    labels = x_labels(html, "chart-requests")
+    assert [label[0] for label in labels] == ["13:00", "16:00", "19:00", "22:00", "01:00", "04:00", "07:00", "10:00"]
+    assert labels[0] == ["13:00", "Nov 20"] and labels[4] == ["01:00", "Nov 21"]
+    assert all(len(label) == 1 for index, label in enumerate(labels) if index not in (0, 4))
+    assert "Fri 2026-11-20 13:00 to 14:00 UTC" in html  # each bar's tooltip: the date, the hour, the zone
+    assert 'Requests per hour <span class="muted small">(UTC)</span>' in html
+    # Three days by hour (a label every 9 hours): each day a label falls on is dated at its first one.
+    html = staff_client.get("/dashboard/", {"from": "2026-11-20T05:00", "to": "2026-11-23T05:00"}).content.decode()
+    assert x_labels(html, "chart-cost") == [
+        ["05:00", "Nov 20"],
+        ["14:00"],
+        ["23:00"],
+        ["08:00", "Nov 21"],
+        ["17:00"],
+        ["02:00", "Nov 22"],
+        ["11:00"],
+        ["20:00"],
+    ]
+
+
 def test_recent_exchanges_link_to_the_admin(staff_client: Client, team: dict[str, Any]) -> None:
     html = staff_client.get("/dashboard/").content.decode()
     recent = html[html.index('id="recent"') :]

@@ -115,12 +115,12 @@ def _figure_cells(figures: Figures) -> dict[str, Any]:
 
 
 def _bucket_labels(filters: Filters, starts: list[datetime]) -> tuple[list[str], list[str]]:
-    """Short labels under the bars, and long ones for the tooltips."""
+    """Short labels under the bars, and long ones for the tooltips (UTC, as the buckets are)."""
     short: list[str] = []
     long: list[str] = []
     for start in starts:
         if filters.bucket == "hour":
-            short.append(start.strftime("%b %d") if start.hour == 0 or not short else start.strftime("%H:00"))
+            short.append(f"{start:%H:00}\n{start:%b %d}")  # the date: a second line where it changes (charts)
             end = start + timedelta(hours=1)
             long.append(f"{start:%a %Y-%m-%d %H:00} to {end:%H:00} UTC")
         elif filters.bucket == "day":
