@@ -185,6 +185,7 @@
     if (dropped) { render(); }
   }
 
+  document.addEventListener("llmproxy:times-changed", render);  // the rows shown, in the zone just chosen
   setInterval(tick, 200);
   setInterval(dropStale, 2000);
   connect();
