@@ -248,6 +248,22 @@ def test_unpriced_is_never_zero_dollars(staff_client: Client, team: dict[str, An
     assert "$0" not in html[html.index('id="by-user"') : html.index('id="recent"')]
 
 
+def test_every_count_on_the_page_has_thousands_separators(staff_client: Client, db: None) -> None:
+    """As on /me/ and in the breakdowns: no bare 1001 beside a 1,001."""
+    cancelled = [entry(outcome=Outcome.CANCELLED, upstream_model="m", cost_usd=None) for _ in range(1001)]
+    write(
+        *cancelled, entry(upstream_model="m", output_tokens=1_300_000, reasoning_tokens=1_234_567, cost_usd=Decimal(1))
+    )
+    html = staff_client.get("/dashboard/").content.decode()
+    assert "1,001 cancelled" in html
+    assert "1,234,567 reasoning" in html
+    assert '<span class="unpriced">1,001 unpriced</span> (not in the sum)' in html
+    assert "1,001 unpriced exchanges are not in the line" in html
+    assert '<div class="label">No token counts</div><div class="value">1,001</div>' in html
+    assert "+1,001 unpriced" in section_rows(html, "by-upstream_model")[0][1]
+    assert not re.search(r">\s*1001\b", html)
+
+
 def test_filters_change_the_figures(staff_client: Client, team: dict[str, Any]) -> None:
     alice = staff_client.get(f"/dashboard/?user={team['alice'].pk}").content.decode()
     assert figure(alice, "requests") == "3"

@@ -74,7 +74,7 @@
   }
 
   function tokens(n) {
-    return n === null || n === undefined ? "" : n.toLocaleString();
+    return n === null || n === undefined ? "" : n.toLocaleString("en-US");  // 1,234 as the server writes it, any locale
   }
 
   function model(item) {
