@@ -838,3 +838,19 @@ def test_the_users_page_links_to_their_sessions(staff_client: Client) -> None:
     page = staff_client.get("/me/").content.decode()
     assert 'href="/me/sessions/?range=30d"' in page
     assert staff_client.get("/me/sessions/?range=30d").status_code == 200
+
+
+def test_a_users_view_of_the_dashboard_links_to_their_sessions(staff_client: Client, staff: User) -> None:
+    bob = User.objects.create_user("bob", password=None)
+    write(
+        entry(user=staff, client_session="sess-boss", client_program="claude-cli"),
+        entry(user=bob, client_session="sess-bob", client_program="codex_exec"),
+    )
+    html = staff_client.get(f"/dashboard/?range=24h&user={bob.pk}").content.decode()
+    link = re.search(r'id="sessions-link" href="([^"]+)"', html)
+    assert link
+    page = staff_client.get(link.group(1).replace("&amp;", "&")).content.decode()
+    assert [row[:2] for row in section_rows(page, "sessions")] == [["sess-bob", "bob"]]
+    # Its other ranges keep to bob; its times follow the reader's UTC / local switch, as every page's do.
+    assert f'href="?range=7d&amp;user={bob.pk}">Last 7 days</a>' in page
+    assert 'id="local-time"' in page and "/static/usage/times.js" in page

@@ -471,5 +471,8 @@ def my_sessions(request: HttpRequest) -> HttpResponse:
 def _sessions_page(
     request: HttpRequest, filters: Filters, found: list[queries.SessionRow], *, mine: bool
 ) -> HttpResponse:
-    context = {"filters": filters, "rows": _session_rows(found), "mine": mine, "presets": queries.PRESETS.items()}
+    presets = [
+        (label, filters.querystring(range=key, **{"from": None, "to": None})) for key, label in queries.PRESETS.items()
+    ]
+    context = {"filters": filters, "rows": _session_rows(found), "mine": mine, "presets": presets}
     return render(request, "usage/sessions.html", context)
