@@ -358,6 +358,14 @@ def test_an_hourly_chart_dates_each_day_it_shows(staff_client: Client, db: None)
     ]
 
 
+def test_a_large_cost_axis_fits_its_margin(staff_client: Client, db: None) -> None:
+    write(entry(upstream_model="m", cost_usd=Decimal("24000")))
+    html = staff_client.get("/dashboard/?range=24h").content.decode()
+    svg = html[html.index('id="chart-cost"') : html.index("</svg>", html.index('id="chart-cost"'))]
+    ticks = re.findall(r'text-anchor="end">([^<]+)</text>', svg)
+    assert ticks == ["0", "$5k", "$10k", "$15k", "$20k", "$25k"]
+
+
 def test_recent_exchanges_link_to_the_admin(staff_client: Client, team: dict[str, Any]) -> None:
     html = staff_client.get("/dashboard/").content.decode()
     recent = html[html.index('id="recent"') :]

@@ -65,6 +65,9 @@ def fmt_compact(value: float) -> str:
 
 
 def fmt_usd_axis(value: float) -> str:
+    """A cost axis's ticks: short enough for the axis's margin ($25k, not a clipped $25,000.00)."""
+    if value >= 1000:
+        return f"${fmt_compact(value)}"
     return f"${value:,.2f}" if value >= 0.1 else f"${value:.3g}"
 
 
