@@ -159,6 +159,7 @@ def test_sortable_like_the_breakdowns(staff_client: Client, budgets: dict[str, A
     html, _ = panel(staff_client, "?budget_sort=name&sort=requests")
     assert 'href="?range=7d&amp;sort=requests#budgets" data-sort="used"' in html
     assert 'href="?range=7d&amp;budget_sort=name#by-user" data-sort="cost"' in html
+    assert '<input type="hidden" name="budget_sort" value="name">' in html  # applying the filters keeps it
 
 
 def _row_link(html: str, scope: str, subject_id: int) -> dict[str, list[str]]:
