@@ -8,6 +8,7 @@ import random
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from html import unescape
 from typing import Any
 
 import pytest
@@ -51,8 +52,8 @@ def section_rows(html: str, section_id: str) -> list[list[str]]:
     """The data rows of the table in a page's section, as the text of their cells (header rows left out)."""
     section = html.split(f'id="{section_id}"')[1].split("</section>")[0]
     rows = [
-        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>([\s\S]*?)</td>", row)]
-        for row in re.findall(r"<tr>([\s\S]*?)</tr>", section)
+        [unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<td[^>]*>([\s\S]*?)</td>", row)]
+        for row in re.findall(r"<tr(?:\s[^>]*)?>([\s\S]*?)</tr>", section)
     ]
     return [row for row in rows if row]
 
@@ -247,6 +248,22 @@ def test_unpriced_is_never_zero_dollars(staff_client: Client, team: dict[str, An
     assert "$0" not in html[html.index('id="by-user"') : html.index('id="recent"')]
 
 
+def test_every_count_on_the_page_has_thousands_separators(staff_client: Client, db: None) -> None:
+    """As on /me/ and in the breakdowns: no bare 1001 beside a 1,001."""
+    cancelled = [entry(outcome=Outcome.CANCELLED, upstream_model="m", cost_usd=None) for _ in range(1001)]
+    write(
+        *cancelled, entry(upstream_model="m", output_tokens=1_300_000, reasoning_tokens=1_234_567, cost_usd=Decimal(1))
+    )
+    html = staff_client.get("/dashboard/").content.decode()
+    assert "1,001 cancelled" in html
+    assert "1,234,567 reasoning" in html
+    assert '<span class="unpriced">1,001 unpriced</span> (not in the sum)' in html
+    assert "1,001 unpriced exchanges are not in the line" in html
+    assert '<div class="label">No token counts</div><div class="value">1,001</div>' in html
+    assert "+1,001 unpriced" in section_rows(html, "by-upstream_model")[0][1]
+    assert not re.search(r">\s*1001\b", html)
+
+
 def test_filters_change_the_figures(staff_client: Client, team: dict[str, Any]) -> None:
     alice = staff_client.get(f"/dashboard/?user={team['alice'].pk}").content.decode()
     assert figure(alice, "requests") == "3"
@@ -306,6 +323,47 @@ def test_page_shows_charts_with_a_bar_per_bucket(staff_client: Client, team: dic
     cost_svg = html[html.index('id="chart-cost"') : html.index("</svg>", html.index('id="chart-cost"'))]
     assert cost_svg.count('class="point"') == 24
     assert "<title>" in requests_svg
+
+
+def x_labels(html: str, chart: str) -> list[list[str]]:
+    """The labels under a chart's bars, each as its lines."""
+    svg = html[html.index(f'id="{chart}"') : html.index("</svg>", html.index(f'id="{chart}"'))]
+    return [
+        [line for line in re.split(r"<tspan[^>]*>", label.replace("</tspan>", "")) if line]
+        for label in re.findall(r'<text class="xlabel"[^>]*>([\s\S]*?)</text>', svg)
+    ]
+
+
+def test_an_hourly_chart_dates_each_day_it_shows(staff_client: Client, db: None) -> None:
+    """The day changes between two labels (midnight is not one of them): the first label of the new day carries
+    its date, so an hour is never read on the wrong day."""
+    html = staff_client.get("/dashboard/", {"from": "2026-11-20T13:00", "to": "2026-11-21T13:00"}).content.decode()
+    labels = x_labels(html, "chart-requests")
+    assert [label[0] for label in labels] == ["13:00", "16:00", "19:00", "22:00", "01:00", "04:00", "07:00", "10:00"]
+    assert labels[0] == ["13:00", "Nov 20"] and labels[4] == ["01:00", "Nov 21"]
+    assert all(len(label) == 1 for index, label in enumerate(labels) if index not in (0, 4))
+    assert "Fri 2026-11-20 13:00 to 14:00 UTC" in html  # each bar's tooltip: the date, the hour, the zone
+    assert 'Requests per hour <span class="muted small">(UTC)</span>' in html
+    # Three days by hour (a label every 9 hours): each day a label falls on is dated at its first one.
+    html = staff_client.get("/dashboard/", {"from": "2026-11-20T05:00", "to": "2026-11-23T05:00"}).content.decode()
+    assert x_labels(html, "chart-cost") == [
+        ["05:00", "Nov 20"],
+        ["14:00"],
+        ["23:00"],
+        ["08:00", "Nov 21"],
+        ["17:00"],
+        ["02:00", "Nov 22"],
+        ["11:00"],
+        ["20:00"],
+    ]
+
+
+def test_a_large_cost_axis_fits_its_margin(staff_client: Client, db: None) -> None:
+    write(entry(upstream_model="m", cost_usd=Decimal("24000")))
+    html = staff_client.get("/dashboard/?range=24h").content.decode()
+    svg = html[html.index('id="chart-cost"') : html.index("</svg>", html.index('id="chart-cost"'))]
+    ticks = re.findall(r'text-anchor="end">([^<]+)</text>', svg)
+    assert ticks == ["0", "$5k", "$10k", "$15k", "$20k", "$25k"]
 
 
 def test_recent_exchanges_link_to_the_admin(staff_client: Client, team: dict[str, Any]) -> None:
@@ -788,3 +846,19 @@ def test_the_users_page_links_to_their_sessions(staff_client: Client) -> None:
     page = staff_client.get("/me/").content.decode()
     assert 'href="/me/sessions/?range=30d"' in page
     assert staff_client.get("/me/sessions/?range=30d").status_code == 200
+
+
+def test_a_users_view_of_the_dashboard_links_to_their_sessions(staff_client: Client, staff: User) -> None:
+    bob = User.objects.create_user("bob", password=None)
+    write(
+        entry(user=staff, client_session="sess-boss", client_program="claude-cli"),
+        entry(user=bob, client_session="sess-bob", client_program="codex_exec"),
+    )
+    html = staff_client.get(f"/dashboard/?range=24h&user={bob.pk}").content.decode()
+    link = re.search(r'id="sessions-link" href="([^"]+)"', html)
+    assert link
+    page = staff_client.get(link.group(1).replace("&amp;", "&")).content.decode()
+    assert [row[:2] for row in section_rows(page, "sessions")] == [["sess-bob", "bob"]]
+    # Its other ranges keep to bob; its times follow the reader's UTC / local switch, as every page's do.
+    assert f'href="?range=7d&amp;user={bob.pk}">Last 7 days</a>' in page
+    assert 'id="local-time"' in page and "/static/usage/times.js" in page

@@ -19,7 +19,7 @@ HEIGHT = 220
 LEFT = 64
 RIGHT = 12
 TOP = 12
-BOTTOM = 30
+BOTTOM = 38  # room for two lines of labels under the bars: an hour, and its date where it changes
 MAX_X_LABELS = 8
 
 
@@ -79,10 +79,17 @@ def _frame(chart_id: str, title: str, top: float, fmt: Callable[[float], str], l
     if n:
         step = max(1, math.ceil(n / MAX_X_LABELS))
         slot = plot_w / n
+        shown_second = None
         for index in range(0, n, step):
             x = LEFT + slot * (index + 0.5)
-            label = escape(labels[index])
-            parts.append(f'<text class="xlabel" x="{x:.1f}" y="{HEIGHT - 10}" text-anchor="middle">{label}</text>')
+            first, _, second = labels[index].partition("\n")
+            text = escape(first)
+            # A second line (an hour's date) is written where it changes from the last label shown: a day that
+            # begins between two labels still gets its date, under the first label of that day.
+            if second and second != shown_second:
+                text += f'<tspan x="{x:.1f}" dy="13">{escape(second)}</tspan>'
+                shown_second = second
+            parts.append(f'<text class="xlabel" x="{x:.1f}" y="{HEIGHT - 22}" text-anchor="middle">{text}</text>')
     return parts
 
 

@@ -68,6 +68,15 @@ SORTS: dict[str, str] = {
     "cache_write": "Cache write",
 }
 DEFAULT_SORT = "cost"
+# How the Budgets panel can be ordered (the name A to Z, the soonest reset first, else largest first).
+BUDGET_SORTS: dict[str, str] = {
+    "name": "Budget of",
+    "spent": "Spent",
+    "amount": "Budget",
+    "used": "Used",
+    "resets": "Resets (UTC)",
+}
+DEFAULT_BUDGET_SORT = "used"
 
 
 class Source(Enum):
@@ -181,6 +190,7 @@ class Filters:
     # The model asked for by exchanges that matched no route (their row in the alias and model breakdowns).
     unrouted: str | None = None
     sort: str = ""
+    budget_sort: str = ""
 
     @classmethod
     def from_params(cls, params: Mapping[str, str], now: datetime | None = None) -> Filters:
@@ -219,6 +229,7 @@ class Filters:
             errors.append("Ignored an unknown outcome.")
             chosen["outcome"] = None
         sort = params.get("sort", "")
+        budget_sort = params.get("budget_sort", "")
         return cls(
             start=start,
             end=end,
@@ -227,6 +238,7 @@ class Filters:
             bucket_asked=asked if asked in BUCKETS else "",
             errors=tuple(errors),
             sort=sort if sort in SORTS else "",
+            budget_sort=budget_sort if budget_sort in BUDGET_SORTS else "",
             **chosen,
         )
 
@@ -262,6 +274,8 @@ class Filters:
             values["bucket"] = self.bucket_asked
         if self.sort:
             values["sort"] = self.sort
+        if self.budget_sort:
+            values["budget_sort"] = self.budget_sort
         values.update(overrides)
         return {key: value for key, value in values.items() if value}
 

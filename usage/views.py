@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
 
@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 
+from routing.access.overview import BudgetRow, BudgetState, every_budget
 from usage import charts, queries
 from usage.formatting import BLANK, fmt_int, fmt_usd
 from usage.models import LedgerEntry
@@ -64,6 +65,9 @@ def fmt_compact(value: float) -> str:
 
 
 def fmt_usd_axis(value: float) -> str:
+    """A cost axis's ticks: short enough for the axis's margin ($25k, not a clipped $25,000.00)."""
+    if value >= 1000:
+        return f"${fmt_compact(value)}"
     return f"${value:,.2f}" if value >= 0.1 else f"${value:.3g}"
 
 
@@ -114,12 +118,12 @@ def _figure_cells(figures: Figures) -> dict[str, Any]:
 
 
 def _bucket_labels(filters: Filters, starts: list[datetime]) -> tuple[list[str], list[str]]:
-    """Short labels under the bars, and long ones for the tooltips."""
+    """Short labels under the bars, and long ones for the tooltips (UTC, as the buckets are)."""
     short: list[str] = []
     long: list[str] = []
     for start in starts:
         if filters.bucket == "hour":
-            short.append(start.strftime("%b %d") if start.hour == 0 or not short else start.strftime("%H:00"))
+            short.append(f"{start:%H:00}\n{start:%b %d}")  # the date: a second line where it changes (charts)
             end = start + timedelta(hours=1)
             long.append(f"{start:%a %Y-%m-%d %H:00} to {end:%H:00} UTC")
         elif filters.bucket == "day":
@@ -264,11 +268,71 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             (row, filters.querystring(alias=row.alias or None, upstream=row.upstream))
             for row in queries.fallbacks(filters)
         ],
+        "budgets": _budget_rows(filters),
+        "budget_sort": filters.budget_sort or queries.DEFAULT_BUDGET_SORT,
+        "budget_sort_headers": [
+            (key, label, filters.querystring(budget_sort=None if key == queries.DEFAULT_BUDGET_SORT else key))
+            for key, label in queries.BUDGET_SORTS.items()
+        ],
         "export_query": filters.querystring(),
         "clear_query": filters.querystring(**filters.cleared()),
         "exact_limit": fmt_int(queries.EXACT_PERCENTILE_ROWS),
     }
     return render(request, "usage/dashboard.html", context)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Budgets: each key, user and group that has one, against its spend this period (routing.access.overview counts
+# it as the hot path does)
+
+BUDGET_STATE_WORDS = {
+    BudgetState.OK: "ok",
+    BudgetState.WARN: "over 80 %",
+    BudgetState.EXHAUSTED: "exhausted",
+}
+
+
+def _budget_sort_key(sort: str) -> Callable[[BudgetRow], tuple[Any, ...]]:
+    """The name A to Z, the soonest reset first (budgets that never reset last), else largest first."""
+
+    def key(row: BudgetRow) -> tuple[Any, ...]:
+        name = (row.name.casefold(), row.scope)
+        if sort == "name":
+            return name
+        if sort == "resets":
+            return (row.resets_at is None, row.resets_at or datetime.max.replace(tzinfo=UTC), *name)
+        value = {"spent": row.spent, "amount": row.amount}.get(sort, row.share)
+        return (-value, -row.share, *name)
+
+    return key
+
+
+def _budget_view(filters: Filters, row: BudgetRow) -> str:
+    """The dashboard narrowed to the budget's key, user or group over its current period (what it counts)."""
+    own = {**filters.cleared(), row.scope: str(row.subject_id)}
+    if row.starts_at is None or row.resets_at is None:  # no period: all time is more than a range shows
+        return filters.querystring(**own)
+    if (row.starts_at, row.resets_at) == Filters.preset_range("month", row.starts_at):
+        return filters.querystring(**own, range="month", **{"from": None, "to": None})
+    period = {"from": row.starts_at.strftime("%Y-%m-%dT%H:%M"), "to": row.resets_at.strftime("%Y-%m-%dT%H:%M")}
+    return filters.querystring(**own, range=None, **period)
+
+
+def _budget_rows(filters: Filters) -> list[dict[str, Any]]:
+    rows = sorted(
+        every_budget(datetime.now(UTC)), key=_budget_sort_key(filters.budget_sort or queries.DEFAULT_BUDGET_SORT)
+    )
+    return [
+        {
+            "row": row,
+            "query": _budget_view(filters, row),
+            "amount": fmt_usd(row.amount),
+            "spent": fmt_usd(row.spent),
+            "percent": f"{row.percent_spent:,} %",
+            "state": BUDGET_STATE_WORDS[row.state],
+        }
+        for row in rows
+    ]
 
 
 def _shown_filters(filters: Filters, choices: queries.FilterChoices) -> list[tuple[str, str]]:
@@ -410,5 +474,8 @@ def my_sessions(request: HttpRequest) -> HttpResponse:
 def _sessions_page(
     request: HttpRequest, filters: Filters, found: list[queries.SessionRow], *, mine: bool
 ) -> HttpResponse:
-    context = {"filters": filters, "rows": _session_rows(found), "mine": mine, "presets": queries.PRESETS.items()}
+    presets = [
+        (label, filters.querystring(range=key, **{"from": None, "to": None})) for key, label in queries.PRESETS.items()
+    ]
+    context = {"filters": filters, "rows": _session_rows(found), "mine": mine, "presets": presets}
     return render(request, "usage/sessions.html", context)

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -74,39 +74,12 @@ class SpendBook:
     def refresh(self, snapshot: Snapshot, now: datetime | None = None) -> None:
         """Recompute every budget's spend from the daily rollups (synchronous ORM; the database thread)."""
         now = now or datetime.now(UTC)
-        by_period: dict[str, list[Budget]] = defaultdict(list)
-        for budget in snapshot.budgets.values():
-            by_period[budget.period].append(budget)
         spent: dict[tuple[str, int, str], _Spend] = {}
-        for period, budgets in by_period.items():
+        for (scope, subject_id, period), amount in current_spend(
+            snapshot.budgets.values(), snapshot.group_members, now
+        ).items():
             start, end = period_bounds(period, now)
-            key_ids = {b.subject_id for b in budgets if b.scope == Scope.KEY}
-            user_ids = {b.subject_id for b in budgets if b.scope == Scope.USER}
-            for b in budgets:
-                if b.scope == Scope.GROUP:
-                    user_ids.update(snapshot.group_members.get(b.subject_id, ()))
-            rollups = UsageRollup.objects.filter(hours=Period.DAY).filter(
-                Q(key_id__in=key_ids) | Q(user_id__in=user_ids)
-            )
-            if start is not None:
-                rollups = rollups.filter(period__gte=start)
-            per_key: dict[int, Decimal] = defaultdict(Decimal)
-            per_user: dict[int, Decimal] = defaultdict(Decimal)
-            for key_id, user_id, cost in (
-                rollups.values("key_id", "user_id")
-                .annotate(cost=Sum("cost_usd"))
-                .values_list("key_id", "user_id", "cost")
-            ):
-                per_key[key_id] += cost or ZERO
-                per_user[user_id] += cost or ZERO
-            for b in budgets:
-                if b.scope == Scope.KEY:
-                    amount = per_key.get(b.subject_id, ZERO)
-                elif b.scope == Scope.USER:
-                    amount = per_user.get(b.subject_id, ZERO)
-                else:
-                    amount = sum((per_user.get(u, ZERO) for u in snapshot.group_members.get(b.subject_id, ())), ZERO)
-                spent[(b.scope, b.subject_id, period)] = _Spend(_epoch(start), _epoch(end), amount)
+            spent[(scope, subject_id, period)] = _Spend(_epoch(start), _epoch(end), amount)
         self._budgets = dict(snapshot.budgets)
         self._user_groups = dict(snapshot.user_groups)
         self._spent = spent
@@ -134,6 +107,44 @@ class SpendBook:
                 if entry is None or (entry.start is not None and started < entry.start):
                     continue  # before the period the book holds (or not loaded: the next refresh counts it)
                 entry.amount += row.cost_usd
+
+
+def current_spend(
+    budgets: Iterable[Budget], group_members: Mapping[int, Sequence[int]], now: datetime
+) -> dict[tuple[str, int, str], Decimal]:
+    """What each budget's key, user or group (its members' together) spent in the period holding `now`, keyed
+    `(scope, subject_id, period)`: one aggregate query over the daily rollups per period in use (synchronous ORM).
+    The one way spend is counted: the spend book is set from it, and the dashboard's Budgets panel shows it."""
+    by_period: dict[str, list[Budget]] = defaultdict(list)
+    for budget in budgets:
+        by_period[budget.period].append(budget)
+    spent: dict[tuple[str, int, str], Decimal] = {}
+    for period, in_period in by_period.items():
+        start, _ = period_bounds(period, now)
+        key_ids = {b.subject_id for b in in_period if b.scope == Scope.KEY}
+        user_ids = {b.subject_id for b in in_period if b.scope == Scope.USER}
+        for b in in_period:
+            if b.scope == Scope.GROUP:
+                user_ids.update(group_members.get(b.subject_id, ()))
+        rollups = UsageRollup.objects.filter(hours=Period.DAY).filter(Q(key_id__in=key_ids) | Q(user_id__in=user_ids))
+        if start is not None:
+            rollups = rollups.filter(period__gte=start)
+        per_key: dict[int, Decimal] = defaultdict(Decimal)
+        per_user: dict[int, Decimal] = defaultdict(Decimal)
+        for key_id, user_id, cost in (
+            rollups.values("key_id", "user_id").annotate(cost=Sum("cost_usd")).values_list("key_id", "user_id", "cost")
+        ):
+            per_key[key_id] += cost or ZERO
+            per_user[user_id] += cost or ZERO
+        for b in in_period:
+            if b.scope == Scope.KEY:
+                amount = per_key.get(b.subject_id, ZERO)
+            elif b.scope == Scope.USER:
+                amount = per_user.get(b.subject_id, ZERO)
+            else:
+                amount = sum((per_user.get(u, ZERO) for u in group_members.get(b.subject_id, ())), ZERO)
+            spent[(b.scope, b.subject_id, period)] = amount
+    return spent
 
 
 spend_book = SpendBook()

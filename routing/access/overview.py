@@ -6,13 +6,14 @@ and the current configuration (synchronous ORM).
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from routing.access.budgets import ZERO, period_spend
+from routing.access.budgets import ZERO, current_spend, period_spend
 from routing.access.policy import (
     PERIOD_WORDS,
     Budget,
@@ -21,12 +22,15 @@ from routing.access.policy import (
     RateLimit,
     Scope,
     access_names,
+    budget_of,
+    group_members,
     key_name,
     load_rules,
     period_bounds,
     user_rules,
 )
-from routing.models import ModelAlias, ProxyKey, Upstream
+from routing.models import GroupPolicy, KeyPolicy, ModelAlias, ProxyKey, Upstream, UserPolicy
+from usage.queries import key_label
 
 GLOB = re.compile(r"[*?\[]")
 
@@ -47,6 +51,16 @@ class ModelList:
     direct: tuple[ModelChoice, ...]  # upstream/model names reaching an upstream's models without an alias
 
 
+# A budget is "nearly spent" from this share of it on (the dashboard's Budgets panel and /me/ mark it).
+WARN_SHARE = Decimal("0.8")
+
+
+class BudgetState:
+    OK = "ok"
+    WARN = "warn"  # over WARN_SHARE
+    EXHAUSTED = "exhausted"  # requests are refused until it resets
+
+
 @dataclass(frozen=True)
 class BudgetRow:
     who: str
@@ -54,16 +68,39 @@ class BudgetRow:
     amount: Decimal
     spent: Decimal
     resets_at: datetime | None
+    # Where it applies, for the dashboard: a key ("key"), user or group, its id and its name there.
+    scope: str = ""
+    subject_id: int = 0
+    name: str = ""
+    starts_at: datetime | None = None
 
     @property
     def left(self) -> Decimal:
         return max(ZERO, self.amount - self.spent)
 
     @property
+    def share(self) -> float:
+        """Spent over the budget (above 1 when overshot); a budget of 0 is all used."""
+        return float(self.spent / self.amount) if self.amount > 0 else math.inf
+
+    @property
+    def percent_spent(self) -> int:
+        """The share in whole percent, above 100 when overshot (what the dashboard says)."""
+        return 100 if self.amount <= 0 else int(self.spent * 100 / self.amount)
+
+    @property
     def percent_used(self) -> int:
-        if self.amount <= 0:
-            return 100
-        return min(100, int(self.spent * 100 / self.amount))
+        """The share in whole percent, at most 100 (how full a meter is drawn)."""
+        return min(100, self.percent_spent)
+
+    @property
+    def state(self) -> str:
+        """Exhausted as the hot path refuses (`SpendBook.check`: spent has reached the budget)."""
+        if self.spent >= self.amount:
+            return BudgetState.EXHAUSTED
+        if self.spent >= self.amount * WARN_SHARE:
+            return BudgetState.WARN
+        return BudgetState.OK
 
 
 @dataclass(frozen=True)
@@ -159,3 +196,48 @@ def overview(user_id: int, username: str, keys: Sequence[ProxyKey], now: datetim
         models[0] = ModelList(title, models[0].limited_by, models[0].aliases, models[0].direct)
     example = next((m.name for m in models[0].aliases if not m.pattern), None)
     return Overview(tuple(models), tuple(budgets), tuple(limits), example)
+
+
+def every_budget(now: datetime) -> list[BudgetRow]:
+    """Every budget set on a key (not revoked), a user or a group, with what was spent in its current period
+    (counted as the spend book counts it, `current_spend`): the dashboard's Budgets panel. Four queries, plus one
+    per budget period in use."""
+    found: list[tuple[Budget, str]] = []
+    keys = KeyPolicy.objects.filter(budget_usd__isnull=False, key__revoked_at__isnull=True).select_related(
+        "key", "key__user"
+    )
+    for key_policy in keys:
+        key = key_policy.key
+        budget = budget_of(Scope.KEY, key.pk, key_name(key), key_policy)
+        if budget:
+            found.append((budget, key_label(key.prefix, key.label, key.user.get_username())))
+    users = UserPolicy.objects.filter(budget_usd__isnull=False).select_related("user")
+    for user_policy in users:
+        username = user_policy.user.get_username()
+        budget = budget_of(Scope.USER, user_policy.user_id, f"user '{username}'", user_policy)
+        if budget:
+            found.append((budget, username))
+    group_ids: list[int] = []
+    for policy in GroupPolicy.objects.filter(budget_usd__isnull=False).select_related("group"):
+        budget = budget_of(Scope.GROUP, policy.group_id, f"group '{policy.group.name}'", policy)
+        if budget:
+            group_ids.append(policy.group_id)
+            found.append((budget, policy.group.name))
+    spent = current_spend([b for b, _ in found], group_members(group_ids), now)
+    rows = []
+    for budget, name in found:
+        start, end = period_bounds(budget.period, now)
+        rows.append(
+            BudgetRow(
+                budget.who,
+                PERIOD_WORDS.get(budget.period, budget.period),
+                budget.amount,
+                spent[(budget.scope, budget.subject_id, budget.period)],
+                end,
+                scope=budget.scope,
+                subject_id=budget.subject_id,
+                name=name,
+                starts_at=start,
+            )
+        )
+    return rows

@@ -124,7 +124,7 @@ def _access(who: str, entries: Sequence[str] | None) -> ModelAccess | None:
     return ModelAccess(who, cleaned, _patterns(cleaned)) if cleaned else None
 
 
-def _budget(scope: str, subject_id: int, who: str, policy: KeyPolicy | UserPolicy | GroupPolicy) -> Budget | None:
+def budget_of(scope: str, subject_id: int, who: str, policy: KeyPolicy | UserPolicy | GroupPolicy) -> Budget | None:
     if policy.budget_usd is None:
         return None
     return Budget(scope, subject_id, who, Decimal(policy.budget_usd), policy.budget_period)
@@ -162,7 +162,7 @@ def load_rules(keys: Sequence[ProxyKey]) -> LoadedRules:
             key_access = _access(who, policy.allowed_models)
             if key_access:
                 access.insert(0, key_access)
-            key_budget = _budget(Scope.KEY, key.pk, who, policy)
+            key_budget = budget_of(Scope.KEY, key.pk, who, policy)
             if key_budget:
                 budgets.insert(0, key_budget)
             key_limit = _limit(Scope.KEY, key.pk, who, policy)
@@ -182,16 +182,23 @@ def _user_and_group_policies(
     user_policies = {p.user_id: p for p in UserPolicy.objects.all()}
     group_policies = {p.group_id: p for p in GroupPolicy.objects.select_related("group")}
     groups_of: dict[int, list[int]] = defaultdict(list)
-    members_of: dict[int, list[int]] = defaultdict(list)
-    if group_policies:
-        memberships = get_user_model().groups.through.objects.filter(group_id__in=list(group_policies))
-        for user_id, group_id in memberships.values_list("user_id", "group_id").order_by("group_id", "user_id"):
-            members_of[group_id].append(user_id)
+    loaded.group_members = group_members(list(group_policies))
+    for group_id, members in loaded.group_members.items():
+        for user_id in members:
             if user_id in user_ids:
                 groups_of[user_id].append(group_id)
-    loaded.group_members = {g: tuple(m) for g, m in members_of.items()}
     loaded.user_groups = {u: tuple(g) for u, g in groups_of.items()}
     return user_policies, group_policies, groups_of
+
+
+def group_members(group_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
+    """The user ids of each group's members, in order (one query): a group's budget is its members' spend."""
+    members_of: dict[int, list[int]] = defaultdict(list)
+    if group_ids:
+        memberships = get_user_model().groups.through.objects.filter(group_id__in=list(group_ids))
+        for user_id, group_id in memberships.values_list("user_id", "group_id").order_by("group_id", "user_id"):
+            members_of[group_id].append(user_id)
+    return {g: tuple(m) for g, m in members_of.items()}
 
 
 def user_rules(user_id: int, username: str) -> tuple[KeyRules, LoadedRules]:
@@ -219,7 +226,7 @@ def _user_part(
         user_access = _access(who, policy.allowed_models)
         if user_access:
             access.append(user_access)
-        user_budget = _budget(Scope.USER, user_id, who, policy)
+        user_budget = budget_of(Scope.USER, user_id, who, policy)
         if user_budget:
             budgets.append(user_budget)
         user_limit = _limit(Scope.USER, user_id, who, policy)
@@ -235,7 +242,7 @@ def _user_part(
             access.append(group_access)
     for group_id in groups_of.get(user_id, ()):
         group_policy = group_policies[group_id]
-        group_budget = _budget(Scope.GROUP, group_id, f"group '{group_policy.group.name}'", group_policy)
+        group_budget = budget_of(Scope.GROUP, group_id, f"group '{group_policy.group.name}'", group_policy)
         if group_budget:
             budgets.append(group_budget)
     return access, budgets, limits

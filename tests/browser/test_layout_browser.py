@@ -41,6 +41,7 @@ def busy_ledger() -> None:
                     dialect="anthropic",
                     endpoint="/v1/messages",
                     client_program=["Claude Code", "Codex", "Gemini CLI", "OpenAI SDK (Python)"][j],
+                    client_session=f"0f6e3a2c-55d1-4c8e-9a43-teammate-{i}-session-{j}",
                     requested_model=f"claude-sonnet-4-5-20250929-thinking-{j}",
                     alias=f"team-alias-for-long-context-work-{j}",
                     upstream="anthropic-production-account",
@@ -137,10 +138,15 @@ def test_pages_fit_a_phone_at_390_px(page, proxy):
     for card in ("by-user", "by-key", "by-alias"):
         assert_inside(box(page, f"#{card} tbody td[data-column=cost]"), box(page, f"#{card} .scroll"), card)
 
-    for path in ("/me/", "/dashboard/live/"):
+    for path in ("/me/", "/dashboard/live/", "/dashboard/sessions/", "/me/sessions/"):
         page.goto(path)
         shot(page, f"{path.strip('/').replace('/', '-')}-390")
         assert_fits_the_width(page, PHONE["width"], path)
+    # The sessions table scrolls in its card, the cost column in view.
+    page.goto("/dashboard/sessions/")
+    assert page.locator("#sessions tbody tr").count() == 24  # a session per user and client
+    assert page.locator("#sessions .scroll").evaluate("e => e.scrollWidth > e.clientWidth")
+    assert_inside(box(page, "#sessions tbody td[data-column=cost]"), box(page, "#sessions .scroll"), "sessions cost")
 
 
 def test_a_teammate_on_a_staff_page_gets_a_styled_403_with_a_way_back(page, proxy):

@@ -75,3 +75,37 @@ def test_an_exchange_shows_in_flight_then_finished(page, proxy, alice, alice_key
             worker.join(timeout=60)
         assert outcome["status"] == 200
         assert str(outcome["body"]).rstrip().endswith("data: [DONE]")
+
+
+def test_the_shown_times_follow_the_local_time_switch(browser, proxy, alice, alice_key, operator):
+    """In a Tokyo browser (UTC+9): the rows already on the page are rewritten when the reader switches to local
+    time and back, not only the column's label."""
+    context = browser.new_context(base_url=proxy.url, timezone_id="Asia/Tokyo")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        with fake_upstream("openai-chat") as fake:
+            add_route("quickup", "openai-chat", fake.url + "/v1", alias="quick-live-model", model="real-model")
+            fake.script(Reply(text="done", usage=Usage(3, 4)))
+            proxy.sync()
+            log_in(page, "operator", "operator-password", "/dashboard/live/")
+            expect(page.locator("#live-status")).to_have_text("live")
+            body = {"model": "quick-live-model", "messages": [{"role": "user", "content": "hi"}]}
+            response = httpx.post(
+                proxy.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {alice_key}"}
+            )
+            assert response.status_code == 200
+            finished = page.locator("#finished tbody tr", has_text="quick-live-model")
+            expect(finished).to_have_count(1, timeout=20_000)
+            utc_text = finished.locator("td").first.inner_text()
+            hours, rest = utc_text.split(":", 1)
+            tokyo_text = f"{(int(hours) + 9) % 24:02d}:{rest}"
+
+            page.locator("#local-time").check()
+            expect(page.locator("th", has_text="Finished (local)")).to_have_count(1)
+            expect(finished.locator("td").first).to_have_text(tokyo_text)
+            page.locator("#local-time").uncheck()
+            expect(page.locator("th", has_text="Finished (UTC)")).to_have_count(1)
+            expect(finished.locator("td").first).to_have_text(utc_text)
+    finally:
+        context.close()

@@ -74,7 +74,7 @@
   }
 
   function tokens(n) {
-    return n === null || n === undefined ? "" : n.toLocaleString();
+    return n === null || n === undefined ? "" : n.toLocaleString("en-US");  // 1,234 as the server writes it, any locale
   }
 
   function model(item) {
@@ -185,6 +185,7 @@
     if (dropped) { render(); }
   }
 
+  document.addEventListener("llmproxy:times-changed", render);  // the rows shown, in the zone just chosen
   setInterval(tick, 200);
   setInterval(dropStale, 2000);
   connect();

@@ -1,6 +1,7 @@
 // One rule for times on the staff and account pages: UTC, labelled, unless the reader ticks "Local time"
 // (remembered in this browser). Times are <time data-epoch="…"> elements (data-date="1": with the date,
-// data-seconds="1": with seconds); labels are .tz elements. live.js formats its own cells with `format`.
+// data-seconds="1": with seconds); labels are .tz elements. live.js formats its own cells with `format`, and
+// redraws them on the "llmproxy:times-changed" event the switch sends.
 (function () {
   "use strict";
   var KEY = "llmproxy.localTime";
@@ -39,6 +40,8 @@
       box.addEventListener("change", function () {
         try { window.localStorage.setItem(KEY, box.checked ? "1" : "0"); } catch (e) { /* private mode: this page only */ }
         apply();
+        // Pages that format times of their own (live.js) redraw them.
+        document.dispatchEvent(new CustomEvent("llmproxy:times-changed"));
       });
     }
     apply();
