@@ -18,6 +18,7 @@ partitioned). The retention job deletes captures older than CAPTURE_RETENTION_DA
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -31,6 +32,7 @@ from django.db import DatabaseError, transaction
 from routing.runtime.database import run_db
 from routing.runtime.worker import worker
 from translation.redaction import redact_text
+from usage import ledger
 from usage.models import Capture
 
 logger = logging.getLogger(__name__)
@@ -253,6 +255,14 @@ async def write_queued() -> None:
         _pending_bytes += sum(item.size for item in batch)
 
 
+async def write_at_stop() -> None:
+    """Let the exchanges the stopping server has just cancelled end (and submit their captures), then store."""
+    deadline = time.monotonic() + settings.SHUTDOWN_GRACE_SECONDS
+    while ledger.in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await write_queued()
+
+
 def prune(older_than: timedelta, *, max_batches: int | None = None, now: datetime | None = None) -> int:
     """Delete the captures of exchanges that started before `now - older_than`, oldest first."""
     cutoff = (now or datetime.now(UTC)) - older_than
@@ -275,5 +285,5 @@ async def prune_in_background() -> None:
         await run_db(lambda: prune(timedelta(days=days), max_batches=PRUNE_BATCHES_PER_RUN))
 
 
-worker.register("captures", write_queued, at_stop=write_queued)
+worker.register("captures", write_queued, at_stop=write_at_stop)
 worker.register("capture retention", prune_in_background, every=lambda: PRUNE_EVERY_SECONDS)
