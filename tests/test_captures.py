@@ -219,6 +219,17 @@ def test_bodies_past_the_cap_are_cut_and_marked_while_the_client_gets_everything
     small_cap_server.drain()
 
 
+def test_a_large_body_is_redacted_piece_by_piece_exactly_as_in_one_go():
+    from translation.redaction import redact_text
+
+    parts = [f'{{"n":{i},"text":"key sk-ant-api03-k{i:06d}abcdefgh and Bearer tok{i:08d}"}},' for i in range(3000)]
+    text = "[" + "".join(parts) + '"AIzaSyEndOfTheBodyKey12345678 ' + UPSTREAM_KEY + '"]'
+    assert len(text) > 40 * captures.REDACT_PIECE
+    kept = captures.redacted(text, (UPSTREAM_KEY,))
+    assert kept == redact_text(text, (UPSTREAM_KEY,))
+    assert "sk-ant" not in kept and "tok0" not in kept and "AIza" not in kept and UPSTREAM_KEY not in kept
+
+
 # --- retention --------------------------------------------------------------------------------------------
 
 
