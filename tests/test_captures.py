@@ -22,6 +22,7 @@ from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, Usage
 from tests.liveserver import ProxyServer
+from tests.test_bedrock_client import runtime  # noqa: F401 (boto3's bedrock-runtime client for the live proxy)
 from usage import captures
 from usage.models import Capture, LedgerEntry
 
@@ -192,6 +193,25 @@ def test_a_responses_websocket_turn_is_captured_frame_by_frame(proxy, alice_key,
     assert frames[0]["type"] == "response.created" and frames[-1]["type"] == "response.completed"
     text = "".join(f["delta"] for f in frames if f["type"] == "response.output_text.delta")
     assert text == "over the socket"
+
+
+def test_an_aws_sdk_stream_is_kept_as_event_text_not_binary_framing(proxy, alice_key, chat_upstream, runtime):  # noqa: F811
+    capturing(alice_key)
+    chat_upstream.script(Reply(text="Streamed hello"))
+    proxy.sync()
+    streamed = runtime.converse_stream(modelId="m", messages=[{"role": "user", "content": [{"text": "Hi"}]}])
+    events = list(streamed["stream"])
+    assert events[0] == {"messageStart": {"role": "assistant"}}
+
+    (capture,) = wait_for_captures(1)
+    assert capture.client_response.startswith("event: messageStart\ndata: ")
+    assert ":event-type" not in capture.client_response and "\ufffd" not in capture.client_response
+    deltas = [
+        json.loads(line[6:])["delta"]["text"]
+        for line in capture.client_response.splitlines()
+        if line.startswith("data: ") and '"delta"' in line
+    ]
+    assert "".join(deltas) == "Streamed hello"
 
 
 @pytest.fixture(scope="module")
