@@ -250,6 +250,37 @@ def test_a_large_body_is_redacted_piece_by_piece_exactly_as_in_one_go():
     assert "sk-ant" not in kept and "tok0" not in kept and "AIza" not in kept and UPSTREAM_KEY not in kept
 
 
+def a_capture(exchange_id: str, body: bytes = b'{"model":"m"}') -> captures.ExchangeCapture:
+    capture = captures.ExchangeCapture(exchange_id, time.time(), body, {"user-agent": "test", "x-api-key": "k"})
+    capture.to_client(b'{"ok":true}', 200)
+    return capture
+
+
+@pytest.mark.django_db(transaction=True)
+def test_captures_wait_while_the_database_is_down_and_are_stored_once_it_answers(monkeypatch):
+    import asyncio
+
+    from django.db import OperationalError
+
+    real_store = captures.store
+
+    def unreachable(rows):
+        raise OperationalError("database is locked")
+
+    captures.submit(a_capture("down-1", b"binary \x00 framing"), 200, "m", ())
+    monkeypatch.setattr(captures, "store", unreachable)
+    asyncio.run(captures.write_queued())
+    assert captures.pending_count() == 1 and not Capture.objects.exists()
+
+    monkeypatch.setattr(captures, "store", real_store)
+    asyncio.run(captures.write_queued())
+    assert captures.pending_count() == 0
+    kept = Capture.objects.get()
+    assert (kept.exchange_id, kept.client_status, kept.client_response) == ("down-1", 200, '{"ok":true}')
+    assert kept.client_request == "binary \ufffd framing"  # no NUL: PostgreSQL's text refuses it
+    assert kept.headers == {"client_request": {"user-agent": "test"}}
+
+
 # --- retention --------------------------------------------------------------------------------------------
 
 
@@ -335,7 +366,7 @@ def test_staff_see_the_capture_on_the_ledger_row_and_the_list_marks_it(captured_
     assert listing.count("capture-mark") == 1
 
     page = client.get(f"/admin/usage/ledgerentry/{captured_row.pk}/change/").content.decode()
-    assert "Captured bodies" in page
+    assert ">Captured bodies<" in page
     assert '"model": "m",\n  "messages": [' in page.replace("&quot;", '"')  # pretty-printed JSON
     assert "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi</b>" not in page  # shown, never rendered
     assert "data: [DONE]" in page  # event text as it was
@@ -344,7 +375,7 @@ def test_staff_see_the_capture_on_the_ledger_row_and_the_list_marks_it(captured_
     assert "https://api.example/v1/chat/completions" in page
 
     other = LedgerEntry.objects.get(exchange_id="proc-2")
-    assert "Captured bodies" not in client.get(f"/admin/usage/ledgerentry/{other.pk}/change/").content.decode()
+    assert ">Captured bodies<" not in client.get(f"/admin/usage/ledgerentry/{other.pk}/change/").content.decode()
     capture = Capture.objects.get()
     assert "Answer to the client" in client.get(f"/admin/usage/capture/{capture.pk}/change/").content.decode()
 
@@ -356,7 +387,7 @@ def test_staff_without_the_capture_permission_and_people_who_are_not_staff_never
     client.force_login(viewer)
     assert "capture-mark" not in client.get("/admin/usage/ledgerentry/").content.decode()
     page = client.get(f"/admin/usage/ledgerentry/{captured_row.pk}/change/")
-    assert page.status_code == 200 and "Captured bodies" not in page.content.decode()
+    assert page.status_code == 200 and ">Captured bodies<" not in page.content.decode()
     assert "&lt;b&gt;hi" not in page.content.decode()
     assert client.get("/admin/usage/capture/").status_code == 403
 

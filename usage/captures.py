@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 
 from routing.runtime.database import run_db
 from routing.runtime.worker import worker
@@ -104,8 +104,9 @@ class Body:
         self.truncated = False
 
     def text(self) -> str:
-        # A cut may fall inside a UTF-8 sequence (and Bedrock's event-stream framing is binary): replaced.
-        return b"".join(self.parts).decode("utf-8", "replace")
+        # A cut may fall inside a UTF-8 sequence, and Bedrock's event-stream framing is binary: replaced, NUL
+        # included (PostgreSQL's text refuses it).
+        return b"".join(self.parts).decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def kept_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -182,6 +183,7 @@ class _Pending:
 _pending: deque[_Pending] = deque()
 _pending_bytes = 0
 _dropped_logged_at: float | None = None
+_outage_logged_at: float | None = None
 
 
 def submit(capture: ExchangeCapture, status: int, requested_model: str, secrets: tuple[str, ...]) -> None:
@@ -271,15 +273,28 @@ def rows_of(captures: list[ExchangeCapture]) -> list[Capture]:
 
 
 def store(rows: list[Capture]) -> int:
-    """Insert the rows (database thread); a database error is raised."""
-    with transaction.atomic():
-        Capture.objects.bulk_create(rows, batch_size=BATCH, ignore_conflicts=True)
-    return len(rows)
+    """Insert the rows (database thread). If the database refuses the batch, row by row, dropping (with a log
+    line) the rows it refuses; any other database error is raised, and the rows wait."""
+    try:
+        with transaction.atomic():
+            Capture.objects.bulk_create(rows, batch_size=BATCH, ignore_conflicts=True)
+        return len(rows)
+    except (IntegrityError, DataError):
+        pass
+    stored = 0
+    for row in rows:
+        try:
+            with transaction.atomic():
+                Capture.objects.bulk_create([row], ignore_conflicts=True)
+            stored += 1
+        except (IntegrityError, DataError) as exc:
+            logger.error("capture of exchange %s refused by the database and dropped: %s", row.exchange_id, exc)
+    return stored
 
 
 async def write_queued() -> None:
     """Store the captures queued since the last pass; while the database is down they wait (bounded)."""
-    global _pending_bytes
+    global _pending_bytes, _outage_logged_at
     if not _pending:
         return
     batch = list(_pending)
@@ -290,7 +305,10 @@ async def write_queued() -> None:
     try:
         await run_db(lambda: store(rows))
     except DatabaseError as exc:
-        logger.error("captures: database unavailable (%s); %d captures wait", exc, len(batch))
+        now = time.monotonic()
+        if _outage_logged_at is None or now - _outage_logged_at >= DROP_LOG_SECONDS:
+            _outage_logged_at = now
+            logger.error("captures: database unavailable (%s); %d captures wait", exc, len(batch))
         _pending.extendleft(reversed(batch))
         _pending_bytes += sum(item.size for item in batch)
 
