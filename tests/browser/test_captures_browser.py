@@ -12,7 +12,7 @@ from routing.models import ProxyKey
 from tests.conftest import add_route, log_in
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply
-from tests.test_captures import wait_for_captures
+from tests.test_captures import wait_for_captures, wait_for_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +38,7 @@ def test_an_operator_turns_captures_on_for_a_key_and_reads_them_on_the_ledger_ro
             model="m", max_tokens=20, messages=[{"role": "user", "content": f"look: {PASTED}"}]
         ) as events:
             assert "".join(events.text_stream) == "Kept for debugging"
+    wait_for_rows(1)  # the ledger row and its capture are written by two jobs, in either order
     wait_for_captures(1)
 
     page.goto("/admin/usage/ledgerentry/")
