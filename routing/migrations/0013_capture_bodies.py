@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('routing', '0011_budgets_below_a_cent'),
+        ('routing', '0012_sso_identity'),
     ]
 
     operations = [
