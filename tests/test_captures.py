@@ -176,6 +176,20 @@ def test_secrets_are_redacted_and_headers_kept_only_from_an_allow_list(proxy, al
     assert "[redacted]" in capture.upstream_response and "[redacted]" in capture.client_response
 
 
+def test_a_token_count_is_captured_too(proxy, alice_key):
+    capturing(alice_key)
+    with fake_upstream("anthropic") as fake:
+        add_route("claude", "anthropic", fake.url, alias="c", model="real-claude")
+        proxy.sync()
+        client = anthropic.Anthropic(api_key=alice_key, base_url=proxy.url, max_retries=0)
+        counted = client.messages.count_tokens(model="c", messages=[{"role": "user", "content": "count me"}])
+    (capture,) = wait_for_captures(1)
+    assert capture.upstream_url == fake.url + "/v1/messages/count_tokens"
+    assert json.loads(capture.upstream_request)["model"] == "real-claude"
+    assert json.loads(capture.client_response) == {"input_tokens": counted.input_tokens}
+    assert json.loads(capture.upstream_response) == json.loads(capture.client_response)  # same API: as it came
+
+
 def test_a_responses_websocket_turn_is_captured_frame_by_frame(proxy, alice_key, chat_upstream):
     capturing(alice_key)
     chat_upstream.script(Reply(text="over the socket"))
