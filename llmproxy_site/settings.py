@@ -147,6 +147,10 @@ RATE_LIMIT_PREFIX: str = env.str("RATE_LIMIT_PREFIX", default="llmproxy:limits:"
 BUDGET_REFRESH_INTERVAL: float = env.float("BUDGET_REFRESH_INTERVAL", default=2.0)
 # Days the usage ledger keeps its raw rows (0: forever); the rollups the dashboards read are kept (usage.retention).
 LEDGER_RETENTION_DAYS: int = env.int("LEDGER_RETENTION_DAYS", default=0)
+# Captured request/response bodies (usage.captures, docs/captures.md), for keys and aliases that ask for them: the
+# most bytes kept of each body (the rest is cut and marked), and the days they are kept (0: forever).
+CAPTURE_MAX_BYTES: int = env.int("CAPTURE_MAX_BYTES", default=256 * 1024)
+CAPTURE_RETENTION_DAYS: int = env.int("CAPTURE_RETENTION_DAYS", default=7)
 # Failover over an alias's targets (routing.dataplane.failover, routing.upstream.health): the most upstream
 # attempts one request makes; the consecutive failures that open a target's circuit and how long it then rests
 # (seconds; a 429's Retry-After, when given, sets the rest instead); how long a pool key the upstream refused

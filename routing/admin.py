@@ -369,6 +369,7 @@ class ModelAliasAdmin(admin.ModelAdmin[ModelAlias]):
         (None, {"fields": ("name", "upstream", "upstream_model", "priority", "enabled")}),
         ("Targets, balancing and fallbacks", {"fields": ("weight", "targets")}),
         ("Scenario routing", {"fields": ("scenarios",)}),
+        ("Debugging", {"fields": ("capture_bodies",)}),
         ("Limits", {"fields": ("max_output_tokens", "default_max_tokens", "context_window")}),
         (
             "Request shaping",
@@ -537,7 +538,17 @@ class ProxyKeyAdmin(admin.ModelAdmin[ProxyKey]):
     list_filter = (KeyStatusFilter, "user")
     search_fields = ("prefix", "label", "user__username")
     readonly_fields = ("prefix", "created_at", "last_used_at", "spent")
-    fields = ("user", "label", "prefix", "created_at", "last_used_at", "spent", "expires_at", "revoked_at")
+    fields = (
+        "user",
+        "label",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "spent",
+        "expires_at",
+        "revoked_at",
+        "capture_bodies",
+    )
     actions = ["revoke"]
     inlines = [KeyPolicyInline]
 

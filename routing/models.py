@@ -314,6 +314,12 @@ class ModelAlias(models.Model):
         '"above_tokens": 60000}}. Scenarios: long_context, image, web_search, background, think (tried in that '
         "order).",
     )
+    capture_bodies = models.BooleanField(
+        default=False,
+        help_text="Keep the request and response bodies of every exchange through this alias for debugging "
+        "(redacted, size-capped, deleted after CAPTURE_RETENTION_DAYS; docs/captures.md). Staff see them on the "
+        "ledger row.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -376,6 +382,12 @@ class ProxyKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    capture_bodies = models.BooleanField(
+        default=False,
+        help_text="Keep the request and response bodies of every exchange made with this key for debugging "
+        "(redacted, size-capped, deleted after CAPTURE_RETENTION_DAYS; docs/captures.md). Staff see them on the "
+        "ledger row.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

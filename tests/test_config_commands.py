@@ -320,3 +320,15 @@ def test_rotatesecrets_moves_stored_keys_to_the_newest_encryption_key(settings):
     settings.ENCRYPTION_KEYS = [new]  # and can then retire the old one
     assert decrypt(Upstream.objects.get(name="u").api_key_encrypted) == "sk-ant-secret"
     assert decrypt(Upstream.objects.get(name="u").proxy_auth_encrypted) == "egress:proxy-secret"
+
+
+@pytest.mark.django_db
+def test_an_alias_that_captures_bodies_imports_and_exports(tmp_path):
+    import_text(tmp_path, CONFIG.replace("priority: 5}", "priority: 5, capture_bodies: true}"))
+    assert ModelAlias.objects.get(name="big").capture_bodies is True
+    assert ModelAlias.objects.get(name="claude-*haiku*").capture_bodies is False  # off unless asked
+    exported = yaml.safe_load(run("exportconfig"))
+    by_name = {a["name"]: a for a in exported["aliases"]}
+    assert by_name["big"]["capture_bodies"] is True
+    assert "capture_bodies" not in by_name["claude-*haiku*"]
+    assert "0 created, 0 updated" in import_text(tmp_path, yaml.safe_dump(exported))

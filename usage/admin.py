@@ -7,16 +7,19 @@ the names seen in the latest rows instead of a DISTINCT over the whole table.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from usage.models import LedgerEntry, ModelPrice
+from usage.models import Capture, LedgerEntry, ModelPrice
 
 # How many of the latest rows the alias and upstream filters take their names from.
 RECENT_ROWS = 10_000
@@ -74,6 +77,56 @@ def _usd(value: Decimal) -> str:
     return f"${value.normalize():f}"
 
 
+# --- captures (usage.captures) ----------------------------------------------------------------------------
+
+CAPTURE_PERMISSION = "usage.view_capture"
+# The four bodies of a capture, in the order the exchange went, and the headers kept with each.
+CAPTURE_PARTS = (
+    ("client_request", "Request from the client", "client_request"),
+    ("upstream_request", "Request sent upstream", "upstream_request"),
+    ("upstream_response", "Answer from the upstream", "upstream_response"),
+    ("client_response", "Answer to the client", None),
+)
+
+
+def _pretty(text: str) -> str:
+    """A JSON body indented; anything else (an event stream, a body cut at the cap) as it was kept."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def capture_html(capture: Capture) -> SafeString:
+    """A capture, read-only: each body pretty-printed with its allow-listed headers and a mark if it was cut."""
+    sections = []
+    for field, title, headers_key in CAPTURE_PARTS:
+        notes = []
+        if field == "upstream_request" and capture.upstream_url:
+            notes.append(capture.upstream_url)
+        if field == "upstream_response" and capture.upstream_status is not None:
+            notes.append(f"status {capture.upstream_status}")
+        if field == "client_response" and capture.client_status is not None:
+            notes.append(f"status {capture.client_status}")
+        if field in capture.truncated:
+            notes.append("truncated at CAPTURE_MAX_BYTES")
+        headers = (capture.headers or {}).get(headers_key or "", {})
+        header_lines = format_html_join("", "{}: {}\n", sorted(headers.items())) if headers else ""
+        body = getattr(capture, field)
+        sections.append(
+            format_html(
+                '<div class="capture-part" data-part="{}"><h3>{} <span class="quiet">{}</span></h3>'
+                '{}<pre class="capture-body">{}</pre></div>',
+                field,
+                title,
+                " · ".join(notes),
+                format_html('<pre class="capture-headers quiet">{}</pre>', header_lines) if header_lines else "",
+                _pretty(body) if body else "(nothing)",
+            )
+        )
+    return format_html('<div class="capture">{}</div>', format_html_join("", "{}", ((part,) for part in sections)))
+
+
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
     # Few, narrow columns (names folded together, token counts compact) so that outcome, cost and tokens stay in
@@ -85,7 +138,7 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
     search_help_text = "Requested or upstream model, client session id, upstream request id."
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
-    readonly_fields = ("cost",)
+    readonly_fields = ("cost", "capture")
     fieldsets = (
         (None, {"fields": ("started_at", "finished_at", "outcome", "status", "error_type", "error_message")}),
         ("Who", {"fields": ("user", "key", "client_program", "client_version", "client_session")}),
@@ -147,9 +200,30 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
     def has_delete_permission(self, request: HttpRequest, obj: LedgerEntry | None = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LedgerEntry]:
+        queryset = super().get_queryset(request)
+        if not request.user.has_perm(CAPTURE_PERMISSION):
+            return queryset
+        # One lookup on the captures' unique exchange id per listed row.
+        return queryset.annotate(has_capture=Exists(Capture.objects.filter(exchange_id=OuterRef("exchange_id"))))
+
+    def get_fieldsets(self, request: HttpRequest, obj: LedgerEntry | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not request.user.has_perm(CAPTURE_PERMISSION) or not getattr(obj, "has_capture", False):
+            return fieldsets
+        return [*fieldsets, ("Captured bodies", {"fields": ("capture",)})]
+
     @admin.display(description="time", ordering="started_at")
     def time(self, obj: LedgerEntry) -> str:
-        return f"{timezone.localtime(obj.started_at):%Y-%m-%d %H:%M:%S}"
+        at = f"{timezone.localtime(obj.started_at):%Y-%m-%d %H:%M:%S}"
+        if getattr(obj, "has_capture", False):
+            return format_html('{}<br><span class="quiet capture-mark">captured</span>', at)
+        return at
+
+    @admin.display(description="captured bodies")
+    def capture(self, obj: LedgerEntry) -> str:
+        capture = Capture.objects.filter(exchange_id=obj.exchange_id).first() if obj.exchange_id else None
+        return capture_html(capture) if capture is not None else "-"
 
     @admin.display(description="who", ordering="user__username")
     def who(self, obj: LedgerEntry) -> str:
@@ -236,3 +310,37 @@ class ModelPriceAdmin(admin.ModelAdmin[ModelPrice]):
             {"fields": ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")},
         ),
     )
+
+
+@admin.register(Capture)
+class CaptureAdmin(admin.ModelAdmin[Capture]):
+    """Captured bodies (usage.captures): written by the proxy alone; deletable, never editable."""
+
+    list_display = ("captured_at", "requested_model", "client_status", "upstream_status", "cut", "exchange_id")
+    search_fields = ("exchange_id", "requested_model")
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    fields = ("captured_at", "ledger_row", "requested_model", "bodies")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Capture | None = None) -> bool:
+        return False
+
+    @admin.display(description="truncated")
+    def cut(self, obj: Capture) -> str:
+        return ", ".join(obj.truncated) or "-"
+
+    @admin.display(description="ledger row")
+    def ledger_row(self, obj: Capture) -> str:
+        row = LedgerEntry.objects.filter(exchange_id=obj.exchange_id).values_list("pk", flat=True).first()
+        if row is None:
+            return f"{obj.exchange_id} (not written yet, or pruned)"
+        url = reverse("admin:usage_ledgerentry_change", args=[row])
+        return format_html('<a href="{}">{}</a>', url, obj.exchange_id)
+
+    @admin.display(description="bodies")
+    def bodies(self, obj: Capture) -> str:
+        return capture_html(obj)

@@ -129,6 +129,37 @@ class LedgerEntry(models.Model):
         return f"{self.started_at:%Y-%m-%d %H:%M:%S} {self.requested_model or self.endpoint} {self.outcome}"
 
 
+class Capture(models.Model):
+    """The bodies of one exchange, kept for debugging when its key or alias asks for it (usage.captures).
+
+    It names its ledger row by `exchange_id` rather than a foreign key: the ledger may be a partitioned table,
+    which a foreign key can reference only together with its partition key. Every body is redacted of anything
+    shaped like a credential and cut at CAPTURE_MAX_BYTES (`truncated` names the bodies that were); only an
+    allow-list of headers is kept. Deleted after CAPTURE_RETENTION_DAYS.
+    """
+
+    exchange_id = models.CharField(max_length=64, unique=True, editable=False)
+    captured_at = models.DateTimeField(help_text="When the exchange started.")
+    requested_model = models.CharField(max_length=200, blank=True)
+    client_status = models.PositiveSmallIntegerField("status to the client", null=True, blank=True)
+    upstream_url = models.CharField(max_length=2000, blank=True, help_text="Without its query string.")
+    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    client_request = models.TextField("request from the client", blank=True)
+    upstream_request = models.TextField("request sent upstream", blank=True)
+    upstream_response = models.TextField("answer from the upstream", blank=True)
+    client_response = models.TextField("answer to the client", blank=True)
+    # {"client_request": {name: value}, "upstream_request": {…}, "upstream_response": {…}}: allow-listed only.
+    headers = models.JSONField(default=dict, blank=True)
+    truncated = models.JSONField(default=list, blank=True, help_text="The bodies cut at CAPTURE_MAX_BYTES.")
+
+    class Meta:
+        ordering = ["-captured_at"]
+        indexes = [models.Index(fields=["captured_at"], name="capture_captured")]
+
+    def __str__(self) -> str:
+        return f"capture of {self.exchange_id}"
+
+
 class ModelPrice(models.Model):
     """An operator's price for models `genai-prices` does not know (local, fine-tuned) or prices differently."""
 

@@ -91,6 +91,7 @@ ALIAS_SETTINGS = {
     "override_params": "override_params",
     "extra_body": "extra_body",
     "scenarios": "scenarios",  # routing.config.scenarios
+    "capture_bodies": "capture_bodies",  # usage.captures
 }
 ALIAS_DEFAULTS: dict[str, Any] = {
     "max_output_tokens": None,
@@ -103,6 +104,7 @@ ALIAS_DEFAULTS: dict[str, Any] = {
     "override_params": {},
     "extra_body": {},
     "scenarios": {},
+    "capture_bodies": False,
 }
 ALIAS_FIELDS = {"name", "upstream", "model", "targets", "priority", "enabled", *ALIAS_SETTINGS}
 SECTIONS = ("upstreams", "aliases", "prefixes", "groups", "users")

@@ -131,6 +131,7 @@ class Route:
     scenario: str = ""  # the scenario that chose this route ("" for the alias's own target)
     # Every target of an alias that has more than one, its own first; empty for a single target.
     targets: tuple[Target, ...] = ()
+    capture: bool = False  # the alias keeps its exchanges' bodies (usage.captures)
 
     @property
     def wire(self) -> Dialect:
@@ -153,6 +154,7 @@ class Route:
             self.scenarios,
             self.scenario,
             self.targets,
+            self.capture,
         )
 
     def for_request(self, request: Request) -> Route:
@@ -171,6 +173,7 @@ class Route:
             picked.shaping,
             scenarios=(),
             scenario=chosen.scenario.value,
+            capture=self.capture,
         )
 
 
@@ -183,6 +186,7 @@ class KeyRecord:
     label: str
     expires_at: datetime | None
     rules: KeyRules = NO_RULES  # model access, budgets and rate limits of the key, its user and groups
+    capture: bool = False  # the key's exchanges keep their bodies (usage.captures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +206,7 @@ class _AliasRule:
     shaping: Shaping
     scenarios: tuple[ScenarioRoute, ...] = ()
     targets: tuple[_TargetRule, ...] = ()  # all of them, the alias's own first; empty for a single target
+    capture: bool = False
 
 
 # Claude Code appends "[1m]" for the 1M-context variant; model ids carry dates ("-20250514") or "-latest".
@@ -256,7 +261,9 @@ class Snapshot:
         targets = tuple(
             Target(t.upstream, t.model or matched_name, t.shaping, t.weight, t.fallback) for t in rule.targets
         )
-        return Route(requested, rule.name, upstream, model, rule.shaping, rule.scenarios, targets=targets)
+        return Route(
+            requested, rule.name, upstream, model, rule.shaping, rule.scenarios, targets=targets, capture=rule.capture
+        )
 
     def _direct_route(self, requested: str, name: str) -> Route | None:
         for separator in ("/", ":"):
@@ -521,7 +528,9 @@ def load_snapshot() -> Snapshot:
         shaping = with_upstream_limits(base, target.limits)
         scenarios = _scenario_routes(alias, base, snapshot)
         targets = _target_rules(alias, base, snapshot)
-        rule = _AliasRule(alias.name, alias.upstream_id, alias.upstream_model, shaping, scenarios, targets)
+        rule = _AliasRule(
+            alias.name, alias.upstream_id, alias.upstream_model, shaping, scenarios, targets, alias.capture_bodies
+        )
         if alias.is_pattern:
             snapshot.pattern_aliases.append((_glob_regex(alias.name), rule))
         else:
@@ -543,6 +552,7 @@ def load_snapshot() -> Snapshot:
             key.label,
             key.expires_at,
             rules.by_key.get(key.pk, NO_RULES),
+            key.capture_bodies,
         )
         snapshot.keys_by_prefix.setdefault(key.prefix, []).append(record)
     return snapshot

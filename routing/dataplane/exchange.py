@@ -6,8 +6,9 @@ else (who asked, which route, what the ledger will record) is the same for both 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from routing.config.registry import KeyRecord, Route
 from routing.dataplane.asgi_io import Request
@@ -16,6 +17,7 @@ from translation.errors import ApiError
 from translation.ir import Request as IrRequest
 from translation.ir import TranslationWarning
 from translation.operation import Operation
+from usage.captures import ExchangeCapture
 from usage.clients import identify
 from usage.ledger import ExchangeRecord
 
@@ -45,6 +47,10 @@ class Exchange:
     admission: Admission | None = None  # rate-limit counters held until the exchange ends (routing.access.limits)
     # The client's request decoded (with the decode's warnings), once: routing.dataplane.plan.decode_client_request.
     client_request: tuple[IrRequest, tuple[TranslationWarning, ...]] | None = None
+    # The client's request as it came (HTTP: the body's bytes; the WebSocket: the frame's object), referenced
+    # for a capture only, and the capture itself when the key or the alias asks for one (usage.captures).
+    client_body: bytes | dict[str, Any] | None = None
+    capture: ExchangeCapture | None = None
     record: ExchangeRecord = field(init=False)
     # Whether the exchange becomes a ledger row: it reaches, or was meant to reach, an upstream.
     metered: bool = field(init=False)
@@ -81,6 +87,13 @@ class Exchange:
         record.upstream_base_url = route.upstream.base_url
         record.upstream_format = route.wire.value
         record.scenario = route.scenario
+
+    def start_capture(self) -> None:
+        """Keep this exchange's bodies: the client's request now, the rest as they pass (usage.captures)."""
+        body = self.client_body
+        raw = json.dumps(body).encode() if isinstance(body, dict) else body or b""
+        self.capture = ExchangeCapture(self.record.id, self.record.started_at, raw, self.request.headers)
+        self.sink.capture = self.capture
 
     @property
     def upstream_route(self) -> Route:

@@ -32,7 +32,7 @@ from routing.dataplane.exchange import Exchange, ExchangeError
 from routing.dataplane.plan import Plan, decode_client_request
 from routing.dataplane.relay import relay
 from routing.dataplane.sinks import HttpSink
-from routing.dataplane.upstream_call import build_upstream_request
+from routing.dataplane.upstream_call import build_upstream_request, upstream_secrets
 from routing.runtime import drain
 from routing.runtime.live import live_config
 from routing.upstream import bedrock
@@ -40,7 +40,7 @@ from translation import catalog
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, status_for
 from translation.operation import Operation
-from usage import ledger
+from usage import captures, ledger
 from usage.clients import identify
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ async def serve(exchange: Exchange, work: Callable[[], Awaitable[None]]) -> ApiE
         finally:
             if metered:
                 ledger.record_exchange(record)  # a row only for a known key; the metrics count every exchange
+            if exchange.capture is not None:
+                captures.submit(exchange.capture, record.status, record.requested_model, upstream_secrets(exchange))
     return failure
 
 
@@ -110,6 +112,7 @@ async def handle_http(request: Request, read_body: Callable[[], Awaitable[bytes 
                 body = await read_body()
                 if body is None:
                     raise _too_large()
+                exchange.client_body = body
                 payload = await _parse_request_body(body)
                 if endpoint.aws and endpoint.dialect is Dialect.ANTHROPIC:
                     payload = _from_invoke_body(exchange, payload)
@@ -188,6 +191,8 @@ async def forward(
     if not exchange.record.client_session and "metadata" in payload:
         exchange.record.client_session = identify(exchange.request.headers, payload).session
     route = authorize_route(exchange, snapshot, payload, connection)
+    if exchange.key is not None and (exchange.key.capture or route.capture):
+        exchange.start_capture()
     counting = exchange.endpoint.operation is Operation.COUNT_TOKENS
     stream = not counting and (
         exchange.endpoint.stream if exchange.endpoint.stream is not None else payload.get("stream") is True

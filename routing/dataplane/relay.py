@@ -35,6 +35,7 @@ from routing.dataplane.upstream_call import (
     relayed_headers,
     too_large_error,
     unreadable_error,
+    upstream_chunks,
     upstream_error,
     upstream_secrets,
 )
@@ -182,7 +183,7 @@ async def _relay_same_api_stream(
     # events, a usage chunk to hide, or a conversation to remember.
     parse_first = sink.events_only or plan.hide_usage_chunk or recorder is not None or reframed(exchange)
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in upstream_chunks(exchange, response):
             chunk = redacted_stream_chunk(exchange, chunk)  # an echoed key in an error event
             if not parse_first:
                 await sink.chunk(chunk)
@@ -332,7 +333,7 @@ class TranslatedStream:
         the client's stream is complete (a stop or an error decoded): an upstream that then neither closes
         nor sends is not waited for (`drain` reads what follows, briefly)."""
         tail: list[Any] = []
-        self._chunks = response.aiter_bytes()
+        self._chunks = upstream_chunks(self._exchange, response)
         try:
             async for chunk in self._chunks:
                 yield self._encode(self._read(chunk))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from routing.dataplane.asgi_io import JSON_CONTENT_TYPE, SSE_HEADERS, Send, send_bytes
 from translation.bedrock.eventstream import CONTENT_TYPE as EVENT_STREAM_CONTENT_TYPE
@@ -17,6 +17,9 @@ from translation.bedrock.eventstream import encode_invoke_chunk, encode_wire_eve
 from translation.codec import WireEvent
 from translation.dialect import Dialect
 from translation.errors import ApiError, ErrorKind, error_body, error_headers, status_for, stream_error_event
+
+if TYPE_CHECKING:
+    from usage.captures import ExchangeCapture
 
 Headers = list[tuple[bytes, bytes]]
 EVENT_STREAM_HEADERS: Headers = [(b"content-type", EVENT_STREAM_CONTENT_TYPE.encode()), (b"cache-control", b"no-cache")]
@@ -31,6 +34,8 @@ class Sink:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self.started = False
+        # Keeps a copy of what reached the client, after each send (usage.captures); None when not captured.
+        self.capture: ExchangeCapture | None = None
 
     async def whole(self, status: int, content: bytes, content_type: bytes, headers: Headers) -> None:
         raise NotImplementedError
@@ -73,6 +78,8 @@ class HttpSink(Sink):
     async def whole(self, status: int, content: bytes, content_type: bytes, headers: Headers) -> None:
         self.started = True
         await send_bytes(self._send, status, content, content_type, headers)
+        if self.capture is not None:
+            self.capture.to_client(content, status)
 
     async def open_stream(self, headers: Headers) -> None:
         self.started = True
@@ -85,16 +92,22 @@ class HttpSink(Sink):
 
     async def chunk(self, data: bytes) -> None:
         await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        if self.capture is not None:
+            self.capture.to_client(data, 200)
 
     async def events(self, events: Sequence[WireEvent]) -> None:
         if not events:
             return
         if not self.aws:
             await self.chunk(b"".join(wire.sse() for wire in events))
-        elif self.dialect is Dialect.BEDROCK:
-            await self.chunk(b"".join(encode_wire_event(wire) for wire in events if isinstance(wire.data, dict)))
+            return
+        if self.dialect is Dialect.BEDROCK:
+            data = b"".join(encode_wire_event(wire) for wire in events if isinstance(wire.data, dict))
         else:
-            await self.chunk(b"".join(encode_invoke_chunk(wire) for wire in events if isinstance(wire.data, dict)))
+            data = b"".join(encode_invoke_chunk(wire) for wire in events if isinstance(wire.data, dict))
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        if self.capture is not None:  # the events as text: AWS's binary framing would read as noise
+            self.capture.to_client(b"".join(wire.sse() for wire in events), 200)
 
     async def close_stream(self) -> None:
         await self._send({"type": "http.response.body", "body": b""})
@@ -102,7 +115,10 @@ class HttpSink(Sink):
     async def fail(self, error: ApiError) -> None:
         dialect = self.error_dialect
         if self.started:
-            await self._send({"type": "http.response.body", "body": stream_error_event(dialect, error)})
+            event = stream_error_event(dialect, error)
+            await self._send({"type": "http.response.body", "body": event})
+            if self.capture is not None:
+                self.capture.to_client(event)
             return
         headers = [(b"retry-after", error.retry_after.encode())] if error.retry_after else []
         if error.kind is ErrorKind.BUDGET_EXHAUSTED:
@@ -145,7 +161,10 @@ class WebSocketSink(Sink):
         if self.stream_id is not None:
             data = {**data, "stream_id": self.stream_id}
         self.started = True
-        await self._send_text(json.dumps(data))
+        text = json.dumps(data)
+        await self._send_text(text)
+        if self.capture is not None:
+            self.capture.to_client(text.encode() + b"\n", 200)
 
     async def open_stream(self, headers: Headers) -> None:
         pass  # a WebSocket has no per-response headers: the first event is the start

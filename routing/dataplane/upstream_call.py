@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -152,8 +153,14 @@ async def open_upstream(exchange: Exchange, request: httpx.Request) -> httpx.Res
             logger.warning("upstream %s: %s", upstream.name, exc)
             error = ApiError(ErrorKind.UPSTREAM_ERROR, f"Upstream {upstream.name}: {exc}", status=502)
             raise ExchangeError(redacted(exchange, error)) from exc
+    capture = exchange.capture
+    if capture is not None:
+        capture.sent_upstream(str(request.url), request.content, request.headers.items())
     try:
-        return await http_client().send(request, stream=True)
+        response = await http_client().send(request, stream=True)
+        if capture is not None:
+            capture.upstream_answered(response.status_code, response.headers.items())
+        return response
     except httpx.TimeoutException as exc:
         raise ExchangeError(timeout_error(exchange)) from exc
     except httpx.HTTPError as exc:
@@ -170,7 +177,7 @@ async def read_body(exchange: Exchange, response: httpx.Response) -> bytes:
     parts: list[bytes] = []
     size = 0
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in upstream_chunks(exchange, response):
             size += len(chunk)
             if size > limit:
                 error = too_large_error(exchange, "an answer", limit, "UPSTREAM_MAX_BODY_BYTES")
@@ -182,6 +189,13 @@ async def read_body(exchange: Exchange, response: httpx.Response) -> bytes:
     except httpx.HTTPError as exc:
         raise ExchangeError(broken_stream_error(exchange, exc)) from exc
     return b"".join(parts)
+
+
+def upstream_chunks(exchange: Exchange, response: httpx.Response) -> AsyncIterator[bytes]:
+    """The upstream's body as it arrives (decompressed); an exchange that captures its bodies keeps a reference
+    to each chunk as it passes (usage.captures), one that does not reads httpx's own iterator."""
+    chunks = response.aiter_bytes()
+    return chunks if exchange.capture is None else exchange.capture.copy(chunks)
 
 
 class StreamParser(Protocol):

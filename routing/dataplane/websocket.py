@@ -222,6 +222,7 @@ class ResponsesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """One `response.create` as an exchange of the pipeline; returns a close code when the connection
         must end. The warm-up (`generate: false`, no upstream call) is not a ledger row."""
         exchange = Exchange(self.request, ENDPOINT, WebSocketSink(self._send_text, frame.stream_id))
+        exchange.client_body = frame.payload
         exchange.record.endpoint = f"ws:{self.request.full_path}"
         exchange.record.stream = True
         warm_up = frame.payload is not None and frame.payload.get("generate") is False
