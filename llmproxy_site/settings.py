@@ -293,3 +293,11 @@ QUICKSTART: dict[str, str] = {
 # no spool, rows wait in memory only) and the most bytes of spooled rows one process keeps.
 LEDGER_SPOOL_DIR: str = env.str("LEDGER_SPOOL_DIR", default=str(BASE_DIR / "var" / "spool"))
 LEDGER_SPOOL_MAX_BYTES: int = env.int("LEDGER_SPOOL_MAX_BYTES", default=1024 * 1024 * 1024)
+
+# OpenTelemetry traces (usage.tracing): one span per exchange, exported over OTLP/HTTP (protobuf) when an endpoint
+# is set, with the standard OpenTelemetry variables: the collector's base URL (spans go to its /v1/traces) or the
+# traces URL itself, headers for it ("name=value,name2=value2", e.g. an authorization header), the service name.
+OTEL_EXPORTER_OTLP_ENDPOINT: str = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: str = env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+OTEL_EXPORTER_OTLP_HEADERS: str = env.str("OTEL_EXPORTER_OTLP_HEADERS", default="")
+OTEL_SERVICE_NAME: str = env.str("OTEL_SERVICE_NAME", default="llmproxy")
