@@ -32,11 +32,14 @@ class _Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 status, content_type, answer = receiver.handle(self.path, dict(self.headers), body)
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", content_type)
+                    self.send_header("content-length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender gave up waiting (a held answer)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -128,19 +131,36 @@ class OtlpCollector(_Receiver):
 
 
 class WebhookReceiver(_Receiver):
-    """A webhook endpoint: records each JSON post; `fail_next(n)` answers the next n with 503."""
+    """A webhook endpoint: records each JSON post; `fail_next(n)` answers the next n with 503; `hold()` keeps
+    every post waiting, unanswered, until `release()` (a receiver that hangs), `held` is set once one waits."""
 
     def __init__(self) -> None:
         super().__init__()
         self.posts: list[dict[str, Any]] = []
         self.failures_left = 0
         self.refused = 0
+        self.held = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
 
     def fail_next(self, count: int) -> None:
         with self.lock:
             self.failures_left = count
 
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+        super().__exit__(*exc_info)
+
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        if not self._open.is_set():
+            self.held.set()
+            self._open.wait(30)
         with self.lock:
             self.headers.append({k.lower(): v for k, v in headers.items()})
             if self.failures_left > 0:
