@@ -1,13 +1,17 @@
-"""Local receivers for what the proxy sends out of band: an OTLP/HTTP trace collector and a webhook endpoint.
+"""Local receivers for what the proxy sends out of band: an OTLP/HTTP trace collector, a webhook, a mail server.
 
-Each is a small HTTP server on 127.0.0.1 (a free port) on a thread of its own, speaking the real wire format:
+Each is a small server on 127.0.0.1 (a free port) on a thread of its own, speaking the real wire format:
 the collector decodes `ExportTraceServiceRequest` protobuf bodies with opentelemetry-proto's generated classes,
-the webhook receiver takes JSON posts and can be told to fail the next few with a 503.
+the webhook receiver takes JSON posts and can be told to fail the next few with a 503 or to hang, and a small
+SMTP server takes mail.
 """
 
 from __future__ import annotations
 
+import email
+import email.message
 import json
+import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -173,3 +177,70 @@ class WebhookReceiver(_Receiver):
     def received(self) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.posts)
+
+
+@dataclass
+class ReceivedMail:
+    sender: str
+    recipients: list[str]
+    message: email.message.Message
+
+
+class SmtpReceiver:
+    """A minimal SMTP server: the commands Django's SMTP backend sends (no TLS, no AUTH), each message kept."""
+
+    def __init__(self) -> None:
+        self.messages: list[ReceivedMail] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def reply(self, line: str) -> None:
+                self.wfile.write(line.encode() + b"\r\n")
+
+            def handle(self) -> None:
+                self.reply("220 localhost ESMTP test receiver")
+                sender, recipients = "", []
+                while line := self.rfile.readline():
+                    command = line.decode().strip()
+                    verb = command.split(" ", 1)[0].upper()
+                    if verb == "EHLO":
+                        self.reply("250-localhost")
+                        self.reply("250 8BITMIME")
+                    elif verb == "MAIL":
+                        sender, recipients = command.split(":", 1)[1].strip().strip("<>").split(">")[0], []
+                        self.reply("250 OK")
+                    elif verb == "RCPT":
+                        recipients.append(command.split(":", 1)[1].strip().strip("<>"))
+                        self.reply("250 OK")
+                    elif verb == "DATA":
+                        self.reply("354 End data with <CR><LF>.<CR><LF>")
+                        lines = []
+                        while (data := self.rfile.readline()) not in (b".\r\n", b""):
+                            lines.append(data[1:] if data.startswith(b"..") else data)
+                        message = email.message_from_bytes(b"".join(lines))
+                        with receiver.lock:
+                            receiver.messages.append(ReceivedMail(sender, recipients, message))
+                        self.reply("250 OK")
+                    elif verb == "QUIT":
+                        self.reply("221 Bye")
+                        return
+                    else:  # HELO, RSET, NOOP
+                        self.reply("250 OK")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="SmtpReceiver", daemon=True)
+
+    def __enter__(self) -> SmtpReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def received(self) -> list[ReceivedMail]:
+        with self.lock:
+            return list(self.messages)

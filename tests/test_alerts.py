@@ -22,7 +22,7 @@ from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, Usage
 from tests.liveserver import ProxyServer
-from tests.receivers import WebhookReceiver, wait_until
+from tests.receivers import SmtpReceiver, WebhookReceiver, wait_until
 from usage.models import Alert, ModelPrice
 
 pytestmark = pytest.mark.e2e
@@ -188,3 +188,31 @@ def test_a_hanging_receiver_holds_up_no_request(alerting, webhook, fake):
     webhook.release()
     (alert,) = wait_until(lambda: posts_of(webhook, "budget", who="user 'alice'"), what="the held alert")
     assert alert["threshold_percent"] == 100  # 80 % and 100 % at once: the one that matters is sent
+
+
+def test_alerts_go_by_email_too(fake, transactional_db):
+    with SmtpReceiver() as smtp:
+        env = {
+            "ALERT_EMAILS": "ops@example.com,oncall@example.com",
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": str(smtp.port),
+            "DEFAULT_FROM_EMAIL": "proxy@example.com",
+        }
+        with ProxyServer(extra_env=env) as server:
+            alice_key = budgeted("alice", "0.02")
+            server.sync()
+            assert post(server, alice_key).status_code == 200  # $0.02: spent
+            (mail,) = wait_until(smtp.received, what="the alert's email")
+            server.drain()
+    assert mail.sender == "proxy@example.com"
+    assert mail.recipients == ["ops@example.com", "oncall@example.com"]
+    assert mail.message["subject"].startswith("llmproxy: the budget of user 'alice' is spent: $0.02 of $0.02 today")
+    body = mail.message.get_payload(decode=True).decode()
+    assert '"threshold_percent": 100' in body and '"spent_usd": "0.02"' in body
+    row = wait_until(
+        lambda: (
+            Alert.objects.filter(kind="budget").exclude(delivery="").exclude(delivery__startswith="not sent").first()
+        ),
+        what="the delivery recorded",
+    )
+    assert row.delivery == "email to 2 recipient(s): delivered"
