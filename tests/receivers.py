@@ -200,7 +200,8 @@ class SmtpReceiver:
 
             def handle(self) -> None:
                 self.reply("220 localhost ESMTP test receiver")
-                sender, recipients = "", []
+                sender = ""
+                recipients: list[str] = []
                 while line := self.rfile.readline():
                     command = line.decode().strip()
                     verb = command.split(" ", 1)[0].upper()
@@ -208,7 +209,8 @@ class SmtpReceiver:
                         self.reply("250-localhost")
                         self.reply("250 8BITMIME")
                     elif verb == "MAIL":
-                        sender, recipients = command.split(":", 1)[1].strip().strip("<>").split(">")[0], []
+                        sender = command.split(":", 1)[1].strip().lstrip("<").split(">")[0]
+                        recipients = []
                         self.reply("250 OK")
                     elif verb == "RCPT":
                         recipients.append(command.split(":", 1)[1].strip().strip("<>"))
