@@ -216,3 +216,32 @@ def test_alerts_go_by_email_too(fake, transactional_db):
         what="the delivery recorded",
     )
     assert row.delivery == "email to 2 recipient(s): delivered"
+
+
+def test_two_replicas_send_a_budget_alert_once(webhook, fake, transactional_db):
+    env = {"ALERT_WEBHOOK_URLS": webhook.url, "ALERT_RETRY_SECONDS": "0.05"}
+    with fake_upstream("openai-chat", default=Reply(error=Failure(503))) as broken:
+        add_route("broken", "openai-chat", broken.url + "/v1", alias="broken", model="real-model")
+        alice_key = budgeted("alice", "0.02")
+        with ProxyServer(extra_env=env) as first, ProxyServer(extra_env=env) as second:
+            first.sync()
+            second.sync()
+            assert post(first, alice_key).status_code == 200  # $0.02: spent, on the first replica
+            wait_until(lambda: posts_of(webhook, "budget"), what="the first replica's alert")
+            # The second replica knows it too once it refuses alice (its spend re-read from the database)...
+            wait_until(lambda: post(second, alice_key).status_code == 429, what="the second replica's refusal")
+            # ...and has looked at its budgets since: a circuit only it has seen open has been alerted.
+            _, bob_key = ProxyKey.issue(User.objects.create_user("bob"))
+            second.sync()
+            for _ in range(3):
+                httpx.post(
+                    second.url + CHAT,
+                    headers={"authorization": f"Bearer {bob_key}"},
+                    json={"model": "broken", "messages": [{"role": "user", "content": "hi"}]},
+                    timeout=30,
+                )
+            wait_until(lambda: posts_of(webhook, "circuit_open"), what="the second replica's circuit alert")
+            first.drain()
+            second.drain()
+    assert len(posts_of(webhook, "budget")) == 1
+    assert Alert.objects.filter(kind="budget").count() == 2  # 80 % (passed at once, not sent) and 100 %
