@@ -21,7 +21,7 @@ from routing.models import ProxyKey, UserPolicy
 from tests.conftest import add_route
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Failure, Reply, Usage
-from tests.liveserver import ProxyServer
+from tests.liveserver import ProxyServer, free_port
 from tests.receivers import SmtpReceiver, WebhookReceiver, wait_until
 from usage.models import Alert, ModelPrice
 
@@ -245,3 +245,22 @@ def test_two_replicas_send_a_budget_alert_once(webhook, fake, transactional_db):
             second.drain()
     assert len(posts_of(webhook, "budget")) == 1
     assert Alert.objects.filter(kind="budget").count() == 2  # 80 % (passed at once, not sent) and 100 %
+
+
+def test_a_receiver_that_is_down_is_given_up_after_the_attempts_and_requests_go_on(fake, transactional_db):
+    down = f"http://127.0.0.1:{free_port()}/hooks/secret-path"  # nothing listens there
+    env = {"ALERT_WEBHOOK_URLS": down, "ALERT_RETRY_SECONDS": "0.05", "ALERT_ATTEMPTS": "3"}
+    with ProxyServer(extra_env=env) as server:
+        alice_key = budgeted("alice", "0.02")
+        server.sync()
+        assert post(server, alice_key).status_code == 200
+        assert post(server, alice_key).status_code == 429  # the budget holds, alert or no alert
+        row = wait_until(
+            lambda: Alert.objects.filter(delivery__contains="failed").first(), what="the delivery given up"
+        )
+        server.drain()
+        output = server.output()
+    assert row.delivery.startswith("webhook 127.0.0.1: failed after 3 attempt(s) (ConnectError: ")
+    assert row.delivered_at is None
+    assert output.count("not delivered (attempt") == 3
+    assert "secret-path" not in output and "secret-path" not in row.delivery

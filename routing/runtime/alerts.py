@@ -263,6 +263,14 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or "?"
 
 
+class _Final(Exception):
+    """An answer that retrying cannot change."""
+
+
+class _Retryable(Exception):
+    """A failure worth another try (its message is the whole story)."""
+
+
 async def _with_retries(what: str, attempt: Callable[[], Awaitable[None]]) -> tuple[bool, str]:
     """Run `attempt` until it succeeds or ALERT_ATTEMPTS are spent; returns whether it did, and how, in words."""
     pause = settings.ALERT_RETRY_SECONDS
@@ -275,6 +283,8 @@ async def _with_retries(what: str, attempt: Callable[[], Awaitable[None]]) -> tu
         except _Final as exc:
             last = str(exc)
             break
+        except _Retryable as exc:
+            last = str(exc)
         except Exception as exc:
             last = f"{type(exc).__name__}: {exc}"[:200]
         logger.warning("alert to %s not delivered (attempt %d of %d): %s", what, number, attempts, last)
@@ -284,18 +294,17 @@ async def _with_retries(what: str, attempt: Callable[[], Awaitable[None]]) -> tu
     return False, f"{what}: failed after {number} attempt(s) ({last})"
 
 
-class _Final(Exception):
-    """An answer that retrying cannot change."""
-
-
 async def _post(client: httpx.AsyncClient, url: str, body: bytes) -> None:
-    response = await client.post(url, content=body, headers={"content-type": "application/json"})
+    try:
+        response = await client.post(url, content=body, headers={"content-type": "application/json"})
+    except httpx.HTTPError as exc:  # its message may quote the URL, whose path is a secret
+        raise _Retryable(f"{type(exc).__name__}: {str(exc).replace(url, _host(url))}") from None
     if response.is_success:
         return
     message = f"HTTP {response.status_code}"
     if 400 <= response.status_code < 500 and response.status_code not in _RETRY_STATUSES:
         raise _Final(message)
-    raise RuntimeError(message)
+    raise _Retryable(message)
 
 
 def _send_email(event: Event, body: str) -> None:
