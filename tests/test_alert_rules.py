@@ -24,16 +24,19 @@ def budget(amount: str = "10") -> Budget:
 def test_a_budget_raises_each_threshold_it_has_reached_in_its_period():
     assert budget_events([(budget(), Decimal("7.99"))], NOW) == []
     (at_80,) = budget_events([(budget(), Decimal(8))], NOW)
-    assert at_80.key == "budget:user:7:day:2026-12-04:80"
+    assert at_80.key == "budget:user:7:day:2026-12-04:10:80"
     assert at_80.send and at_80.repeat_after is None
     assert at_80.payload["budget"]["period_end"] == "2026-12-05T00:00:00+00:00"
     # Past both at once: 80 % is claimed (so it never comes later) but only 100 % is sent.
     at_80, at_100 = budget_events([(budget(), Decimal(12))], NOW)
     assert (at_80.send, at_100.send) == (False, True)
-    assert at_100.key == "budget:user:7:day:2026-12-04:100"
+    assert at_100.key == "budget:user:7:day:2026-12-04:10:100"
     # The next day is another period: other keys.
     (tomorrow,) = budget_events([(budget(), Decimal(9))], NOW + 86400)
-    assert tomorrow.key == "budget:user:7:day:2026-12-05:80"
+    assert tomorrow.key == "budget:user:7:day:2026-12-05:10:80"
+    # A budget raised since: its new thresholds are new alerts.
+    (raised,) = budget_events([(budget("15"), Decimal(12))], NOW)
+    assert raised.key == "budget:user:7:day:2026-12-04:15:80"
     # A budget of 0 blocks by design: nothing to warn about.
     assert budget_events([(budget("0"), Decimal(1))], NOW) == []
 

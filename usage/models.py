@@ -283,8 +283,9 @@ class AlertKind(models.TextChoices):
 class Alert(models.Model):
     """An alert for the operators (routing.runtime.alerts): a budget reaching 80 % or 100 % of its period, an
     upstream's circuit opening, its error rate over the threshold. The unique `key` is the claim that lets one
-    replica of many send it: a budget threshold's key names its period (sent once per period); an upstream's
-    names the event, and a later one is claimed again only after ALERT_QUIET_SECONDS (`raised_at`, `times`)."""
+    replica of many send it: a budget threshold's key names its period and amount (sent once per period); an
+    upstream's names the event, and a later one is claimed again only after ALERT_QUIET_SECONDS (`raised_at`,
+    `times`)."""
 
     key = models.CharField(max_length=255, unique=True, editable=False)
     kind = models.CharField(max_length=16, choices=AlertKind.choices)

@@ -5,11 +5,12 @@ by email to the ALERT_EMAILS; off when neither is set.
 Nothing here runs on a request. A job of the process's background worker looks at what the worker already keeps
 in memory, each pass: the budgets' spend (routing.access.budgets, grown by the ledger writer and re-read from the
 rollups), and the circuits and recent outcomes of the upstream targets (routing.upstream.health). An event is
-claimed in the database before it is sent (`usage.Alert`, one row per unique key, on the database thread), so with
-several replicas on one database exactly one sends it: a budget threshold's key names its period (sent once per
-period), an upstream event's key names the target and kind, claimed again only ALERT_QUIET_SECONDS after the last
-(a flapping circuit or an error rate that hovers about the threshold does not send a storm). Each process also
-keeps what it saw at its last look, so a circuit that stays open or an error rate that stays high is one event.
+claimed in the database before it is sent (`usage.Alert`, one row per unique key, on the database thread), so
+with several replicas on one database exactly one sends it: a budget threshold's key names its period and amount
+(sent once per period), an upstream event's key names the target and kind, claimed again only ALERT_QUIET_SECONDS
+after the last (a flapping circuit or an error rate that hovers about the threshold does not send a storm). Each
+process also keeps what it saw at its last look, so a circuit that stays open or an error rate that stays high is
+one event.
 
 A delivery is a task of its own: each webhook is posted up to ALERT_ATTEMPTS times with a doubling pause after
 ALERT_RETRY_SECONDS (a 4xx other than 408 and 429 is final), the email likewise, and the outcome is written on the
@@ -118,7 +119,8 @@ def _budget_event(
     send: bool,
 ) -> Event:
     period = start.date().isoformat() if start is not None else "all-time"
-    key = f"budget:{budget.scope}:{budget.subject_id}:{budget.period}:{period}:{threshold}"
+    # The amount is part of the key: a budget raised after its alert warns again at its new thresholds.
+    key = f"budget:{budget.scope}:{budget.subject_id}:{budget.period}:{period}:{_plain(budget.amount)}:{threshold}"
     words = PERIOD_WORDS.get(budget.period, "")
     state = "is spent" if threshold >= 100 else f"has reached {threshold} %"
     text = (
