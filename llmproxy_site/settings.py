@@ -305,7 +305,7 @@ OTEL_SERVICE_NAME: str = env.str("OTEL_SERVICE_NAME", default="llmproxy")
 # Alerts (routing.runtime.alerts): a budget reaching 80 % and 100 % of its period, an upstream target's circuit
 # opening, its error rate over ALERT_ERROR_RATE among at least ALERT_ERROR_RATE_MIN_REQUESTS attempts in the last
 # ALERT_ERROR_RATE_WINDOW seconds. Sent as JSON to each webhook URL (Slack-compatible: the payload has a "text")
-# and, when recipients are given, by email through the EMAIL_* settings below; nothing is checked without either.
+# and by email to ALERT_EMAILS when EMAIL_URL is set (as for invitations); nothing is checked without either.
 # An upstream's alert of one kind is sent again only ALERT_QUIET_SECONDS after the last. A delivery is tried up to
 # ALERT_ATTEMPTS times, waiting ALERT_RETRY_SECONDS, then twice as long each time. Links in alerts start with
 # ALERT_LINK_BASE_URL (the proxy's address as operators reach it).
@@ -318,12 +318,3 @@ ALERT_QUIET_SECONDS: float = env.float("ALERT_QUIET_SECONDS", default=900.0)
 ALERT_ATTEMPTS: int = env.int("ALERT_ATTEMPTS", default=5)
 ALERT_RETRY_SECONDS: float = env.float("ALERT_RETRY_SECONDS", default=2.0)
 ALERT_LINK_BASE_URL: str = env.str("ALERT_LINK_BASE_URL", default=f"http://{HOST}:{PORT}")
-# Django's email settings, used by the alerts' email only.
-EMAIL_HOST: str = env.str("EMAIL_HOST", default="localhost")
-EMAIL_PORT: int = env.int("EMAIL_PORT", default=25)
-EMAIL_HOST_USER: str = env.str("EMAIL_HOST_USER", default="")
-EMAIL_HOST_PASSWORD: str = env.str("EMAIL_HOST_PASSWORD", default="")
-EMAIL_USE_TLS: bool = env.bool("EMAIL_USE_TLS", default=False)
-EMAIL_USE_SSL: bool = env.bool("EMAIL_USE_SSL", default=False)
-EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", default=10)
-DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="llmproxy@localhost")

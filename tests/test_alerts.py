@@ -194,8 +194,7 @@ def test_alerts_go_by_email_too(fake, transactional_db):
     with SmtpReceiver() as smtp:
         env = {
             "ALERT_EMAILS": "ops@example.com,oncall@example.com",
-            "EMAIL_HOST": "127.0.0.1",
-            "EMAIL_PORT": str(smtp.port),
+            "EMAIL_URL": f"smtp://127.0.0.1:{smtp.port}",
             "DEFAULT_FROM_EMAIL": "proxy@example.com",
         }
         with ProxyServer(extra_env=env) as server:

@@ -1,6 +1,6 @@
 """Alerts for the operators: a budget reaching 80 % and 100 % of its period, an upstream target's circuit opening,
 its error rate over ALERT_ERROR_RATE. Sent as JSON to the ALERT_WEBHOOK_URLS (with a Slack-compatible `text`) and
-by email to the ALERT_EMAILS; off when neither is set.
+by email to the ALERT_EMAILS through the mail server of EMAIL_URL; off when neither is set.
 
 Nothing here runs on a request. A job of the process's background worker looks at what the worker already keeps
 in memory, each pass: the budgets' spend (routing.access.budgets, grown by the ledger writer and re-read from the
@@ -68,8 +68,13 @@ class Event:
     send: bool = True  # False: only claimed (an 80 % threshold passed in the same look as 100 %)
 
 
+def _emails() -> list[str]:
+    """The recipients, when there is a mail server to send through (EMAIL_URL, shared with the invitations)."""
+    return list(settings.ALERT_EMAILS) if settings.EMAIL_CONFIGURED else []
+
+
 def enabled() -> bool:
-    return bool(settings.ALERT_WEBHOOK_URLS or settings.ALERT_EMAILS)
+    return bool(settings.ALERT_WEBHOOK_URLS or _emails())
 
 
 def _iso(moment: float | datetime | None) -> str | None:
@@ -311,7 +316,7 @@ async def _post(client: httpx.AsyncClient, url: str, body: bytes) -> None:
 
 def _send_email(event: Event, body: str) -> None:
     subject = event.text if len(event.text) <= 150 else event.text[:149] + "…"
-    send_mail(subject, body, None, settings.ALERT_EMAILS, fail_silently=False)
+    send_mail(subject, body, None, _emails(), fail_silently=False)
 
 
 async def deliver(event: Event, payload: dict[str, Any]) -> None:
@@ -324,13 +329,13 @@ async def deliver(event: Event, payload: dict[str, Any]) -> None:
                 await _post(client, url, body)
 
             outcomes.append(_with_retries(f"webhook {_host(url)}", post))
-        if settings.ALERT_EMAILS:
+        if _emails():
             text = f"{event.text}\n\n{json.dumps(payload, indent=2)}"
 
             async def email() -> None:
                 await asyncio.to_thread(_send_email, event, text)
 
-            outcomes.append(_with_retries(f"email to {len(settings.ALERT_EMAILS)} recipient(s)", email))
+            outcomes.append(_with_retries(f"email to {len(_emails())} recipient(s)", email))
         results = await asyncio.gather(*outcomes)
     delivered = all(ok for ok, _ in results)
     summary = "; ".join(words for _, words in results)

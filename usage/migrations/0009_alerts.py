@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('usage', '0007_ledger_fallback_index'),
+        ('usage', '0008_ledger_partitions'),
     ]
 
     operations = [
