@@ -297,3 +297,28 @@ QUICKSTART: dict[str, str] = {
 # no spool, rows wait in memory only) and the most bytes of spooled rows one process keeps.
 LEDGER_SPOOL_DIR: str = env.str("LEDGER_SPOOL_DIR", default=str(BASE_DIR / "var" / "spool"))
 LEDGER_SPOOL_MAX_BYTES: int = env.int("LEDGER_SPOOL_MAX_BYTES", default=1024 * 1024 * 1024)
+
+# OpenTelemetry traces (usage.tracing): one span per exchange, exported over OTLP/HTTP (protobuf) when an endpoint
+# is set, with the standard OpenTelemetry variables: the collector's base URL (spans go to its /v1/traces) or the
+# traces URL itself, headers for it ("name=value,name2=value2", e.g. an authorization header), the service name.
+OTEL_EXPORTER_OTLP_ENDPOINT: str = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: str = env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+OTEL_EXPORTER_OTLP_HEADERS: str = env.str("OTEL_EXPORTER_OTLP_HEADERS", default="")
+OTEL_SERVICE_NAME: str = env.str("OTEL_SERVICE_NAME", default="llmproxy")
+
+# Alerts (routing.runtime.alerts): a budget reaching 80 % and 100 % of its period, an upstream target's circuit
+# opening, its error rate over ALERT_ERROR_RATE among at least ALERT_ERROR_RATE_MIN_REQUESTS attempts in the last
+# ALERT_ERROR_RATE_WINDOW seconds. Sent as JSON to each webhook URL (Slack-compatible: the payload has a "text")
+# and by email to ALERT_EMAILS when EMAIL_URL is set (as for invitations); nothing is checked without either.
+# An upstream's alert of one kind is sent again only ALERT_QUIET_SECONDS after the last. A delivery is tried up to
+# ALERT_ATTEMPTS times, waiting ALERT_RETRY_SECONDS, then twice as long each time. Links in alerts start with
+# ALERT_LINK_BASE_URL (the proxy's address as operators reach it).
+ALERT_WEBHOOK_URLS: list[str] = env.list("ALERT_WEBHOOK_URLS", default=[])
+ALERT_EMAILS: list[str] = env.list("ALERT_EMAILS", default=[])
+ALERT_ERROR_RATE: float = env.float("ALERT_ERROR_RATE", default=0.25)
+ALERT_ERROR_RATE_WINDOW: float = env.float("ALERT_ERROR_RATE_WINDOW", default=300.0)
+ALERT_ERROR_RATE_MIN_REQUESTS: int = env.int("ALERT_ERROR_RATE_MIN_REQUESTS", default=10)
+ALERT_QUIET_SECONDS: float = env.float("ALERT_QUIET_SECONDS", default=900.0)
+ALERT_ATTEMPTS: int = env.int("ALERT_ATTEMPTS", default=5)
+ALERT_RETRY_SECONDS: float = env.float("ALERT_RETRY_SECONDS", default=2.0)
+ALERT_LINK_BASE_URL: str = env.str("ALERT_LINK_BASE_URL", default=f"http://{HOST}:{PORT}")

@@ -9,3 +9,4 @@ class RoutingConfig(AppConfig):
 
     def ready(self) -> None:
         from routing import audit, signals  # noqa: F401  (connect the config-change and audit signals)
+        from routing.runtime import alerts  # noqa: F401  (registers the alert checks with the background worker)

@@ -1,4 +1,5 @@
-"""The ledger (read-only: rows are written by `usage.ledger` alone) and the operator's price overrides.
+"""The ledger (read-only: rows are written by `usage.ledger` alone), the operator's price overrides, and the alerts
+sent (read-only: routing.runtime.alerts writes them).
 
 The ledger grows by one row per exchange, so its pages avoid whole-table work: no full result count, no
 facet counts, no date hierarchy (a DISTINCT over every row's date), and the alias and upstream filters offer
@@ -19,7 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from usage.models import Capture, LedgerEntry, ModelPrice
+from usage.models import Alert, Capture, LedgerEntry, ModelPrice
 
 # How many of the latest rows the alias and upstream filters take their names from.
 RECENT_ROWS = 10_000
@@ -344,3 +345,20 @@ class CaptureAdmin(admin.ModelAdmin[Capture]):
     @admin.display(description="bodies")
     def bodies(self, obj: Capture) -> str:
         return capture_html(obj)
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin[Alert]):
+    """What was sent to the operators, and whether it arrived (an audit, not a setting)."""
+
+    list_display = ("raised_at", "kind", "subject", "text", "times", "delivery")
+    list_filter = ("kind",)
+    search_fields = ("subject", "text")
+    show_full_result_count = False
+    readonly_fields = ("key", "kind", "subject", "text", "payload", "raised_at", "times", "delivery", "delivered_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Alert | None = None) -> bool:
+        return False

@@ -42,7 +42,7 @@ from routing.runtime.worker import worker
 from translation.errors import ApiError, ErrorKind
 from translation.operation import Operation
 from translation.usage import Usage, count
-from usage import bulk, metrics, spool
+from usage import bulk, metrics, spool, tracing
 from usage.models import LedgerEntry, Outcome
 from usage.pricing import PriceBook
 from usage.rollups import apply_rollups
@@ -338,6 +338,8 @@ def _write_facts(batch: list[dict[str, Any]]) -> int:
         _check_refusal(exc)
         rows = _write_one_by_one(rows)
     _after(rows)
+    # The exchanges' spans (when traces are on): from the committed rows, with the facts a row does not keep.
+    tracing.export(rows, {str(facts.get("id")): facts for facts in batch})
     return len(rows)
 
 

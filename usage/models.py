@@ -303,3 +303,34 @@ class LatencyRollup(models.Model):
 
 for _i in range(LATENCY_BUCKETS):
     LatencyRollup.add_to_class(f"b{_i}", models.PositiveIntegerField(default=0))
+
+
+class AlertKind(models.TextChoices):
+    BUDGET = "budget", "Budget threshold"
+    CIRCUIT_OPEN = "circuit_open", "Circuit opened"
+    ERROR_RATE = "error_rate", "Error rate"
+
+
+class Alert(models.Model):
+    """An alert for the operators (routing.runtime.alerts): a budget reaching 80 % or 100 % of its period, an
+    upstream's circuit opening, its error rate over the threshold. The unique `key` is the claim that lets one
+    replica of many send it: a budget threshold's key names its period and amount (sent once per period); an
+    upstream's names the event, and a later one is claimed again only after ALERT_QUIET_SECONDS (`raised_at`,
+    `times`)."""
+
+    key = models.CharField(max_length=255, unique=True, editable=False)
+    kind = models.CharField(max_length=16, choices=AlertKind.choices)
+    subject = models.CharField(max_length=300, help_text="The budget (whose, which period) or the upstream target.")
+    text = models.TextField(help_text="What was sent (the payload's `text`).")
+    payload = models.JSONField(default=dict, blank=True)
+    raised_at = models.DateTimeField(help_text="The last time it was raised (claimed and sent).")
+    times = models.PositiveIntegerField(default=1, help_text="How often it was raised (an upstream's event recurs).")
+    delivery = models.CharField(max_length=500, blank=True, help_text="Empty while it is being sent.")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at"]
+        indexes = [models.Index(fields=["raised_at"], name="alert_raised")]
+
+    def __str__(self) -> str:
+        return self.text[:100]

@@ -69,6 +69,10 @@ class SpendBook:
                 return exhausted(budget, spent, now)
         return None
 
+    def standings(self, now: float) -> list[tuple[Budget, Decimal]]:
+        """Every budget this worker knows, with its spend in the current period (the alerts read them)."""
+        return [(budget, self.spent(budget, now)) for budget in self._budgets.values()]
+
     # -- the database thread -------------------------------------------------------------------------------
 
     def refresh(self, snapshot: Snapshot, now: datetime | None = None) -> None:
