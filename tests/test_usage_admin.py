@@ -12,6 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from routing.models import ProxyKey
+from usage.admin import NewestRowsPaginator
 from usage.models import LedgerEntry, ModelPrice, Outcome
 
 LEDGER = "/admin/usage/ledgerentry/"
@@ -109,6 +110,16 @@ def test_the_changelist_makes_no_query_per_row(operator, ledger):
         user = User.objects.create_user(f"user{minute}")
         entry(minute, user=user, key=ProxyKey.issue(user)[0])
     assert queries(operator) == before
+
+
+def test_a_long_ledger_is_counted_up_to_its_newest_rows(operator, ledger, monkeypatch):
+    assert "3 ledger" in listed(operator)
+    monkeypatch.setattr(NewestRowsPaginator, "COUNT_CAP", 2)
+    html = listed(operator)
+    assert "more than 2 ledger" in html and "3 ledger" not in html
+    for name in ("model-alpha", "model-bravo", "model-charlie"):
+        assert name in html  # every row is still listed
+    assert "1 ledger entry" in listed(operator, "?outcome__exact=upstream_error")  # a filter narrows it
 
 
 def test_a_row_without_a_cost_is_unpriced_never_zero(operator, ledger):

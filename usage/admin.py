@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from functools import cached_property
+from typing import Any, cast
 
 from django.contrib import admin
+from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -128,6 +130,27 @@ def capture_html(capture: Capture) -> SafeString:
     return format_html('<div class="capture">{}</div>', format_html_join("", "{}", ((part,) for part in sections)))
 
 
+class NewestRowsPaginator(Paginator[LedgerEntry]):
+    """Counts at most COUNT_CAP rows of the list: a COUNT(*) reads every row it counts, which took 730 ms on a
+    10-million-row ledger for the unfiltered list, while the newest COUNT_CAP + 1 rows by the `started_at` index
+    take about 10 ms. Past the cap the list says "more than 10,000"; filters narrow it to what one reads."""
+
+    COUNT_CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        rows = cast(QuerySet[LedgerEntry], self.object_list)  # the admin's queryset
+        return rows[: self.COUNT_CAP + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.COUNT_CAP
+
+    @property
+    def capped_label(self) -> str:
+        return f"more than {self.COUNT_CAP:,}"
+
+
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
     # Few, narrow columns (names folded together, token counts compact) so that outcome, cost and tokens stay in
@@ -138,6 +161,7 @@ class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
     search_fields = ("requested_model", "upstream_model", "client_session", "upstream_request_id")
     search_help_text = "Requested or upstream model, client session id, upstream request id."
     show_full_result_count = False
+    paginator = NewestRowsPaginator
     show_facets = admin.ShowFacets.NEVER
     readonly_fields = ("cost", "capture")
     fieldsets = (
