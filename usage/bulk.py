@@ -1,4 +1,4 @@
-"""A multi-row INSERT without the ORM's compiler, for the ledger writer's batches.
+"""A multi-row INSERT (on PostgreSQL, a COPY) without the ORM's compiler, for the ledger writer's batches.
 
 `bulk_create` prepares every value through the SQL compiler (expression resolution, per-value `prepare_value`):
 measured on SQLite, about two thirds of the ledger writer's time per row. Here each column gets one converter,
@@ -46,7 +46,11 @@ def insert(model: type[models.Model], rows: Sequence[models.Model]) -> None:
     assert not any(getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) for f in fields)
     converters = [_converter(f) for f in fields]
     quote = connection.ops.quote_name
-    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) VALUES "
+    table_and_columns = f"{quote(model._meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)})"
+    if connection.vendor == "postgresql":
+        _copy(table_and_columns, fields, converters, rows)
+        return
+    head = f"INSERT INTO {table_and_columns} VALUES "
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     with connection.cursor() as cursor:
         for first in range(0, len(rows), ROWS_PER_STATEMENT):
@@ -55,3 +59,16 @@ def insert(model: type[models.Model], rows: Sequence[models.Model]) -> None:
             for row in chunk:
                 params += [convert(getattr(row, f.attname)) for f, convert in zip(fields, converters, strict=True)]
             cursor.execute(head + ", ".join([placeholders] * len(chunk)), params)
+
+
+def _copy(
+    table_and_columns: str,
+    fields: list[models.Field[Any, Any]],
+    converters: list[Callable[[Any], Any]],
+    rows: Sequence[models.Model],
+) -> None:
+    """PostgreSQL: COPY instead of INSERT. A multi-row INSERT of 200 ledger rows has 8,000 placeholders, which
+    psycopg rewrites on every call: measured, 60 of the 230 ms a 200-row batch took (rollups included)."""
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table_and_columns} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([convert(getattr(row, f.attname)) for f, convert in zip(fields, converters, strict=True)])
