@@ -124,22 +124,12 @@ def current_spend(
         by_period[budget.period].append(budget)
     spent: dict[tuple[str, int, str], Decimal] = {}
     for period, in_period in by_period.items():
-        start, _ = period_bounds(period, now)
         key_ids = {b.subject_id for b in in_period if b.scope == Scope.KEY}
         user_ids = {b.subject_id for b in in_period if b.scope == Scope.USER}
         for b in in_period:
             if b.scope == Scope.GROUP:
                 user_ids.update(group_members.get(b.subject_id, ()))
-        rollups = UsageRollup.objects.filter(hours=Period.DAY).filter(Q(key_id__in=key_ids) | Q(user_id__in=user_ids))
-        if start is not None:
-            rollups = rollups.filter(period__gte=start)
-        per_key: dict[int, Decimal] = defaultdict(Decimal)
-        per_user: dict[int, Decimal] = defaultdict(Decimal)
-        for key_id, user_id, cost in (
-            rollups.values("key_id", "user_id").annotate(cost=Sum("cost_usd")).values_list("key_id", "user_id", "cost")
-        ):
-            per_key[key_id] += cost or ZERO
-            per_user[user_id] += cost or ZERO
+        per_key, per_user = _spend_by_subject(period, key_ids, user_ids, now)
         for b in in_period:
             if b.scope == Scope.KEY:
                 amount = per_key.get(b.subject_id, ZERO)
@@ -151,19 +141,38 @@ def current_spend(
     return spent
 
 
-spend_book = SpendBook()
-ledger.after_write.append(spend_book.add_rows)
-
-
 def period_spend(period: str, *, key_id: int | None = None, user_ids: Sequence[int] = ()) -> Decimal:
     """What a key (or some users together) spent in the current `period` (synchronous ORM: the admin shows it)."""
-    start, _ = period_bounds(period, datetime.now(UTC))
-    rollups = UsageRollup.objects.filter(hours=Period.DAY)
-    rollups = rollups.filter(key_id=key_id) if key_id is not None else rollups.filter(user_id__in=list(user_ids))
+    keys = {key_id} if key_id is not None else set()
+    per_key, per_user = _spend_by_subject(period, keys, set() if key_id is not None else set(user_ids))
+    if key_id is not None:
+        return per_key.get(key_id, ZERO)
+    return sum(per_user.values(), ZERO)
+
+
+def _spend_by_subject(
+    period: str, key_ids: set[int], user_ids: set[int], now: datetime | None = None
+) -> tuple[dict[int, Decimal], dict[int, Decimal]]:
+    """The spend of each of `key_ids` and of `user_ids` in the period holding `now`: one aggregate query over the
+    daily rollups, the only place spend is read from."""
+    start, _ = period_bounds(period, now or datetime.now(UTC))
+    rollups = UsageRollup.objects.filter(hours=Period.DAY).filter(Q(key_id__in=key_ids) | Q(user_id__in=user_ids))
     if start is not None:
         rollups = rollups.filter(period__gte=start)
-    total: Decimal | None = rollups.aggregate(total=Sum("cost_usd"))["total"]
-    return total or ZERO
+    per_key: dict[int, Decimal] = defaultdict(Decimal)
+    per_user: dict[int, Decimal] = defaultdict(Decimal)
+    for key, user, cost in (
+        rollups.values("key_id", "user_id").annotate(cost=Sum("cost_usd")).values_list("key_id", "user_id", "cost")
+    ):
+        if key in key_ids:
+            per_key[key] += cost or ZERO
+        if user in user_ids:
+            per_user[user] += cost or ZERO
+    return per_key, per_user
+
+
+spend_book = SpendBook()
+ledger.after_write.append(spend_book.add_rows)
 
 
 def exhausted(budget: Budget, spent: Decimal, now: float) -> ApiError:
