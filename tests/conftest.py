@@ -11,15 +11,24 @@ from tests.liveserver import ProxyServer
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_in_process_db_thread(django_db_setup: None) -> Iterator[None]:
+def _close_in_process_db_thread(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """In-process consumer tests use the pipeline's database thread; its connection must be closed before
     the test database is dropped, or PostgreSQL refuses to drop a database that is still in use."""
     yield
-    from django.db import connections
+    from django.db import connection, connections
 
     from routing.runtime.database import db_executor
 
     db_executor.submit(connections.close_all).result(timeout=10)
+    if connection.vendor == "postgresql":
+        # Connections other threads of this process opened (the thread pools sync_to_async and database_sync_to_async
+        # run ORM calls on in the consumer tests) are closed only when those threads end: after the test database
+        # should have been dropped. End their sessions so that it can be.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.hookimpl(wrapper=True)
