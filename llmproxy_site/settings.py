@@ -227,6 +227,9 @@ OIDC_CREATE_GROUPS: bool = env.bool("OIDC_CREATE_GROUPS", default=False)
 # Directory groups whose members get the admin (is_staff) and every permission (is_superuser); empty: those rights
 # are not set by sign-in.
 OIDC_STAFF_GROUP: str = env.str("OIDC_STAFF_GROUP", default="")
+# Directory groups whose members may sign in at all (comma-separated); empty: everyone the provider admits. A
+# person in no Django group may use every model (access lists only narrow), so a company-wide provider wants it.
+OIDC_ALLOWED_GROUPS: list[str] = env.list("OIDC_ALLOWED_GROUPS", default=[])
 OIDC_SUPERUSER_GROUP: str = env.str("OIDC_SUPERUSER_GROUP", default="")
 OIDC_RP_SIGN_ALGO: str = env.str("OIDC_SIGN_ALGO", default="RS256")
 # The client authenticates at the token endpoint with HTTP Basic (client_secret_basic, the method every provider

@@ -270,6 +270,9 @@ class SsoBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         claims = self.get_userinfo(access_token, id_token, payload)
         if not self.verify_claims(claims):
             raise SuspiciousOperation("the provider gave no subject or no email address (is the email scope granted?)")
+        allowed = set(settings.OIDC_ALLOWED_GROUPS)
+        if allowed and not allowed & directory_groups(claims):
+            raise SuspiciousOperation(f"subject {claims['sub']!r} is in none of OIDC_ALLOWED_GROUPS")
         with transaction.atomic():
             user = person_for(claims)
             apply_directory(user, claims)

@@ -163,6 +163,18 @@ def test_an_empty_groups_claim_setting_leaves_groups_and_rights_to_the_admin(cli
     assert dana.is_staff and list(dana.groups.values_list("name", flat=True)) == ["engineering"]
 
 
+def test_only_the_allowed_groups_may_sign_in_when_set(client, sso, settings):
+    settings.OIDC_ALLOWED_GROUPS = ["engineering", "data-science"]
+    sso.person = {**DANA, "sub": "00u-sales", "email": "sam@example.com", "groups": ["sales"]}
+    answer = sign_in(client, sso)
+    assert answer["Location"] == "/accounts/login/"
+    assert signed_in_as(client) is None
+    assert not User.objects.exists()  # no account is made for them
+    sso.person = DANA  # in engineering
+    sign_in(client, sso)
+    assert signed_in_as(client) == "dana@example.com"
+
+
 def test_an_inactive_user_is_not_signed_in(client, sso):
     User.objects.create_user("dana", email="dana@example.com", is_active=False)
     sso.person = DANA
