@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -32,7 +33,7 @@ from routing.access.overview import overview
 from routing.client_setup import client_snippets
 from routing.config.secrets import decrypt, encrypt
 from routing.invitations import AcceptInvitationView
-from routing.models import ProxyKey
+from routing.models import ModelAlias, ProxyKey
 from usage import live
 from usage.models import LedgerEntry, Outcome
 
@@ -88,8 +89,20 @@ def my_page(request: HttpRequest) -> HttpResponse:
         "usage": usage_summary(user.pk, now),
         "usage_days": USAGE_DAYS,
         "today": now.astimezone(UTC).date(),
+        "captured": _captured(rows),
     }
     return render(request, "account/me.html", context)
+
+
+def _captured(rows: list[KeyRow]) -> dict[str, Any] | None:
+    """What of the person's traffic has its bodies kept (usage.captures): people are told, not left to guess."""
+    keys = [row.key for row in rows if row.status == "active" and row.key.capture_bodies]
+    aliases = list(
+        ModelAlias.objects.filter(capture_bodies=True, enabled=True).order_by("name").values_list("name", flat=True)
+    )
+    if not keys and not aliases:
+        return None
+    return {"keys": keys, "aliases": aliases, "days": settings.CAPTURE_RETENTION_DAYS}
 
 
 @require_POST

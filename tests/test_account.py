@@ -118,6 +118,23 @@ def test_keys_are_listed_with_their_state(alice):
     assert sorted(states.values()) == ["active", "expired", "revoked"]
 
 
+def test_the_page_says_whose_bodies_are_captured(alice):
+    key, _ = ProxyKey.issue(alice, label="debugging")
+    other, _ = ProxyKey.issue(alice, label="plain")
+    assert 'id="captured"' not in logged_in(alice).get(ME).content.decode()  # off by default: nothing to say
+    ProxyKey.objects.filter(pk=key.pk).update(capture_bodies=True)
+    upstream = add_route("up", "openai-chat", "http://127.0.0.1:1/v1", alias="traced-model")
+    add_route("up2", "openai-chat", "http://127.0.0.1:1/v1", alias="quiet-model")
+    upstream.aliases.filter(name="traced-model").update(capture_bodies=True)
+    text = logged_in(alice).get(ME).content.decode()
+    notice = re.search(r'<p class="notice" id="captured">(.*?)</p>', text, re.S)
+    assert notice is not None
+    said = " ".join(notice.group(1).split())
+    assert f"<code>{key.prefix}…</code>" in said and other.prefix not in said
+    assert "<code>traced-model</code>" in said and "quiet-model" not in said
+    assert "for 7 days" in said
+
+
 def test_relabel_and_revoke_own_key(alice):
     client = logged_in(alice)
     key, _ = ProxyKey.issue(alice, label="old")
