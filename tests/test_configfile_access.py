@@ -133,6 +133,18 @@ def test_export_round_trips_and_names_keys_only_by_label(tmp_path, keys):
     assert run("exportconfig") == exported
 
 
+def test_a_key_that_captures_bodies_imports_and_exports(tmp_path, keys):
+    import_text(tmp_path, CONFIG.replace("budget: {usd: 1, period: none}", "capture_bodies: true"))
+    assert ProxyKey.objects.get(label="ci").capture_bodies is True
+    assert ProxyKey.objects.get(label="laptop").capture_bodies is False  # off unless asked
+    exported = run("exportconfig")
+    alice = next(u for u in yaml.safe_load(exported)["users"] if u["username"] == "alice")
+    assert {k["label"]: k.get("capture_bodies") for k in alice["keys"]} == {"ci": True, "laptop": None}
+    assert "0 created, 0 updated" in import_text(tmp_path, exported)
+    import_text(tmp_path, CONFIG)  # the file no longer asks: off again
+    assert ProxyKey.objects.get(label="ci").capture_bodies is False
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -157,6 +169,10 @@ def test_export_round_trips_and_names_keys_only_by_label(tmp_path, keys):
         (CONFIG + "  - username: alice\n", "line 22: users[2]: username 'alice' appears twice"),
         (CONFIG.replace("models: [fast]", "models: fast"), "line 15: users[0] (alice): keys[0] (laptop): models must"),
         (CONFIG + "teams: []\n", "line 22: top level: unknown section(s) teams"),
+        (
+            CONFIG.replace("budget: {usd: 1, period: none}", "capture_bodies: yes please"),
+            "line 18: users[0] (alice): keys[1]: capture_bodies must be true or false",
+        ),
         # Found against the database (still without applying anything):
         (
             CONFIG.replace("[research, everyone]", "[research, nobody]"),

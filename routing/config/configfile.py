@@ -113,7 +113,7 @@ PREFIX_FIELDS = {"path", "aliases", "enabled"}
 # all three.
 GROUP_FIELDS = {"name", "models", "budget"}
 USER_FIELDS = {"username", "active", "groups", "models", "budget", "limits", "keys"}
-KEY_FIELDS = {"label", "models", "budget", "limits"}
+KEY_FIELDS = {"label", "models", "budget", "limits", "capture_bodies"}
 BUDGET_FIELDS = {"usd", "period"}
 LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "concurrent_streams")
 
@@ -271,6 +271,8 @@ def parse(text: str) -> dict[str, list[dict[str, Any]]]:
             key_where = f"{where}: keys[{key_index}]"
             _check_fields(_require_mapping(key, key_where), KEY_FIELDS, key_where, name="label")
             _check_policy(key, f"{key_where} ({key['label']})", limits=True)
+            if "capture_bodies" in key and not isinstance(key["capture_bodies"], bool):
+                raise ConfigFileError(f"{_at(key, key_where, 'capture_bodies')}: capture_bodies must be true or false")
     return sections
 
 
@@ -611,6 +613,11 @@ def _import_access(document: dict[str, list[dict[str, Any]]], report: ImportRepo
             if len(keys) > 1:
                 raise ConfigFileError(f"{key_where}: {user.get_username()} has {len(keys)} keys labelled {label!r}")
             key_changed = _apply_policy(KeyPolicy, {"key": keys[0]}, _policy_values(key_entry, limits=True))
+            capture = bool(key_entry.get("capture_bodies", False))  # usage.captures; absent: off, as in the admin
+            if keys[0].capture_bodies != capture:
+                keys[0].capture_bodies = capture
+                keys[0].save(update_fields=["capture_bodies"])  # a save: every worker reloads (routing.signals)
+                key_changed = True
             _tally(report, f"key {user.get_username()}/{label}", False, key_changed)
 
 
@@ -755,6 +762,8 @@ def _export_access() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[s
                 unnamed.append(f"{username}/{key.prefix}…")
                 continue
             listed.append({"label": key.label, **_policy_entry(key_policies.get(key.pk), limits=True)})
+            if key.capture_bodies:
+                listed[-1]["capture_bodies"] = True
         if listed:
             entry["keys"] = listed
         users.append(entry)
