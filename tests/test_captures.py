@@ -23,6 +23,7 @@ from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply, Usage
 from tests.liveserver import ProxyServer
 from tests.test_bedrock_client import runtime  # noqa: F401 (boto3's bedrock-runtime client for the live proxy)
+from tests.test_ledger import wait_for_rows
 from usage import captures
 from usage.models import Capture, LedgerEntry
 
@@ -41,16 +42,6 @@ def wait_for_captures(count: int, timeout: float = 10.0) -> list[Capture]:
             return rows
         time.sleep(0.05)
     raise AssertionError(f"expected {count} captures, found {Capture.objects.count()}")
-
-
-def wait_for_rows(count: int, timeout: float = 10.0) -> list[LedgerEntry]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = list(LedgerEntry.objects.order_by("started_at", "id"))
-        if len(rows) >= count:
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} ledger rows, found {LedgerEntry.objects.count()}")
 
 
 def everything_kept(capture: Capture) -> str:

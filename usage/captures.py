@@ -35,6 +35,7 @@ from routing.runtime.worker import worker
 from translation.redaction import redact_text
 from usage import ledger
 from usage.models import Capture
+from usage.retention import delete_oldest
 
 logger = logging.getLogger(__name__)
 
@@ -324,17 +325,8 @@ async def write_at_stop() -> None:
 def prune(older_than: timedelta, *, max_batches: int | None = None, now: datetime | None = None) -> int:
     """Delete the captures of exchanges that started before `now - older_than`, oldest first."""
     cutoff = (now or datetime.now(UTC)) - older_than
-    deleted = 0
-    batches = 0
-    while max_batches is None or batches < max_batches:
-        oldest = Capture.objects.filter(captured_at__lt=cutoff).order_by("captured_at")
-        ids = list(oldest.values_list("id", flat=True)[:PRUNE_BATCH])
-        if not ids:
-            break
-        Capture.objects.filter(id__in=ids).delete()
-        deleted += len(ids)
-        batches += 1
-    return deleted
+    oldest = Capture.objects.filter(captured_at__lt=cutoff).order_by("captured_at")
+    return delete_oldest(oldest, PRUNE_BATCH, max_batches)
 
 
 async def prune_in_background() -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 
 from routing.runtime.database import run_db
 from routing.runtime.worker import worker
@@ -43,15 +45,22 @@ def prune(older_than: timedelta, *, max_batches: int | None = None, now: datetim
     """Delete the ledger rows that started before `now - older_than`, oldest first, BATCH_ROWS at a time (at most
     `max_batches` batches). Returns how many were deleted (synchronous ORM: the database thread, or a command)."""
     cutoff = (now or datetime.now(UTC)) - older_than
-    deleted = partitions.drop_months_before(cutoff)
+    dropped = partitions.drop_months_before(cutoff)
+    oldest = LedgerEntry.objects.filter(started_at__lt=cutoff).order_by("started_at")
+    return dropped + delete_oldest(oldest, BATCH_ROWS, max_batches)
+
+
+def delete_oldest(oldest_first: QuerySet[Any], batch: int, max_batches: int | None) -> int:
+    """Delete the rows of `oldest_first` (ordered oldest first by an indexed column), `batch` rows to a short
+    transaction, at most `max_batches` of them (None: all). Returns how many were deleted."""
+    deleted = 0
     batches = 0
     while max_batches is None or batches < max_batches:
-        oldest = LedgerEntry.objects.filter(started_at__lt=cutoff).order_by("started_at")
-        ids = list(oldest.values_list("id", flat=True)[:BATCH_ROWS])
+        ids = list(oldest_first.values_list("id", flat=True)[:batch])
         if not ids:
             break
         with transaction.atomic():
-            LedgerEntry.objects.filter(id__in=ids).delete()
+            oldest_first.model._default_manager.filter(id__in=ids).delete()
         deleted += len(ids)
         batches += 1
     return deleted

@@ -20,7 +20,8 @@ from tests.browser.test_layout_browser import (
     shot,
 )
 from tests.conftest import log_in
-from usage.models import LedgerEntry, Outcome
+from tests.test_dashboard_budgets import spend
+from usage.models import LedgerEntry
 from usage.rollups import apply_rollups
 
 pytestmark = pytest.mark.e2e
@@ -38,21 +39,7 @@ def budgets_with_long_names() -> None:
         GroupPolicy.objects.create(group=group, budget_usd=Decimal(budget) * 2, budget_period="month")
         UserPolicy.objects.create(user=user, budget_usd=Decimal(budget), budget_period="week")
         KeyPolicy.objects.create(key=key, budget_usd=Decimal(budget), budget_period="day")
-        rows.append(
-            LedgerEntry(
-                started_at=today + timedelta(minutes=1),
-                finished_at=today + timedelta(minutes=2),
-                user=user,
-                key=key,
-                dialect="anthropic",
-                endpoint="/v1/messages",
-                outcome=Outcome.OK,
-                status=200,
-                duration_ms=60_000,
-                upstream_model="claude-sonnet-4-5-20250929",
-                cost_usd=Decimal(cost),
-            )
-        )
+        rows.append(spend(user, key, today + timedelta(minutes=1), cost))
     apply_rollups(LedgerEntry.objects.bulk_create(rows))
 
 

@@ -12,7 +12,8 @@ from routing.models import ProxyKey
 from tests.conftest import add_route, log_in
 from tests.fakes.providers import fake_upstream
 from tests.fakes.script import Reply
-from tests.test_captures import wait_for_captures, wait_for_rows
+from tests.test_captures import wait_for_captures
+from tests.test_ledger import wait_for_rows
 
 pytestmark = pytest.mark.e2e
 
